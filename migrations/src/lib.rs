@@ -1,0 +1,154 @@
+//! # converge-migrations
+//!
+//! The schema of each Converge database, as sea-orm migrations, and how a service connects to it.
+//! Each service owns one database and never reads another's tables:
+//!
+//! - [`ServiceDb::Users`]: `converge_users`, owned by user-service ([`users`]).
+//!
+//! Every database keeps its own migration table (`seaql_migrations_<service>`), so the embedded
+//! launcher can also point both services at one database without their histories colliding.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+
+pub mod users;
+
+pub use sea_orm_migration;
+
+/// The databases of Converge, one per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceDb {
+    Users,
+}
+
+impl ServiceDb {
+    /// The SQLite file of the embedded default, under the data directory.
+    pub fn sqlite_file(self) -> &'static str {
+        match self {
+            ServiceDb::Users => "users.db",
+        }
+    }
+
+    /// A key for `pg_advisory_xact_lock`, distinct per database, so replicas starting together
+    /// migrate one at a time.
+    fn lock_key(self) -> i64 {
+        match self {
+            ServiceDb::Users => 0x636f_6e76_0001,
+        }
+    }
+
+    /// The database URL to use: `configured` (from `DATABASE_URL`) when set, otherwise the embedded
+    /// SQLite file under `data_dir`.
+    pub fn url(self, configured: Option<&str>, data_dir: &str) -> String {
+        match configured {
+            Some(url) if !url.trim().is_empty() => url.to_owned(),
+            _ => format!("sqlite://{}/{}?mode=rwc", data_dir.trim_end_matches('/'), self.sqlite_file()),
+        }
+    }
+
+    /// Applies every pending migration. On PostgreSQL the migrations run in one transaction under an
+    /// advisory lock, so replicas that start at once wait for the first and then find nothing to do.
+    pub async fn migrate_up(self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        match self {
+            ServiceDb::Users => up::<users::Migrator>(db, self.lock_key()).await,
+        }
+    }
+
+    /// Runs a `migrate` CLI command against this database.
+    pub async fn run(self, db: &DatabaseConnection, command: Command) -> Result<(), DbErr> {
+        match self {
+            ServiceDb::Users => run::<users::Migrator>(db, command, self.lock_key()).await,
+        }
+    }
+}
+
+/// What the `migrate` CLI can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Apply pending migrations (all, or the next `n`).
+    Up(Option<u32>),
+    /// Roll back the last `n` migrations (default 1).
+    Down(Option<u32>),
+    /// Print applied and pending migrations.
+    Status,
+    /// Drop every table and apply all migrations again.
+    Fresh,
+}
+
+async fn up<M: MigratorTrait>(db: &DatabaseConnection, lock_key: i64) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({lock_key})")).await?;
+        M::up(&txn, None).await?;
+        txn.commit().await
+    } else {
+        M::up(db, None).await
+    }
+}
+
+async fn run<M: MigratorTrait>(db: &DatabaseConnection, command: Command, lock_key: i64) -> Result<(), DbErr> {
+    match command {
+        Command::Up(None) => up::<M>(db, lock_key).await,
+        Command::Up(Some(n)) => M::up(db, Some(n)).await,
+        Command::Down(n) => M::down(db, Some(n.unwrap_or(1))).await,
+        Command::Status => M::status(db).await,
+        Command::Fresh => M::fresh(db).await,
+    }
+}
+
+/// Connects to a database. For SQLite, creates the file's directory and turns on WAL with
+/// `synchronous=NORMAL` (durable across process crashes, fast) and a busy timeout, so that
+/// concurrent writers wait for each other instead of failing.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        if let Some(dir) = sqlite_dir(url) {
+            std::fs::create_dir_all(dir).map_err(|e| DbErr::Custom(format!("cannot create {dir}: {e}")))?;
+        }
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    }
+    Database::connect(options).await
+}
+
+/// The directory of a `sqlite://dir/file.db?…` URL, if it names one.
+fn sqlite_dir(url: &str) -> Option<&str> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next()?;
+    if path.starts_with(":memory:") {
+        return None;
+    }
+    let dir = &path[..path.rfind('/')?];
+    (!dir.is_empty()).then_some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_url_is_sqlite_under_data_dir() {
+        assert_eq!(ServiceDb::Users.url(None, "./data/"), "sqlite://./data/users.db?mode=rwc");
+        assert_eq!(ServiceDb::Users.url(Some(" "), "d"), "sqlite://d/users.db?mode=rwc");
+        assert_eq!(ServiceDb::Users.url(Some("postgres://x/y"), "d"), "postgres://x/y");
+    }
+
+    #[test]
+    fn sqlite_dir_is_found() {
+        assert_eq!(sqlite_dir("sqlite://./data/users.db?mode=rwc"), Some("./data"));
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_dir("sqlite://users.db"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! sea-orm entities, one module per database: a service reads only its own.
+
+pub mod users;

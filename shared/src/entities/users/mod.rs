@@ -1,0 +1,5 @@
+//! The `converge_users` database, owned by user-service.
+
+pub mod app;
+pub mod refresh_token;
+pub mod user;

@@ -1,0 +1,24 @@
+//! # converge-shared
+//!
+//! What the Converge services and their clients have in common.
+//!
+//! - [`error`]: the JSON error envelope and its stable codes, the same over HTTP, GraphQL and the WebSocket.
+//! - [`dto`]: request and response bodies (camelCase JSON), with their validation rules.
+//! - [`token`]: access-token claims and verification against user-service's public keys.
+//! - [`entities`] (feature `entities`): the sea-orm entities of both services' databases.
+//! - [`config`], [`telemetry`] (feature `server`): typed configuration loading, logs and metrics.
+//!
+//! Without features this crate builds without a database or a web server, so the benchmark, the tests
+//! and other clients can speak the API with the very types the servers use.
+
+pub mod dto;
+pub mod error;
+pub mod token;
+
+#[cfg(feature = "entities")]
+pub mod entities;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod telemetry;

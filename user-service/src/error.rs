@@ -1,0 +1,92 @@
+//! The one error type of user-service, mapped once to HTTP (and to GraphQL errors).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use converge_shared::error::{ErrorCode, ErrorEnvelope, FieldErrors};
+use sea_orm::DbErr;
+
+/// Every way a request can fail. Client mistakes carry a stable [`ErrorCode`]; anything else is
+/// `Internal`, logged once with its cause and answered with an opaque 500.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A client error with its code and a message for people.
+    #[error("{message}")]
+    Client { code: ErrorCode, message: String },
+    /// 422 with a message per field (camelCase names).
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 429; `retry_after_secs` goes to the `Retry-After` header.
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    /// 500: a bug or an unreachable dependency. The cause is logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Client { code, message: message.into() }
+    }
+
+    /// A 422 naming one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(FieldErrors::from([(field.to_owned(), message.into())]))
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Client { code, .. } => *code,
+            ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The envelope sent to the client. Internal errors say nothing about their cause.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        match self {
+            ApiError::Client { code, message } => ErrorEnvelope::new(*code, message.clone()),
+            ApiError::Validation(fields) => {
+                ErrorEnvelope::with_fields(ErrorCode::ValidationFailed, "some fields are invalid", fields.clone())
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                ErrorEnvelope::new(ErrorCode::RateLimited, format!("too many attempts; retry in {retry_after_secs} s"))
+            }
+            ApiError::Internal(_) => ErrorEnvelope::new(
+                ErrorCode::Internal,
+                "internal error; quote the x-request-id response header when reporting it",
+            ),
+        }
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(err: DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        ApiError::Validation(converge_shared::dto::field_errors(&errors))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        response.json(self.envelope())
+    }
+}

@@ -1,0 +1,62 @@
+//! The GraphQL door at `/graphql` (GraphiQL on GET). Resolvers call the same service functions as REST.
+
+mod schema;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{EmptySubscription, ErrorExtensions, Schema};
+use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
+use converge_shared::token::AccessClaims;
+
+pub use schema::{Mutation, Query};
+
+use crate::context::AppContext;
+use crate::error::ApiError;
+use crate::http::extract::{bearer_claims, client_ip};
+
+pub type UserSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema with limits that keep a single query from costing the server much.
+pub fn build_schema(ctx: AppContext) -> UserSchema {
+    Schema::build(Query, Mutation, EmptySubscription).data(ctx).limit_depth(8).limit_complexity(500).finish()
+}
+
+/// The caller as the resolvers see it.
+pub(crate) struct Caller {
+    /// The verified access token, an error if one was sent but refused, none if none was sent.
+    pub claims: Option<Result<AccessClaims, ApiError>>,
+    pub ip: String,
+}
+
+pub async fn graphql(schema: web::Data<UserSchema>, req: HttpRequest, gql: GraphQLRequest) -> GraphQLResponse {
+    let caller = Caller { claims: bearer_claims(&req), ip: client_ip(&req) };
+    schema.execute(gql.into_inner().data(caller)).await.into()
+}
+
+pub async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(GraphiQLSource::build().endpoint("/graphql").title("Converge users — GraphQL").finish())
+}
+
+/// The schema in SDL, as exported to `docs/user-service.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription).finish().sdl()
+}
+
+/// An [`ApiError`] as a GraphQL error with the same `code` (and `fields`) in its extensions.
+pub(crate) fn gql_error(err: ApiError) -> async_graphql::Error {
+    if let ApiError::Internal(cause) = &err {
+        tracing::error!(error = format!("{cause:#}"), "graphql request failed");
+    }
+    let envelope = err.envelope();
+    async_graphql::Error::new(envelope.error.message).extend_with(|_, ext| {
+        ext.set("code", envelope.error.code.as_str());
+        if let Some(fields) = &envelope.error.fields {
+            ext.set("fields", async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default());
+        }
+        if let ApiError::RateLimited { retry_after_secs } = err {
+            ext.set("retryAfter", retry_after_secs);
+        }
+    })
+}

@@ -1,0 +1,47 @@
+//! The framework's own rejections (bad JSON, wrong content type, unknown route…) answered with the
+//! same envelope as everything else.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use converge_shared::error::ErrorCode;
+
+use crate::error::ApiError;
+
+/// JSON bodies: size limit, content type and shape errors in our envelope.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(|err, _req| json_error(err).into())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
+        }
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
+        }
+        // A well-formed document of the wrong shape (missing field, wrong type, unknown field).
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(ErrorCode::ValidationFailed, e.to_string()),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::new(ErrorCode::BadRequest, format!("the body is not valid JSON: {e}"))
+        }
+        _ => ApiError::new(ErrorCode::BadRequest, "the body could not be read"),
+    }
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
+        ApiError::new(ErrorCode::ValidationFailed, format!("invalid query string: {err}")).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req: &HttpRequest| {
+        ApiError::new(ErrorCode::BadRequest, format!("invalid path: {err}")).into()
+    })
+}
+
+/// Unknown routes, and known routes with a method they do not accept.
+pub async fn not_found() -> HttpResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+}

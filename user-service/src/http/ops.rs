@@ -1,0 +1,42 @@
+//! Operations: liveness, readiness, metrics and the public signing keys.
+
+use actix_web::{HttpResponse, get, web};
+use converge_shared::error::{ErrorCode, ErrorEnvelope};
+
+use crate::context::AppContext;
+
+/// Alive: the process answers.
+#[utoipa::path(tag = "ops", responses((status = 200)))]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready: the database answers.
+#[utoipa::path(tag = "ops", responses((status = 200), (status = 503, body = ErrorEnvelope)))]
+#[get("/ready")]
+pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
+    match ctx.db.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "up" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "database unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(ErrorEnvelope::new(ErrorCode::Unavailable, "the database is unreachable"))
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[get("/metrics")]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(converge_shared::telemetry::metrics_handle().render())
+}
+
+/// The public keys that verify access tokens, by `kid`.
+#[utoipa::path(tag = "ops", responses((status = 200, description = "a JWK set")))]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(ctx: web::Data<AppContext>) -> HttpResponse {
+    HttpResponse::Ok().insert_header(("Cache-Control", "public, max-age=300")).json(ctx.keys.jwks())
+}

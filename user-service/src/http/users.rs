@@ -1,0 +1,64 @@
+//! `/users`: the directory and the signed-in user's profile.
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use converge_shared::dto::{MeDto, Page, UpdateProfileRequest, UserDto, UserListQuery};
+use converge_shared::error::ErrorEnvelope;
+use uuid::Uuid;
+
+use super::extract::AuthUser;
+use crate::context::AppContext;
+use crate::error::ApiResult;
+use crate::service::users;
+
+/// Active users, oldest first, filtered by `q`; follow `nextCursor` for the next page.
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListQuery), responses(
+    (status = 200, body = Page<UserDto>),
+    (status = 422, description = "validation_failed (limit, cursor)", body = ErrorEnvelope),
+))]
+#[get("/users")]
+pub async fn list(
+    ctx: web::Data<AppContext>,
+    _user: AuthUser,
+    query: web::Query<UserListQuery>,
+) -> ApiResult<web::Json<Page<UserDto>>> {
+    Ok(web::Json(users::list(&ctx, query.into_inner()).await?))
+}
+
+/// The signed-in user.
+#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = MeDto), (status = 401, body = ErrorEnvelope)))]
+#[get("/users/me")]
+pub async fn me(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<web::Json<MeDto>> {
+    Ok(web::Json(users::me(&ctx, user.0.sub).await?))
+}
+
+/// Change the signed-in user's display name or avatar.
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = UpdateProfileRequest, responses(
+    (status = 200, body = MeDto),
+    (status = 422, body = ErrorEnvelope),
+))]
+#[patch("/users/me")]
+pub async fn update_me(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    body: web::Json<UpdateProfileRequest>,
+) -> ApiResult<web::Json<MeDto>> {
+    Ok(web::Json(users::update_profile(&ctx, user.0.sub, body.into_inner()).await?))
+}
+
+/// Deactivate the signed-in user's account: every session ends, and login and refresh are refused.
+#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorEnvelope)))]
+#[post("/users/me/deactivate")]
+pub async fn deactivate_me(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<HttpResponse> {
+    users::deactivate(&ctx, user.0.sub).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A user by id (deactivated users too, marked `active: false`).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)), responses(
+    (status = 200, body = UserDto),
+    (status = 404, body = ErrorEnvelope),
+))]
+#[get("/users/{id}")]
+pub async fn get(ctx: web::Data<AppContext>, _user: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<UserDto>> {
+    Ok(web::Json(users::get(&ctx, id.into_inner()).await?))
+}

@@ -1,0 +1,80 @@
+//! Registering and logging in with a password.
+
+use chrono::Utc;
+use converge_shared::dto::{AuthResponse, LoginRequest, RegisterRequest};
+use converge_shared::entities::users::user;
+use converge_shared::error::ErrorCode;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use uuid::Uuid;
+use validator::Validate;
+
+use super::{sessions, user_conflict};
+use crate::context::AppContext;
+use crate::error::{ApiError, ApiResult};
+
+/// Creates an account and signs it in. `client_ip` is counted against the attempt limit.
+#[tracing::instrument(skip_all, fields(user.id))]
+pub async fn register(ctx: &AppContext, client_ip: &str, req: RegisterRequest) -> ApiResult<AuthResponse> {
+    ctx.limits.check_ip(client_ip)?;
+    req.validate()?;
+    let username_key = req.username.to_lowercase();
+    let email_key = req.email.trim().to_lowercase();
+    let password_lower = req.password.to_lowercase();
+    if password_lower == username_key || password_lower == email_key {
+        return Err(ApiError::field("password", "must not be your username or email"));
+    }
+    let display_name = req.display_name.trim().to_owned();
+    if display_name.is_empty() {
+        return Err(ApiError::field("displayName", "must not be blank"));
+    }
+
+    let password_hash = ctx.passwords.hash(req.password).await?;
+    let now = Utc::now();
+    let txn = ctx.db.begin().await?;
+    let user = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        username: Set(Some(req.username)),
+        username_key: Set(Some(username_key)),
+        email: Set(Some(req.email.trim().to_owned())),
+        email_key: Set(Some(email_key)),
+        display_name: Set(display_name),
+        avatar_url: Set(req.avatar_url.filter(|url| !url.is_empty())),
+        password_hash: Set(Some(password_hash)),
+        app_id: Set(None),
+        external_id: Set(None),
+        deactivated_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(user_conflict)?;
+    let tokens = sessions::start(ctx, &txn, &user).await?;
+    txn.commit().await?;
+    tracing::Span::current().record("user.id", tracing::field::display(user.id));
+    tracing::info!("registered");
+    Ok(AuthResponse { user: user.to_me(), tokens })
+}
+
+/// Signs in by username or email. Unknown accounts and wrong passwords answer alike, in the same time.
+#[tracing::instrument(skip_all, fields(user.id))]
+pub async fn login(ctx: &AppContext, client_ip: &str, req: LoginRequest) -> ApiResult<AuthResponse> {
+    ctx.limits.check_ip(client_ip)?;
+    req.validate()?;
+    let login_key = req.login.trim().to_lowercase();
+    ctx.limits.check_account(&login_key)?;
+
+    let column = if login_key.contains('@') { user::Column::EmailKey } else { user::Column::UsernameKey };
+    let user = user::Entity::find().filter(column.eq(login_key)).one(&ctx.db).await?;
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    if !ctx.passwords.verify(req.password, stored_hash).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong username, email or password"));
+    }
+    let user = user.ok_or_else(|| anyhow::anyhow!("password matched without an account"))?;
+    if !user.is_active() {
+        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
+    }
+    let tokens = sessions::start(ctx, &ctx.db, &user).await?;
+    tracing::Span::current().record("user.id", tracing::field::display(user.id));
+    Ok(AuthResponse { user: user.to_me(), tokens })
+}

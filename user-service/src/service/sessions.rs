@@ -1,0 +1,164 @@
+//! Sessions: short-lived access tokens, and rotating refresh tokens grouped in families.
+//!
+//! Logging in starts a family. Each refresh spends the presented token and issues the next one of
+//! the same family. Presenting a spent token means it was stolen or replayed, so the whole family is
+//! revoked: the thief and the victim are both signed out, and the victim logs in again.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Duration, Utc};
+use converge_shared::dto::{AuthResponse, TokenPair};
+use converge_shared::entities::users::{refresh_token, user};
+use converge_shared::error::ErrorCode;
+use converge_shared::token::{AUDIENCE, AccessClaims, ISSUER};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::context::AppContext;
+use crate::error::{ApiError, ApiResult};
+
+/// Signs an access token for `user`, within session `sid` (none for tokens issued to an app).
+/// Returns the token and its lifetime in seconds.
+pub fn access_token(ctx: &AppContext, user: &user::Model, sid: Option<Uuid>) -> ApiResult<(String, i64)> {
+    let now = Utc::now().timestamp();
+    let ttl = ctx.config.access_token_ttl_secs;
+    let claims = AccessClaims {
+        sub: user.id,
+        sid,
+        name: user.display_name.clone(),
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        iat: now,
+        nbf: now,
+        exp: now + ttl,
+    };
+    Ok((ctx.keys.sign(&claims)?, ttl))
+}
+
+/// Starts a new session for `user` on `conn` (inside the caller's transaction when it has one).
+pub async fn start<C: ConnectionTrait>(ctx: &AppContext, conn: &C, user: &user::Model) -> ApiResult<TokenPair> {
+    let family = Uuid::now_v7();
+    let refresh = insert_refresh_token(ctx, conn, user.id, family).await?;
+    token_pair(ctx, user, family, refresh)
+}
+
+/// Spends `presented` and returns the next tokens of its session.
+pub async fn refresh(ctx: &AppContext, presented: &str) -> ApiResult<AuthResponse> {
+    let invalid = || ApiError::new(ErrorCode::InvalidRefreshToken, "the refresh token is invalid or expired");
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash_token(presented)))
+        .one(&ctx.db)
+        .await?
+        .ok_or_else(invalid)?;
+    if row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+        return Err(invalid());
+    }
+    if row.used_at.is_some() {
+        return Err(reuse_detected(ctx, &row).await);
+    }
+    let user = user::Entity::find_by_id(row.user_id).one(&ctx.db).await?.ok_or_else(invalid)?;
+    if !user.is_active() {
+        revoke_family(&ctx.db, row.family_id).await?;
+        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
+    }
+
+    let txn = ctx.db.begin().await?;
+    // Spend the token only if nobody else did since we read it: of two concurrent refreshes with the
+    // same token exactly one wins, and the other is treated as the reuse it is.
+    let spent = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::Id.eq(row.id))
+        .filter(refresh_token::Column::UsedAt.is_null())
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if spent == 0 {
+        txn.rollback().await?;
+        return Err(reuse_detected(ctx, &row).await);
+    }
+    let next = insert_refresh_token(ctx, &txn, user.id, row.family_id).await?;
+    txn.commit().await?;
+    Ok(AuthResponse { user: user.to_me(), tokens: token_pair(ctx, &user, row.family_id, next)? })
+}
+
+/// Ends the session of `presented`. Unknown or already revoked tokens are fine: logging out twice
+/// is not an error.
+pub async fn logout(ctx: &AppContext, presented: &str) -> ApiResult<()> {
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash_token(presented)))
+        .one(&ctx.db)
+        .await?;
+    if let Some(row) = row {
+        revoke_family(&ctx.db, row.family_id).await?;
+    }
+    Ok(())
+}
+
+/// Ends every session of a user.
+pub async fn logout_all<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> ApiResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+async fn reuse_detected(ctx: &AppContext, row: &refresh_token::Model) -> ApiError {
+    tracing::warn!(user.id = %row.user_id, family = %row.family_id, "refresh token reused; revoking its session");
+    if let Err(e) = revoke_family(&ctx.db, row.family_id).await {
+        return e;
+    }
+    ApiError::new(
+        ErrorCode::RefreshTokenReused,
+        "this refresh token was already used; the session has been ended, please log in again",
+    )
+}
+
+async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> ApiResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(refresh_token::Column::FamilyId.eq(family))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_refresh_token<C: ConnectionTrait>(
+    ctx: &AppContext,
+    conn: &C,
+    user_id: Uuid,
+    family: Uuid,
+) -> ApiResult<String> {
+    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let now = Utc::now();
+    refresh_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        family_id: Set(family),
+        token_hash: Set(hash_token(&token)),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::seconds(ctx.config.refresh_token_ttl_secs)),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
+}
+
+fn token_pair(ctx: &AppContext, user: &user::Model, family: Uuid, refresh_token: String) -> ApiResult<TokenPair> {
+    let (access_token, expires_in) = access_token(ctx, user, Some(family))?;
+    Ok(TokenPair { access_token, refresh_token, token_type: "Bearer".into(), expires_in })
+}
+
+/// SHA-256 in hex: refresh tokens and API keys are 256-bit random, so a fast hash is enough to make
+/// a stolen table useless (a slow hash is for low-entropy secrets like passwords).
+pub(crate) fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,106 @@
+//! Building and running the server: the same code path for production and for tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use converge_migrations::{ServiceDb, connect};
+use converge_shared::telemetry::observe_request;
+use sea_orm::DatabaseConnection;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::context::AppContext;
+use crate::graphql;
+use crate::http::{self, errors};
+use crate::keys::SigningKeys;
+use crate::service::passwords::Passwords;
+use crate::service::rate_limit::AuthRateLimits;
+
+/// A bound, not yet running user-service.
+pub struct Application {
+    server: Server,
+    port: u16,
+    context: AppContext,
+}
+
+impl Application {
+    /// Connects to the database, applies pending migrations, loads the signing keys and binds the port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = connect(&config.database_url(), config.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+        ServiceDb::Users.migrate_up(&db).await.context("migrating the database")?;
+        let keys = SigningKeys::load(&config)?;
+        Self::build_with(config, db, keys).await
+    }
+
+    /// Binds the server around a connected, migrated database and loaded keys.
+    pub async fn build_with(config: Config, db: DatabaseConnection, keys: SigningKeys) -> anyhow::Result<Self> {
+        // Install the metrics recorder before the first request records anything.
+        converge_shared::telemetry::metrics_handle();
+        let context = AppContext {
+            db,
+            keys: Arc::new(keys),
+            passwords: Arc::new(Passwords::new().await?),
+            limits: Arc::new(AuthRateLimits::new(config.auth_rate_limit_per_ip, config.auth_rate_limit_per_account)),
+            config: Arc::new(config),
+        };
+        let listener = TcpListener::bind((context.config.host.as_str(), context.config.user_service_port))
+            .with_context(|| format!("binding {}:{}", context.config.host, context.config.user_service_port))?;
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, context.clone())?;
+        Ok(Self { server, port, context })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn context(&self) -> &AppContext {
+        &self.context
+    }
+
+    /// Serves until SIGTERM or SIGINT, then finishes in-flight requests (up to 10 s) and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(port = self.port, "user-service listening");
+        self.server.await
+    }
+
+    /// The server handle, to stop it from the outside.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
+    let schema = web::Data::new(graphql::build_schema(context.clone()));
+    let max_body = context.config.max_body_bytes;
+    let data = web::Data::new(context);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(schema.clone())
+            .app_data(errors::json_config(max_body))
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(errors::query_config())
+            .app_data(errors::path_config())
+            .wrap(from_fn(observe_request))
+            .wrap(TracingLogger::default())
+            .configure(http::configure)
+            .service(
+                web::resource("/graphql")
+                    .route(web::post().to(graphql::graphql))
+                    .route(web::get().to(graphql::graphiql)),
+            )
+            .default_service(web::to(errors::not_found))
+    })
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

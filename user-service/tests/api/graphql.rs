@@ -1,0 +1,80 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, on_both_backends};
+
+const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id username email } } }";
+const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken user { id } } }";
+
+fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("an error code in {body}"))
+}
+
+on_both_backends! {
+    async fn register_login_and_me_over_graphql(backend) {
+        let app = TestApp::spawn(backend).await;
+        let input = json!({ "username": "ana", "email": "ana@example.com", "displayName": "Ana", "password": PASSWORD });
+        let registered = app.graphql(REGISTER, json!({ "input": input }), None).await;
+        assert!(registered["errors"].is_null(), "{registered}");
+        let id = registered["data"]["register"]["user"]["id"].clone();
+
+        let logged_in = app.graphql(LOGIN, json!({ "input": { "login": "ANA@example.com", "password": PASSWORD } }), None).await;
+        assert_eq!(logged_in["data"]["login"]["user"]["id"], id);
+        let token = logged_in["data"]["login"]["accessToken"].as_str().unwrap();
+
+        let me = app.graphql("{ me { id username displayName email } }", json!({}), Some(token)).await;
+        assert_eq!(me["data"]["me"]["id"], id);
+        assert_eq!(me["data"]["me"]["email"], "ana@example.com");
+
+        let refreshed = app.graphql(
+            "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }",
+            json!({ "t": logged_in["data"]["login"]["refreshToken"] }),
+            None,
+        ).await;
+        assert!(refreshed["data"]["refreshToken"]["refreshToken"].is_string(), "{refreshed}");
+    }
+
+    async fn graphql_errors_carry_the_same_codes_as_rest(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.register("ana").await;
+        let dup = json!({ "username": "Ana", "email": "x@example.com", "displayName": "A", "password": PASSWORD });
+        assert_eq!(error_code(&app.graphql(REGISTER, json!({ "input": dup }), None).await), "username_taken");
+
+        let bad = json!({ "username": "a", "email": "x", "displayName": "A", "password": "p" });
+        let body = app.graphql(REGISTER, json!({ "input": bad }), None).await;
+        assert_eq!(error_code(&body), "validation_failed");
+        assert!(body["errors"][0]["extensions"]["fields"]["email"].is_string());
+
+        let wrong = app.graphql(LOGIN, json!({ "input": { "login": "ana", "password": "wrong-password" } }), None).await;
+        assert_eq!(error_code(&wrong), "invalid_credentials");
+        assert_eq!(error_code(&app.graphql("{ me { id } }", json!({}), None).await), "unauthorized");
+        assert_eq!(error_code(&app.graphql("{ me { id } }", json!({}), Some("garbage")).await), "invalid_token");
+    }
+
+    async fn users_connection_pages_through_everyone(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        app.register("bob").await;
+        app.register("carol").await;
+        let query = "query($after: String) { users(first: 2, after: $after) { edges { cursor node { username } } pageInfo { hasNextPage } } }";
+        let first = app.graphql(query, json!({}), Some(&token)).await;
+        let edges = first["data"]["users"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), 2);
+        assert_eq!(first["data"]["users"]["pageInfo"]["hasNextPage"], true);
+        let after = edges[1]["cursor"].clone();
+        let second = app.graphql(query, json!({ "after": after }), Some(&token)).await;
+        let rest: Vec<_> = second["data"]["users"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["username"].clone()).collect();
+        assert_eq!(rest, [json!("carol")]);
+        assert_eq!(second["data"]["users"]["pageInfo"]["hasNextPage"], false);
+    }
+
+    async fn profile_update_over_graphql(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        let body = app.graphql(
+            "mutation { updateProfile(input: { displayName: \"Ana Q\" }) { displayName } }",
+            json!({}),
+            Some(&token),
+        ).await;
+        assert_eq!(body["data"]["updateProfile"]["displayName"], "Ana Q");
+    }
+}

@@ -1,0 +1,167 @@
+//! `TestApp`: a real user-service on a random port, on a fresh PostgreSQL database or SQLite file,
+//! driven over HTTP like any client.
+
+use std::time::Duration;
+
+use converge_migrations::{ServiceDb, connect};
+use ed25519_dalek::SigningKey;
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use user_service::keys::{self, SigningKeys};
+use user_service::{Application, Config};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The key the app signs with, so tests can forge tokens that only differ in one claim.
+    pub signing_key: SigningKey,
+    pub context: user_service::context::AppContext,
+    _data_dir: tempfile::TempDir,
+}
+
+/// The PostgreSQL server tests create their databases on (`TEST_DATABASE_URL`, a URL with rights to
+/// `CREATE DATABASE`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database with a unique name and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = postgres_admin_url();
+    let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
+    let name = format!("converge_test_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts an app whose config `tweak` adjusts (rate limits, token lifetimes…).
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        converge_shared::telemetry::init_tracing(Default::default(), "warn");
+        let data_dir = tempfile::tempdir().expect("a temp dir");
+        let signing_key = keys::generate();
+        let mut config = Config {
+            host: "127.0.0.1".into(),
+            user_service_port: 0,
+            data_dir: data_dir.path().display().to_string(),
+            database_max_connections: 5,
+            auth_rate_limit_per_ip: 1000,
+            auth_rate_limit_per_account: 1000,
+            ..Config::default()
+        };
+        if let Backend::Postgres = backend {
+            config.database_url = Some(fresh_postgres_database().await);
+        }
+        tweak(&mut config);
+        let db = connect(&config.database_url(), config.database_max_connections).await.expect("connect");
+        ServiceDb::Users.migrate_up(&db).await.expect("migrate");
+        let keys = SigningKeys::new(signing_key.clone(), vec![]).expect("keys");
+        let app = Application::build_with(config, db, keys).await.expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let context = app.context().clone();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { address, client, signing_key, context, _data_dir: data_dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn post_authed(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn get_authed(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request sent")
+    }
+
+    /// Registers `username` with a valid password and returns the response body.
+    pub async fn register(&self, username: &str) -> Value {
+        let res = self.post("/auth/register", &register_body(username)).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "registering {username}");
+        res.json().await.unwrap()
+    }
+
+    /// Registers and returns the access token.
+    pub async fn token_for(&self, username: &str) -> String {
+        self.register(username).await["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> Response {
+        self.post("/auth/login", &json!({ "login": login, "password": password })).await
+    }
+
+    /// Runs a GraphQL operation, with an access token when given.
+    pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.expect("request sent");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn register_body(username: &str) -> Value {
+    json!({
+        "username": username,
+        "email": format!("{username}@example.com"),
+        "displayName": format!("{username} Example"),
+        "password": PASSWORD,
+    })
+}
+
+/// Asserts the status and the error envelope's code, and returns the envelope.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let body: Value = res.json().await.expect("an error body is JSON");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {body}");
+    body
+}
+
+/// Declares each test twice: on PostgreSQL and on the SQLite default.
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = crate::helpers::Backend::Postgres;
+                $body
+            })*
+        }
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = crate::helpers::Backend::Sqlite;
+                $body
+            })*
+        }
+    };
+}
+pub(crate) use on_both_backends;

@@ -1,0 +1,10 @@
+//! user-service driven over HTTP and GraphQL, on PostgreSQL and on SQLite. One binary, one link.
+
+mod accounts;
+mod apps;
+mod errors;
+mod graphql;
+mod helpers;
+mod ops;
+mod tokens;
+mod users;

@@ -1,0 +1,132 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use converge_shared::token::{AUDIENCE, AccessClaims, ISSUER, TokenVerifier};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use user_service::keys;
+
+use crate::helpers::{TestApp, assert_error, on_both_backends};
+
+fn claims_for(user_id: &str, nbf_offset: i64, exp_offset: i64) -> AccessClaims {
+    let now = Utc::now().timestamp();
+    AccessClaims {
+        sub: user_id.parse().unwrap(),
+        sid: None,
+        name: "Ana".into(),
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        iat: now,
+        nbf: now + nbf_offset,
+        exp: now + exp_offset,
+    }
+}
+
+fn sign_eddsa(key: &ed25519_dalek::SigningKey, claims: &AccessClaims) -> String {
+    let keys = keys::SigningKeys::new(key.clone(), vec![]).unwrap();
+    keys.sign(claims).unwrap()
+}
+
+on_both_backends! {
+    async fn issued_tokens_verify_with_the_published_jwks(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered = app.register("ana").await;
+        let jwks: JwkSet = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let claims = TokenVerifier::from_jwks(&jwks).verify(registered["accessToken"].as_str().unwrap()).unwrap();
+        assert_eq!(claims.sub.to_string(), registered["user"]["id"].as_str().unwrap());
+        assert_eq!(claims.exp - claims.iat, 15 * 60);
+        assert!(claims.sid.is_some());
+    }
+
+    async fn every_unacceptable_token_is_refused(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered = app.register("ana").await;
+        let user_id = registered["user"]["id"].as_str().unwrap();
+        let kid = keys::SigningKeys::new(app.signing_key.clone(), vec![]).unwrap().kid().to_owned();
+
+        // A control: a token we forge exactly like the service does is accepted.
+        let valid = sign_eddsa(&app.signing_key, &claims_for(user_id, 0, 60));
+        assert_eq!(app.get_authed("/users/me", &valid).await.status(), StatusCode::OK);
+
+        let expired = sign_eddsa(&app.signing_key, &claims_for(user_id, -120, -60));
+        assert_error(app.get_authed("/users/me", &expired).await, 401, "token_expired").await;
+
+        let not_yet_valid = sign_eddsa(&app.signing_key, &claims_for(user_id, 600, 1200));
+        assert_error(app.get_authed("/users/me", &not_yet_valid).await, 401, "invalid_token").await;
+
+        let other_key = sign_eddsa(&keys::generate(), &claims_for(user_id, 0, 60));
+        assert_error(app.get_authed("/users/me", &other_key).await, 401, "invalid_token").await;
+
+        let header = URL_SAFE_NO_PAD.encode(json!({ "alg": "none", "typ": "JWT", "kid": kid }).to_string());
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims_for(user_id, 0, 60)).unwrap());
+        let alg_none = format!("{header}.{payload}.");
+        assert_error(app.get_authed("/users/me", &alg_none).await, 401, "invalid_token").await;
+
+        // HS256 "signed" with the public key, hoping the verifier uses it as an HMAC secret.
+        let public = app.signing_key.verifying_key().to_bytes();
+        let mut hs_header = Header::new(Algorithm::HS256);
+        hs_header.kid = Some(kid.clone());
+        let hs256 = jsonwebtoken::encode(&hs_header, &claims_for(user_id, 0, 60), &EncodingKey::from_secret(&public)).unwrap();
+        assert_error(app.get_authed("/users/me", &hs256).await, 401, "invalid_token").await;
+
+        // Same key, another audience.
+        let mut foreign = claims_for(user_id, 0, 60);
+        foreign.aud = "someone-else".into();
+        let wrong_audience = sign_eddsa(&app.signing_key, &foreign);
+        assert_error(app.get_authed("/users/me", &wrong_audience).await, 401, "invalid_token").await;
+
+        assert_error(app.get_authed("/users/me", "garbage").await, 401, "invalid_token").await;
+        let res = app.client.get(app.url("/users/me")).send().await.unwrap();
+        assert_error(res, 401, "unauthorized").await;
+    }
+
+    async fn refresh_rotates_and_reuse_revokes_the_whole_session(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered = app.register("ana").await;
+        let first = registered["refreshToken"].as_str().unwrap().to_owned();
+
+        let res = app.post("/auth/refresh", &json!({ "refreshToken": first })).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let rotated: Value = res.json().await.unwrap();
+        let second = rotated["refreshToken"].as_str().unwrap().to_owned();
+        assert_ne!(first, second);
+        assert_eq!(app.get_authed("/users/me", rotated["accessToken"].as_str().unwrap()).await.status(), StatusCode::OK);
+
+        // Replaying the spent token is taken as theft: the session dies, including the new token.
+        assert_error(app.post("/auth/refresh", &json!({ "refreshToken": first })).await, 401, "refresh_token_reused").await;
+        assert_error(app.post("/auth/refresh", &json!({ "refreshToken": second })).await, 401, "invalid_refresh_token").await;
+    }
+
+    async fn concurrent_refreshes_with_one_token_yield_one_winner(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered = app.register("ana").await;
+        let body = json!({ "refreshToken": registered["refreshToken"] });
+        let (a, b) = tokio::join!(app.post("/auth/refresh", &body), app.post("/auth/refresh", &body));
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401]);
+    }
+
+    async fn logout_ends_one_session_and_logout_all_ends_every_session(backend) {
+        let app = TestApp::spawn(backend).await;
+        let first = app.register("ana").await;
+        let second: Value = app.login("ana", crate::helpers::PASSWORD).await.json().await.unwrap();
+        let third: Value = app.login("ana", crate::helpers::PASSWORD).await.json().await.unwrap();
+
+        let res = app.post("/auth/logout", &json!({ "refreshToken": first["refreshToken"] })).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_error(app.post("/auth/refresh", &json!({ "refreshToken": first["refreshToken"] })).await, 401, "invalid_refresh_token").await;
+        let res = app.post("/auth/refresh", &json!({ "refreshToken": second["refreshToken"] })).await;
+        assert_eq!(res.status(), StatusCode::OK, "the other sessions live on");
+        let second: Value = res.json().await.unwrap();
+
+        let res = app.post_authed("/auth/logout-all", third["accessToken"].as_str().unwrap(), &json!({})).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        for session in [&second, &third] {
+            let res = app.post("/auth/refresh", &json!({ "refreshToken": session["refreshToken"] })).await;
+            assert_error(res, 401, "invalid_refresh_token").await;
+        }
+    }
+}
