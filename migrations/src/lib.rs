@@ -4,6 +4,7 @@
 //! Each service owns one database and never reads another's tables:
 //!
 //! - [`ServiceDb::Users`]: `converge_users`, owned by user-service ([`users`]).
+//! - [`ServiceDb::Chat`]: `converge_chat`, owned by chat-service ([`chat`]).
 //!
 //! Every database keeps its own migration table (`seaql_migrations_<service>`), so the embedded
 //! launcher can also point both services at one database without their histories colliding.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 
+pub mod chat;
 pub mod users;
 
 pub use sea_orm_migration;
@@ -21,6 +23,7 @@ pub use sea_orm_migration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServiceDb {
     Users,
+    Chat,
 }
 
 impl ServiceDb {
@@ -28,6 +31,7 @@ impl ServiceDb {
     pub fn sqlite_file(self) -> &'static str {
         match self {
             ServiceDb::Users => "users.db",
+            ServiceDb::Chat => "chat.db",
         }
     }
 
@@ -36,6 +40,7 @@ impl ServiceDb {
     fn lock_key(self) -> i64 {
         match self {
             ServiceDb::Users => 0x636f_6e76_0001,
+            ServiceDb::Chat => 0x636f_6e76_0002,
         }
     }
 
@@ -53,6 +58,7 @@ impl ServiceDb {
     pub async fn migrate_up(self, db: &DatabaseConnection) -> Result<(), DbErr> {
         match self {
             ServiceDb::Users => up::<users::Migrator>(db, self.lock_key()).await,
+            ServiceDb::Chat => up::<chat::Migrator>(db, self.lock_key()).await,
         }
     }
 
@@ -60,6 +66,7 @@ impl ServiceDb {
     pub async fn run(self, db: &DatabaseConnection, command: Command) -> Result<(), DbErr> {
         match self {
             ServiceDb::Users => run::<users::Migrator>(db, command, self.lock_key()).await,
+            ServiceDb::Chat => run::<chat::Migrator>(db, command, self.lock_key()).await,
         }
     }
 }

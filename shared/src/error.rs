@@ -17,6 +17,16 @@ pub enum ErrorCode {
     BadRequest,
     /// 422: the request is well-formed but some fields break a rule; see `fields`.
     ValidationFailed,
+    /// 400: a WebSocket frame is not valid JSON, or misses or mistypes a field.
+    InvalidFrame,
+    /// 400: a WebSocket frame has a `type` the server does not know.
+    UnknownType,
+    /// 422: the message content is longer than allowed.
+    ContentTooLong,
+    /// 422: the message has neither content nor an attachment.
+    EmptyMessage,
+    /// 422: a seq beyond the chat's last message (in `mark_as_read`, `resume`, or a page cursor).
+    InvalidSeq,
     /// 401: no credentials were given.
     Unauthorized,
     /// 401: the access token is malformed, signed by an unknown key, or otherwise not acceptable.
@@ -60,8 +70,8 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BadRequest => 400,
-            ValidationFailed => 422,
+            BadRequest | InvalidFrame | UnknownType => 400,
+            ValidationFailed | ContentTooLong | EmptyMessage | InvalidSeq => 422,
             Unauthorized | InvalidToken | TokenExpired | InvalidCredentials | InvalidRefreshToken
             | RefreshTokenReused | InvalidApiKey => 401,
             AccountDeactivated | Forbidden => 403,
@@ -80,6 +90,11 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BadRequest => "bad_request",
+            InvalidFrame => "invalid_frame",
+            UnknownType => "unknown_type",
+            ContentTooLong => "content_too_long",
+            EmptyMessage => "empty_message",
+            InvalidSeq => "invalid_seq",
             ValidationFailed => "validation_failed",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",

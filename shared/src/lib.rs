@@ -6,6 +6,8 @@
 //! - [`dto`]: request and response bodies (camelCase JSON), with their validation rules.
 //! - [`token`]: access-token claims and verification against user-service's public keys.
 //! - [`entities`] (feature `entities`): the sea-orm entities of both services' databases.
+//! - [`api_error`], [`http`], [`auth`] (feature `server`): the services' error type and its HTTP
+//!   mapping, request extractors, and access-token authentication.
 //! - [`config`], [`telemetry`] (feature `server`): typed configuration loading, logs and metrics.
 //!
 //! Without features this crate builds without a database or a web server, so the benchmark, the tests
@@ -13,12 +15,19 @@
 
 pub mod dto;
 pub mod error;
+pub mod protocol;
 pub mod token;
 
 #[cfg(feature = "entities")]
 pub mod entities;
 
 #[cfg(feature = "server")]
+pub mod api_error;
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod http;
 #[cfg(feature = "server")]
 pub mod telemetry;

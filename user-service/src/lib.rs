@@ -7,11 +7,11 @@
 //! - [`service`]: the rules (who may log in, how tokens rotate), shared by both doors.
 //! - [`keys`]: the Ed25519 keys that sign access tokens, and the JWKS other services verify with.
 //! - [`startup`]: builds the server on a bound port, for `main` and for tests alike.
-//! - [`context`], [`config`], [`error`]: the shared state, the typed configuration, the error type.
+//! - [`context`], [`config`]: the shared state and the typed configuration. Errors are
+//!   [`converge_shared::api_error::ApiError`], the same for every service.
 
 pub mod config;
 pub mod context;
-pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod keys;

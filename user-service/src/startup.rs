@@ -8,6 +8,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use converge_migrations::{ServiceDb, connect};
+use converge_shared::auth::Authenticator;
+use converge_shared::http as errors;
 use converge_shared::telemetry::observe_request;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::TracingLogger;
@@ -15,7 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::graphql;
-use crate::http::{self, errors};
+use crate::http;
 use crate::keys::SigningKeys;
 use crate::service::passwords::Passwords;
 use crate::service::rate_limit::AuthRateLimits;
@@ -80,11 +82,13 @@ impl Application {
 fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let max_body = context.config.max_body_bytes;
+    let authenticator = web::Data::new(Authenticator::Local(context.keys.verifier().clone()));
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(schema.clone())
+            .app_data(authenticator.clone())
             .app_data(errors::json_config(max_body))
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(errors::query_config())

@@ -4,10 +4,12 @@
 //! enforce exactly the same rules.
 
 pub mod auth;
+pub mod chat;
 pub mod page;
 pub mod user;
 
 pub use auth::*;
+pub use chat::*;
 pub use page::*;
 pub use user::*;
 

@@ -11,8 +11,8 @@ use converge_shared::token::AccessClaims;
 pub use schema::{Mutation, Query};
 
 use crate::context::AppContext;
-use crate::error::ApiError;
 use crate::http::extract::{bearer_claims, client_ip};
+use converge_shared::api_error::ApiError;
 
 pub type UserSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -29,7 +29,7 @@ pub(crate) struct Caller {
 }
 
 pub async fn graphql(schema: web::Data<UserSchema>, req: HttpRequest, gql: GraphQLRequest) -> GraphQLResponse {
-    let caller = Caller { claims: bearer_claims(&req), ip: client_ip(&req) };
+    let caller = Caller { claims: bearer_claims(&req).await, ip: client_ip(&req) };
     schema.execute(gql.into_inner().data(caller)).await.into()
 }
 

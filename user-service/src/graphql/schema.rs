@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{Caller, gql_error};
 use crate::context::AppContext;
-use crate::error::{ApiError, ApiResult};
 use crate::service::{accounts, sessions, users};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 pub struct Query;
 pub struct Mutation;

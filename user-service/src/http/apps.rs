@@ -6,8 +6,8 @@ use converge_shared::error::ErrorEnvelope;
 
 use super::extract::AppKey;
 use crate::context::AppContext;
-use crate::error::ApiResult;
 use crate::service::apps;
+use converge_shared::api_error::ApiResult;
 
 /// Create or update the app's user with this external id, and get an access token for them.
 #[utoipa::path(tag = "apps", security(("api_key" = [])), params(("externalId" = String, Path)),

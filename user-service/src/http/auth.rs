@@ -4,10 +4,12 @@ use actix_web::{HttpResponse, post, web};
 use converge_shared::dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use converge_shared::error::ErrorEnvelope;
 
-use super::extract::{AuthUser, ClientIp};
+use converge_shared::auth::AuthUser;
+
+use super::extract::ClientIp;
 use crate::context::AppContext;
-use crate::error::ApiResult;
 use crate::service::{accounts, sessions};
+use converge_shared::api_error::ApiResult;
 
 /// Create an account and sign in.
 #[utoipa::path(tag = "auth", request_body = RegisterRequest, responses(
@@ -66,6 +68,6 @@ pub async fn logout(ctx: web::Data<AppContext>, body: web::Json<RefreshRequest>)
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorEnvelope)))]
 #[post("/auth/logout-all")]
 pub async fn logout_all(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<HttpResponse> {
-    sessions::logout_all(&ctx.db, user.0.sub).await?;
+    sessions::logout_all(&ctx.db, user.claims.sub).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,54 +4,23 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use converge_shared::auth::{Authenticator, bearer_token};
 use converge_shared::entities::users::app;
 use converge_shared::error::ErrorCode;
-use converge_shared::token::{AccessClaims, TokenError};
+use converge_shared::token::AccessClaims;
 use futures_util::future::LocalBoxFuture;
 
 use crate::context::AppContext;
-use crate::error::ApiError;
 use crate::service;
-
-/// The user of a valid access token (`Authorization: Bearer …`).
-pub struct AuthUser(pub AccessClaims);
-
-impl FromRequest for AuthUser {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).map(AuthUser))
-    }
-}
+use converge_shared::api_error::ApiError;
 
 /// Verifies the bearer token of a request, if it has one.
-pub fn bearer_claims(req: &HttpRequest) -> Option<Result<AccessClaims, ApiError>> {
+pub async fn bearer_claims(req: &HttpRequest) -> Option<Result<AccessClaims, ApiError>> {
     let token = bearer_token(req)?;
-    let Some(ctx) = req.app_data::<web::Data<AppContext>>() else {
-        return Some(Err(anyhow::anyhow!("AppContext is not registered").into()));
+    let Some(auth) = req.app_data::<web::Data<Authenticator>>() else {
+        return Some(Err(anyhow::anyhow!("no Authenticator registered").into()));
     };
-    Some(ctx.keys.verifier().verify(token).map_err(token_error))
-}
-
-fn authenticate(req: &HttpRequest) -> Result<AccessClaims, ApiError> {
-    bearer_claims(req).unwrap_or_else(|| Err(ApiError::new(ErrorCode::Unauthorized, "an access token is required")))
-}
-
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The client error for a refused access token.
-pub fn token_error(err: TokenError) -> ApiError {
-    match err {
-        TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
-        TokenError::UnknownKey(_) | TokenError::Invalid => {
-            ApiError::new(ErrorCode::InvalidToken, "the access token is invalid")
-        }
-    }
+    Some(auth.verify(token).await.map_err(ApiError::from))
 }
 
 /// The integrating app of a valid `X-Api-Key` header.

@@ -2,7 +2,6 @@
 
 pub mod apps;
 pub mod auth;
-pub mod errors;
 pub mod extract;
 pub mod openapi;
 pub mod ops;

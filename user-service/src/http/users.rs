@@ -5,10 +5,10 @@ use converge_shared::dto::{MeDto, Page, UpdateProfileRequest, UserDto, UserListQ
 use converge_shared::error::ErrorEnvelope;
 use uuid::Uuid;
 
-use super::extract::AuthUser;
 use crate::context::AppContext;
-use crate::error::ApiResult;
 use crate::service::users;
+use converge_shared::api_error::ApiResult;
+use converge_shared::auth::AuthUser;
 
 /// Active users, oldest first, filtered by `q`; follow `nextCursor` for the next page.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListQuery), responses(
@@ -28,7 +28,7 @@ pub async fn list(
 #[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = MeDto), (status = 401, body = ErrorEnvelope)))]
 #[get("/users/me")]
 pub async fn me(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<web::Json<MeDto>> {
-    Ok(web::Json(users::me(&ctx, user.0.sub).await?))
+    Ok(web::Json(users::me(&ctx, user.claims.sub).await?))
 }
 
 /// Change the signed-in user's display name or avatar.
@@ -42,14 +42,14 @@ pub async fn update_me(
     user: AuthUser,
     body: web::Json<UpdateProfileRequest>,
 ) -> ApiResult<web::Json<MeDto>> {
-    Ok(web::Json(users::update_profile(&ctx, user.0.sub, body.into_inner()).await?))
+    Ok(web::Json(users::update_profile(&ctx, user.claims.sub, body.into_inner()).await?))
 }
 
 /// Deactivate the signed-in user's account: every session ends, and login and refresh are refused.
 #[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorEnvelope)))]
 #[post("/users/me/deactivate")]
 pub async fn deactivate_me(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<HttpResponse> {
-    users::deactivate(&ctx, user.0.sub).await?;
+    users::deactivate(&ctx, user.claims.sub).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -10,7 +10,7 @@ use validator::Validate;
 
 use super::{sessions, user_conflict};
 use crate::context::AppContext;
-use crate::error::{ApiError, ApiResult};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 /// Creates an account and signs it in. `client_ip` is counted against the attempt limit.
 #[tracing::instrument(skip_all, fields(user.id))]

@@ -14,7 +14,7 @@ use validator::Validate;
 
 use super::sessions::{access_token, hash_token};
 use crate::context::AppContext;
-use crate::error::{ApiError, ApiResult};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 /// Prefix of app API keys, so a leaked one is recognisable in logs and secret scanners.
 const KEY_PREFIX: &str = "cvk_";

@@ -10,7 +10,7 @@ pub mod users;
 use converge_shared::error::ErrorCode;
 use sea_orm::{DbErr, SqlErr};
 
-use crate::error::ApiError;
+use converge_shared::api_error::ApiError;
 
 /// Maps a unique-constraint violation on users to the 409 a client understands; anything else is
 /// internal. Checking the constraint, rather than looking first, is what makes it race-free.

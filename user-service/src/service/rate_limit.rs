@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::{ApiError, ApiResult};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 /// Forget keys idle long enough to be full again once the map holds this many.
 const HOUSEKEEPING_THRESHOLD: usize = 10_000;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::context::AppContext;
-use crate::error::{ApiError, ApiResult};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 /// Signs an access token for `user`, within session `sid` (none for tokens issued to an app).
 /// Returns the token and its lifetime in seconds.

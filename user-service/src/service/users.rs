@@ -16,7 +16,7 @@ use validator::Validate;
 
 use super::sessions;
 use crate::context::AppContext;
-use crate::error::{ApiError, ApiResult};
+use converge_shared::api_error::{ApiError, ApiResult};
 
 const DEFAULT_PAGE_SIZE: u64 = 20;
 

@@ -1,11 +1,10 @@
 //! The framework's own rejections (bad JSON, wrong content type, unknown route…) answered with the
 //! same envelope as everything else.
 
+use crate::api_error::ApiError;
+use crate::error::ErrorCode;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use converge_shared::error::ErrorCode;
-
-use crate::error::ApiError;
 
 /// JSON bodies: size limit, content type and shape errors in our envelope.
 pub fn json_config(limit: usize) -> web::JsonConfig {

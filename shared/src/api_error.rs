@@ -1,9 +1,10 @@
-//! The one error type of user-service, mapped once to HTTP (and to GraphQL errors).
+//! The error type of the Converge services, mapped once to HTTP (and, by each GraphQL door, to
+//! GraphQL errors with the same codes).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use converge_shared::error::{ErrorCode, ErrorEnvelope, FieldErrors};
-use sea_orm::DbErr;
+
+use crate::error::{ErrorCode, ErrorEnvelope, FieldErrors};
 
 /// Every way a request can fail. Client mistakes carry a stable [`ErrorCode`]; anything else is
 /// `Internal`, logged once with its cause and answered with an opaque 500.
@@ -62,15 +63,25 @@ impl ApiError {
     }
 }
 
-impl From<DbErr> for ApiError {
-    fn from(err: DbErr) -> Self {
+#[cfg(feature = "entities")]
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
         ApiError::Internal(anyhow::Error::new(err).context("database"))
     }
 }
 
 impl From<validator::ValidationErrors> for ApiError {
     fn from(errors: validator::ValidationErrors) -> Self {
-        ApiError::Validation(converge_shared::dto::field_errors(&errors))
+        ApiError::Validation(crate::dto::field_errors(&errors))
+    }
+}
+
+impl From<crate::token::TokenError> for ApiError {
+    fn from(err: crate::token::TokenError) -> Self {
+        match err {
+            crate::token::TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
+            _ => ApiError::new(ErrorCode::InvalidToken, "the access token is invalid"),
+        }
     }
 }
 

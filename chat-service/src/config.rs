@@ -1,0 +1,73 @@
+//! chat-service configuration: one typed struct, loaded once from the environment.
+
+use converge_migrations::ServiceDb;
+use converge_shared::config::LogFormat;
+use serde::Deserialize;
+
+/// Every setting of chat-service; each field is read from the environment variable of the same name
+/// in UPPER_SNAKE_CASE. README lists them all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub chat_service_port: u16,
+    /// PostgreSQL URL; unset means the embedded SQLite file `chat.db` under `data_dir`.
+    pub database_url: Option<String>,
+    pub data_dir: String,
+    pub database_max_connections: u32,
+    /// user-service's base URL: its JWKS verifies tokens, its API names users.
+    pub user_service_url: String,
+    /// Largest WebSocket text frame handled, in bytes; larger ones get a `payload_too_large` error.
+    pub max_frame_bytes: usize,
+    /// Longest message content, in characters.
+    pub max_message_chars: usize,
+    /// Frames each connection may send per second (burst of twice that); beyond it closes with 1008.
+    pub ws_frames_per_second: u32,
+    /// Frames queued for one connection; a client that lets it overflow is disconnected (4008).
+    pub ws_outbound_queue: usize,
+    /// Seconds a new connection has to send `auth`.
+    pub ws_auth_timeout_secs: u64,
+    /// Seconds between server pings.
+    pub ws_heartbeat_secs: u64,
+    /// Seconds of silence after which a connection is closed as dead.
+    pub ws_idle_timeout_secs: u64,
+    /// Milliseconds a `typing_start` lasts without another one or a `typing_stop`.
+    pub typing_ttl_ms: u64,
+    /// Largest JSON body accepted by REST, in bytes.
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            chat_service_port: 3002,
+            database_url: None,
+            data_dir: "./data".into(),
+            database_max_connections: 10,
+            user_service_url: "http://127.0.0.1:3000".into(),
+            max_frame_bytes: 64 * 1024,
+            max_message_chars: 4000,
+            ws_frames_per_second: 50,
+            ws_outbound_queue: 512,
+            ws_auth_timeout_secs: 10,
+            ws_heartbeat_secs: 20,
+            ws_idle_timeout_secs: 60,
+            typing_ttl_ms: 6000,
+            max_body_bytes: 64 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        ServiceDb::Chat.url(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.user_service_url.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,29 @@
+//! The state every request handler and connection shares, built once at start.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+use crate::hub::Hub;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppContext {
+    /// The `converge_chat` database.
+    pub db: DatabaseConnection,
+    /// This instance's connections and their feeds; publishes through the relay.
+    pub hub: Arc<Hub>,
+    /// Asks user-service about users this service has not met.
+    pub http: reqwest::Client,
+    pub config: Arc<Config>,
+}
+
+/// Who is acting: the subject of a verified access token, never an id a client sent.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: uuid::Uuid,
+    pub name: String,
+    /// Forwarded to user-service to look up other users on the caller's behalf.
+    pub token: String,
+}

@@ -1,0 +1,130 @@
+//! `/chats`: chats, participants and messages over REST.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use converge_shared::api_error::ApiResult;
+use converge_shared::auth::AuthUser;
+use converge_shared::dto::{
+    AddParticipantsRequest, ChatDto, CreateChatRequest, MarkReadRequest, MessageDto, MessagePage, MessagesQuery,
+    SendMessageRequest,
+};
+use converge_shared::error::ErrorEnvelope;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::context::{AppContext, Caller};
+use crate::service::{chats, messages};
+
+fn caller(user: AuthUser) -> Caller {
+    Caller { user_id: user.claims.sub, name: user.claims.name, token: user.token }
+}
+
+/// Create a direct chat (returns the existing one if the pair has one) or a group.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), request_body = CreateChatRequest, responses(
+    (status = 201, description = "created", body = ChatDto),
+    (status = 200, description = "the existing direct chat", body = ChatDto),
+    (status = 422, body = ErrorEnvelope),
+))]
+#[post("/chats")]
+pub async fn create(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    body: web::Json<CreateChatRequest>,
+) -> ApiResult<HttpResponse> {
+    let (chat, created) = chats::create(&ctx, &caller(user), body.into_inner()).await?;
+    Ok(if created { HttpResponse::Created().json(chat) } else { HttpResponse::Ok().json(chat) })
+}
+
+/// My chats, most recently active first, with the last message and unread count.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), responses((status = 200, body = Vec<ChatDto>)))]
+#[get("/chats")]
+pub async fn list(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<web::Json<Vec<ChatDto>>> {
+    Ok(web::Json(chats::list(&ctx, user.claims.sub).await?))
+}
+
+/// One of my chats.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path)), responses(
+    (status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+))]
+#[get("/chats/{id}")]
+pub async fn get(ctx: web::Data<AppContext>, user: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChatDto>> {
+    Ok(web::Json(chats::get(&ctx, user.claims.sub, id.into_inner()).await?))
+}
+
+/// Add users to a group (owners and admins).
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AddParticipantsRequest,
+    responses((status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope)))]
+#[post("/chats/{id}/participants")]
+pub async fn add_participants(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<AddParticipantsRequest>,
+) -> ApiResult<web::Json<ChatDto>> {
+    body.validate()?;
+    let chat = chats::add_participants(&ctx, &caller(user), id.into_inner(), body.into_inner().user_ids).await?;
+    Ok(web::Json(chat))
+}
+
+/// Remove a participant from a group (owners and admins; anyone may remove themselves).
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope)))]
+#[delete("/chats/{id}/participants/{user_id}")]
+pub async fn remove_participant(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (chat_id, user_id) = path.into_inner();
+    chats::remove_participant(&ctx, &caller(user), chat_id, user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Leave a group.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 204)))]
+#[post("/chats/{id}/leave")]
+pub async fn leave(ctx: web::Data<AppContext>, user: AuthUser, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let caller = caller(user);
+    chats::remove_participant(&ctx, &caller, id.into_inner(), caller.user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A page of history, ascending by seq: `after` pages forward, `before` backward, neither gives the newest.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), MessagesQuery),
+    responses((status = 200, body = MessagePage), (status = 403, body = ErrorEnvelope)))]
+#[get("/chats/{id}/messages")]
+pub async fn history(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<MessagesQuery>,
+) -> ApiResult<web::Json<MessagePage>> {
+    Ok(web::Json(messages::page(&ctx, user.claims.sub, id.into_inner(), query.into_inner()).await?))
+}
+
+/// Send a message; a retry with the same `clientMsgId` returns the original.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = SendMessageRequest,
+    responses((status = 201, body = MessageDto), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[post("/chats/{id}/messages")]
+pub async fn send(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<SendMessageRequest>,
+) -> ApiResult<HttpResponse> {
+    let message = messages::send(&ctx, user.claims.sub, id.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(message))
+}
+
+/// Mark everything up to `seq` as read.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MarkReadRequest,
+    responses((status = 204), (status = 422, description = "invalid_seq", body = ErrorEnvelope)))]
+#[post("/chats/{id}/read")]
+pub async fn mark_read(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<MarkReadRequest>,
+) -> ApiResult<HttpResponse> {
+    messages::mark_read(&ctx, user.claims.sub, id.into_inner(), body.seq).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,25 @@
+//! The REST door: thin handlers over [`crate::service`].
+
+pub mod chats;
+pub mod openapi;
+pub mod ops;
+
+use actix_web::web;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(chats::create)
+        .service(chats::list)
+        .service(chats::get)
+        .service(chats::add_participants)
+        .service(chats::remove_participant)
+        .service(chats::leave)
+        .service(chats::history)
+        .service(chats::send)
+        .service(chats::mark_read)
+        .service(ops::health)
+        .service(ops::ready)
+        .service(ops::metrics)
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
+}

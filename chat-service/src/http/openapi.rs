@@ -1,0 +1,28 @@
+//! The OpenAPI document of chat-service, at `/openapi.json`, browsable at `/docs/`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{chats, ops};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Converge chat-service", description = "Chats, ordered durable messages. Real time: the WebSocket at /ws (docs/protocol.md)."),
+    paths(
+        chats::create, chats::list, chats::get, chats::add_participants, chats::remove_participant, chats::leave,
+        chats::history, chats::send, chats::mark_read, ops::health, ops::ready,
+    ),
+    modifiers(&Bearer),
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}

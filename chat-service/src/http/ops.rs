@@ -1,0 +1,36 @@
+//! Operations: liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, get, web};
+use converge_shared::error::{ErrorCode, ErrorEnvelope};
+
+use crate::context::AppContext;
+
+/// Alive: the process answers.
+#[utoipa::path(tag = "ops", responses((status = 200)))]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready: the database answers (and the relay's state).
+#[utoipa::path(tag = "ops", responses((status = 200), (status = 503, body = ErrorEnvelope)))]
+#[get("/ready")]
+pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
+    let relay = ctx.hub.relay().status();
+    match ctx.db.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "up", "relay": relay })),
+        Err(e) => {
+            tracing::warn!(error = %e, "database unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(ErrorEnvelope::new(ErrorCode::Unavailable, "the database is unreachable"))
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[get("/metrics")]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(converge_shared::telemetry::metrics_handle().render())
+}

@@ -1,0 +1,347 @@
+//! The hub: this instance's connections, the chats they follow, and in-order fan-out.
+//!
+//! Events arrive from the relay possibly out of seq order (two senders commit 5 and 6, the
+//! publisher of 6 is quicker). Each followed chat has a feed that delivers messages strictly in seq
+//! order: a message ahead of the next expected seq waits, and a gap that does not fill within
+//! [`GAP_BOUND`] is read from the database, where every acknowledged message already is.
+//!
+//! The state sits behind a synchronous mutex that is never held across an `.await`; fan-out never
+//! waits on a connection: each has a bounded queue, and a connection whose queue is full is cut off
+//! (it reconnects and resumes from its last seq) so it cannot slow the room.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use converge_shared::dto::MessageDto;
+use converge_shared::protocol::ServerFrame;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::relay::{ChatEvent, Relay, Topic};
+
+/// How long a later message waits for an earlier one before the earlier one is read from the database.
+pub const GAP_BOUND: Duration = Duration::from_millis(150);
+
+pub type ConnId = u64;
+
+/// What the hub hands a connection.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A frame to send as is. Messages carry their seq so the connection can drop what it already sent.
+    Frame { chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, text: ByteString },
+    /// The user joined this chat: follow it and announce it.
+    Joined(Uuid),
+    /// The user left this chat: stop following it.
+    Left(Uuid),
+}
+
+/// Reads what the feeds need from the database: the messages of a gap.
+#[async_trait::async_trait]
+pub trait MessageSource: Send + Sync + 'static {
+    async fn messages_between(&self, chat_id: Uuid, from_seq: i64, to_seq: i64) -> anyhow::Result<Vec<MessageDto>>;
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    relay: Arc<dyn Relay>,
+    source: Arc<dyn MessageSource>,
+    next_conn: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<ConnId, Conn>,
+    /// Connections per user, for membership events.
+    by_user: HashMap<Uuid, HashSet<ConnId>>,
+    feeds: HashMap<Uuid, Feed>,
+}
+
+struct Conn {
+    user_id: Uuid,
+    tx: mpsc::Sender<Delivery>,
+}
+
+struct Feed {
+    subscribers: HashSet<ConnId>,
+    /// The seq the feed delivers next.
+    next_seq: i64,
+    /// Messages that arrived ahead of `next_seq`.
+    pending: BTreeMap<i64, MessageDto>,
+    gap_check_scheduled: bool,
+}
+
+impl Hub {
+    pub fn new(relay: Arc<dyn Relay>, source: Arc<dyn MessageSource>) -> Arc<Self> {
+        Arc::new(Self { state: Mutex::default(), relay, source, next_conn: AtomicU64::new(1) })
+    }
+
+    pub fn relay(&self) -> &Arc<dyn Relay> {
+        &self.relay
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Fan-out code does not panic while holding the lock; if it ever did, the state is still a
+        // set of maps that stay usable, so carry on rather than take the instance down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection of `user_id` that receives through `tx`.
+    pub async fn register(&self, user_id: Uuid, tx: mpsc::Sender<Delivery>) -> anyhow::Result<ConnId> {
+        self.relay.subscribe(Topic::User(user_id)).await?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        state.conns.insert(id, Conn { user_id, tx });
+        state.by_user.entry(user_id).or_default().insert(id);
+        metrics::gauge!("ws_connections").set(state.conns.len() as f64);
+        Ok(id)
+    }
+
+    /// Removes a connection and everything it followed.
+    pub async fn unregister(&self, conn: ConnId) {
+        let (user_id, emptied) = {
+            let mut state = self.state();
+            let Some(entry) = state.conns.remove(&conn) else { return };
+            if let Some(conns) = state.by_user.get_mut(&entry.user_id) {
+                conns.remove(&conn);
+                if conns.is_empty() {
+                    state.by_user.remove(&entry.user_id);
+                }
+            }
+            let mut emptied = Vec::new();
+            state.feeds.retain(|chat_id, feed| {
+                feed.subscribers.remove(&conn);
+                let keep = !feed.subscribers.is_empty();
+                if !keep {
+                    emptied.push(*chat_id);
+                }
+                keep
+            });
+            metrics::gauge!("ws_connections").set(state.conns.len() as f64);
+            (entry.user_id, emptied)
+        };
+        for chat_id in emptied {
+            self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
+        }
+        self.unsubscribe_quietly(Topic::User(user_id)).await;
+    }
+
+    /// Starts delivering `chat_id`'s live events to `conn`. `current_last_seq` must be read from the
+    /// database *after* this call's relay subscription, which [`Hub::follow`] guarantees by taking a
+    /// closure: it is the baseline of a new feed (earlier messages come from the database).
+    pub async fn follow<F, Fut>(&self, conn: ConnId, chat_id: Uuid, last_seq: F) -> anyhow::Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<i64>>,
+    {
+        if self.state().feeds.get(&chat_id).is_some_and(|f| f.subscribers.contains(&conn)) {
+            return Ok(());
+        }
+        let needs_feed = !self.state().feeds.contains_key(&chat_id);
+        if needs_feed {
+            self.relay.subscribe(Topic::Chat(chat_id)).await?;
+            let baseline = match last_seq().await {
+                Ok(seq) => seq,
+                Err(e) => {
+                    self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
+                    return Err(e);
+                }
+            };
+            let duplicate_subscription = {
+                let mut state = self.state();
+                let exists = state.feeds.contains_key(&chat_id);
+                let feed = state.feeds.entry(chat_id).or_insert_with(|| Feed {
+                    subscribers: HashSet::new(),
+                    next_seq: baseline + 1,
+                    pending: BTreeMap::new(),
+                    gap_check_scheduled: false,
+                });
+                feed.subscribers.insert(conn);
+                exists
+            };
+            if duplicate_subscription {
+                // Another connection created the feed meanwhile; keep the relay count balanced.
+                self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
+            }
+            return Ok(());
+        }
+        let joined = self.state().feeds.get_mut(&chat_id).map(|feed| feed.subscribers.insert(conn)).is_some();
+        if joined {
+            return Ok(());
+        }
+        // The feed went away between the two looks: start it again.
+        Box::pin(self.follow(conn, chat_id, last_seq)).await
+    }
+
+    /// Stops delivering `chat_id` to `conn`.
+    pub async fn unfollow(&self, conn: ConnId, chat_id: Uuid) {
+        let emptied = {
+            let mut state = self.state();
+            let Some(feed) = state.feeds.get_mut(&chat_id) else { return };
+            feed.subscribers.remove(&conn);
+            let empty = feed.subscribers.is_empty();
+            if empty {
+                state.feeds.remove(&chat_id);
+            }
+            empty
+        };
+        if emptied {
+            self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
+        }
+    }
+
+    async fn unsubscribe_quietly(&self, topic: Topic) {
+        if let Err(e) = self.relay.unsubscribe(topic).await {
+            tracing::warn!(?topic, error = format!("{e:#}"), "unsubscribe failed");
+        }
+    }
+
+    /// Handles one event from the relay.
+    pub fn dispatch(self: &Arc<Self>, topic: Topic, event: ChatEvent) {
+        match (topic, event) {
+            (Topic::Chat(_), ChatEvent::Message(message)) => self.on_message(message),
+            (Topic::Chat(chat_id), ChatEvent::Read { user_id, seq, .. }) => {
+                let frame = ServerFrame::MessagesRead { chat_id, user_id, seq };
+                self.broadcast(chat_id, None, None, &frame);
+            }
+            (Topic::Chat(chat_id), ChatEvent::Typing { user_id, typing, .. }) => {
+                let frame = ServerFrame::UserTyping { chat_id, user_id, typing };
+                self.broadcast(chat_id, None, Some(user_id), &frame);
+            }
+            (Topic::User(user_id), ChatEvent::Joined { chat_id, .. }) => {
+                self.to_user(user_id, Delivery::Joined(chat_id))
+            }
+            (Topic::User(user_id), ChatEvent::Left { chat_id, .. }) => self.to_user(user_id, Delivery::Left(chat_id)),
+            (topic, event) => tracing::debug!(?topic, ?event, "event on an unexpected topic"),
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, message: MessageDto) {
+        let chat_id = message.chat_id;
+        let mut ready = Vec::new();
+        let schedule_gap_check = {
+            let mut state = self.state();
+            let Some(feed) = state.feeds.get_mut(&chat_id) else { return };
+            if message.seq < feed.next_seq {
+                return;
+            }
+            feed.pending.insert(message.seq, message);
+            while let Some(next) = feed.pending.remove(&feed.next_seq) {
+                feed.next_seq += 1;
+                ready.push(next);
+            }
+            let schedule = !feed.pending.is_empty() && !feed.gap_check_scheduled;
+            if schedule {
+                feed.gap_check_scheduled = true;
+            }
+            schedule
+        };
+        for message in ready {
+            self.deliver_message(message);
+        }
+        if schedule_gap_check {
+            self.schedule_gap_check(chat_id);
+        }
+    }
+
+    fn schedule_gap_check(self: &Arc<Self>, chat_id: Uuid) {
+        let hub = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(GAP_BOUND).await;
+            hub.fill_gap(chat_id).await;
+        });
+    }
+
+    /// Reads the messages still missing before the first pending one, and delivers everything in order.
+    async fn fill_gap(self: &Arc<Self>, chat_id: Uuid) {
+        let range = {
+            let mut state = self.state();
+            let Some(feed) = state.feeds.get_mut(&chat_id) else { return };
+            feed.gap_check_scheduled = false;
+            feed.pending.keys().next().map(|first| (feed.next_seq, *first - 1))
+        };
+        let Some((from, to)) = range else { return };
+        if from > to {
+            return;
+        }
+        metrics::counter!("relay_gaps_filled_total").increment(1);
+        match self.source.messages_between(chat_id, from, to).await {
+            Ok(messages) => {
+                for message in messages {
+                    self.on_message(message);
+                }
+            }
+            Err(e) => tracing::warn!(%chat_id, error = format!("{e:#}"), "cannot read a gap"),
+        }
+        // Whatever is still pending (the database had nothing for the gap) gets another check.
+        let reschedule = {
+            let mut state = self.state();
+            state.feeds.get_mut(&chat_id).is_some_and(|feed| {
+                let again = !feed.pending.is_empty() && !feed.gap_check_scheduled;
+                feed.gap_check_scheduled |= again;
+                again
+            })
+        };
+        if reschedule {
+            self.schedule_gap_check(chat_id);
+        }
+    }
+
+    fn deliver_message(&self, message: MessageDto) {
+        let latency = (chrono::Utc::now() - message.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        metrics::histogram!("fanout_latency_seconds").record(latency.max(0.0));
+        let (chat_id, seq) = (message.chat_id, message.seq);
+        self.broadcast(chat_id, Some(seq), None, &ServerFrame::NewMessage { message });
+    }
+
+    /// Sends a frame, serialized once, to every local follower of a chat.
+    fn broadcast(&self, chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: &ServerFrame) {
+        let text = match serde_json::to_string(frame) {
+            Ok(text) => ByteString::from(text),
+            Err(e) => return tracing::error!(error = %e, "cannot serialize a frame"),
+        };
+        let mut state = self.state();
+        let State { conns, feeds, .. } = &mut *state;
+        let Some(feed) = feeds.get(&chat_id) else { return };
+        let mut overflowed = Vec::new();
+        for conn_id in &feed.subscribers {
+            let Some(conn) = conns.get(conn_id) else { continue };
+            let delivery = Delivery::Frame { chat_id, seq, from, text: text.clone() };
+            if conn.tx.try_send(delivery).is_err() {
+                overflowed.push(*conn_id);
+            }
+        }
+        metrics::counter!("fanout_deliveries_total").increment((feed.subscribers.len() - overflowed.len()) as u64);
+        for conn_id in overflowed {
+            // Dropping the only sender closes the connection's queue: it sees the end and disconnects.
+            if let Some(conn) = conns.get_mut(&conn_id) {
+                let (closed, _) = mpsc::channel(1);
+                conn.tx = closed;
+                metrics::counter!("ws_slow_disconnects_total").increment(1);
+            }
+        }
+    }
+
+    fn to_user(&self, user_id: Uuid, delivery: Delivery) {
+        let state = self.state();
+        for conn_id in state.by_user.get(&user_id).into_iter().flatten() {
+            if let Some(conn) = state.conns.get(conn_id) {
+                let _ = conn.tx.try_send(delivery.clone());
+            }
+        }
+    }
+
+    /// Events this instance would deliver for a chat right now: for tests and `/metrics`.
+    pub fn followers(&self, chat_id: Uuid) -> usize {
+        self.state().feeds.get(&chat_id).map_or(0, |f| f.subscribers.len())
+    }
+}
+
+/// Pumps events from the relay into the hub until the relay stops.
+pub async fn pump(hub: Arc<Hub>, mut inbound: mpsc::Receiver<(Topic, ChatEvent)>) {
+    while let Some((topic, event)) = inbound.recv().await {
+        hub.dispatch(topic, event);
+    }
+}

@@ -1,0 +1,65 @@
+//! How chat events travel between chat-service instances.
+//!
+//! Everything that happens in a chat is published on a [`Topic`]; every instance subscribes to the
+//! topics its connected clients care about, and hands what it receives to its [`crate::hub::Hub`].
+//! The embedded default uses [`local::LocalRelay`] (one process); the scaled deployment uses Redis
+//! pub/sub behind the same trait.
+
+pub mod local;
+
+use converge_shared::dto::MessageDto;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Where an event is published: a chat's events go to its members; membership changes also go to
+/// the user concerned, who may not be subscribed to the chat yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Chat(Uuid),
+    User(Uuid),
+}
+
+/// Something that happened, as relayed between instances.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// A message is durably stored with this seq.
+    Message(MessageDto),
+    Read {
+        chat_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
+    Typing {
+        chat_id: Uuid,
+        user_id: Uuid,
+        typing: bool,
+    },
+    /// `user_id` became a participant of `chat_id` (including by creating it).
+    Joined {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+    /// `user_id` is no longer a participant of `chat_id`.
+    Left {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+}
+
+/// Received events are handed to the hub through this channel.
+pub type Inbound = mpsc::Sender<(Topic, ChatEvent)>;
+
+/// Publishes and subscribes chat events. Publishing is at most once: a subscriber that misses an
+/// event catches up from the database by seq, so the relay never needs to be reliable.
+#[async_trait::async_trait]
+pub trait Relay: Send + Sync + 'static {
+    async fn publish(&self, topic: Topic, event: &ChatEvent) -> anyhow::Result<()>;
+    /// Starts receiving a topic's events. Calls are counted: a topic stays subscribed until
+    /// unsubscribed as often as subscribed.
+    async fn subscribe(&self, topic: Topic) -> anyhow::Result<()>;
+    async fn unsubscribe(&self, topic: Topic) -> anyhow::Result<()>;
+    /// `up` when events flow, for `/ready`.
+    fn status(&self) -> &'static str;
+}

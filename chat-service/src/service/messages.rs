@@ -1,0 +1,230 @@
+//! Messages: the seq, idempotent sends, history, read watermarks and typing.
+
+use chrono::Utc;
+use converge_shared::api_error::{ApiError, ApiResult};
+use converge_shared::dto::{MessageDto, MessagePage, MessagesQuery, SendMessageRequest};
+use converge_shared::entities::chat::{chat, message, participant};
+use converge_shared::error::ErrorCode;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr, TransactionTrait,
+};
+use uuid::Uuid;
+use validator::Validate;
+
+use super::chats::{find, require_participant};
+use super::publish;
+use crate::context::AppContext;
+use crate::hub::MessageSource;
+use crate::relay::{ChatEvent, Topic};
+
+const DEFAULT_PAGE: u64 = 50;
+/// Longest `clientMsgId`.
+const MAX_CLIENT_MSG_ID: usize = 64;
+
+/// Stores a message and returns it with its seq; then publishes it.
+///
+/// The seq comes from incrementing the chat's `last_seq` in the same transaction that inserts the
+/// message: the row lock orders concurrent senders, a rolled-back send gives its number back, so
+/// seqs are gap-free; and the message is acknowledged (returned) only once committed.
+/// A retry with the same `clientMsgId` returns the stored message, from any door and any instance.
+pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessageRequest) -> ApiResult<MessageDto> {
+    validate_send(ctx, &req)?;
+    find(&ctx.db, chat_id).await?;
+    require_participant(&ctx.db, chat_id, sender).await?;
+    if let Some(existing) = find_sent(&ctx.db, chat_id, sender, &req.client_msg_id).await? {
+        return Ok(existing.to_dto());
+    }
+
+    let txn = ctx.db.begin().await?;
+    // Write first: on SQLite this takes the write lock at once instead of upgrading a read lock.
+    let now = Utc::now();
+    let bumped = chat::Entity::update_many()
+        .col_expr(chat::Column::LastSeq, Expr::col(chat::Column::LastSeq).add(1))
+        .col_expr(chat::Column::LastMessageAt, Expr::value(now))
+        .filter(chat::Column::Id.eq(chat_id))
+        .exec_with_returning(&txn)
+        .await?;
+    let seq = bumped.first().map(|c| c.last_seq).ok_or_else(super::chat_not_found)?;
+    if let Some(reply_to) = req.reply_to
+        && (reply_to < 1 || reply_to >= seq)
+    {
+        txn.rollback().await?;
+        return Err(ApiError::new(ErrorCode::InvalidSeq, "replyTo must be the seq of an earlier message"));
+    }
+    let inserted = message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        chat_id: Set(chat_id),
+        seq: Set(seq),
+        sender_id: Set(sender),
+        client_msg_id: Set(req.client_msg_id.clone()),
+        content: Set(req.content),
+        attachment_id: Set(None),
+        image_url: Set(None),
+        reply_to: Set(req.reply_to),
+        created_at: Set(now),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+    }
+    .insert(&txn)
+    .await;
+    let message = match inserted {
+        Ok(message) => message,
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            // A concurrent retry of the same clientMsgId won; ours gives its seq back.
+            txn.rollback().await?;
+            return find_sent(&ctx.db, chat_id, sender, &req.client_msg_id)
+                .await?
+                .map(|m| m.to_dto())
+                .ok_or_else(|| anyhow::anyhow!("a duplicate send vanished").into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The sender has read what they wrote.
+    participant::Entity::update_many()
+        .col_expr(participant::Column::LastReadSeq, Expr::value(seq))
+        .col_expr(participant::Column::LastDeliveredSeq, Expr::value(seq))
+        .filter(participant::Column::ChatId.eq(chat_id))
+        .filter(participant::Column::UserId.eq(sender))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    metrics::counter!("chat_messages_total").increment(1);
+
+    let dto = message.to_dto();
+    publish(ctx, Topic::Chat(chat_id), ChatEvent::Message(dto.clone())).await;
+    Ok(dto)
+}
+
+fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
+    let id = &req.client_msg_id;
+    if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID || id.chars().any(char::is_control) {
+        return Err(ApiError::field("clientMsgId", "must be 1 to 64 characters"));
+    }
+    if req.attachment_id.is_some() {
+        return Err(ApiError::field("attachmentId", "attachments are not supported yet"));
+    }
+    if req.content.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::EmptyMessage, "a message needs content or an attachment"));
+    }
+    let max = ctx.config.max_message_chars;
+    if req.content.chars().count() > max {
+        return Err(ApiError::new(ErrorCode::ContentTooLong, format!("a message has at most {max} characters")));
+    }
+    Ok(())
+}
+
+async fn find_sent<C: ConnectionTrait>(
+    db: &C,
+    chat_id: Uuid,
+    sender: Uuid,
+    client_msg_id: &str,
+) -> ApiResult<Option<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::ChatId.eq(chat_id))
+        .filter(message::Column::SenderId.eq(sender))
+        .filter(message::Column::ClientMsgId.eq(client_msg_id))
+        .one(db)
+        .await?)
+}
+
+/// A page of a chat's history, in ascending seq.
+pub async fn page(ctx: &AppContext, viewer: Uuid, chat_id: Uuid, query: MessagesQuery) -> ApiResult<MessagePage> {
+    query.validate()?;
+    let chat = find(&ctx.db, chat_id).await?;
+    require_participant(&ctx.db, chat_id, viewer).await?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    let select = message::Entity::find().filter(message::Column::ChatId.eq(chat_id));
+    let (mut messages, has_more) = match (query.after, query.before) {
+        (Some(_), Some(_)) => return Err(ApiError::field("before", "give either before or after, not both")),
+        (Some(after), None) => {
+            if after > chat.last_seq {
+                return Err(ApiError::new(ErrorCode::InvalidSeq, "after is beyond the chat's last message"));
+            }
+            let rows = select
+                .filter(message::Column::Seq.gt(after))
+                .order_by_asc(message::Column::Seq)
+                .limit(limit + 1)
+                .all(&ctx.db)
+                .await?;
+            (rows, false)
+        }
+        (None, before) => {
+            let before = before.unwrap_or(i64::MAX);
+            let mut rows = select
+                .filter(message::Column::Seq.lt(before))
+                .order_by_desc(message::Column::Seq)
+                .limit(limit + 1)
+                .all(&ctx.db)
+                .await?;
+            rows.reverse();
+            (rows, false)
+        }
+    };
+    let more = messages.len() as u64 > limit;
+    if more {
+        if query.after.is_some() {
+            messages.truncate(limit as usize);
+        } else {
+            messages.remove(0);
+        }
+    }
+    Ok(MessagePage { messages: messages.iter().map(message::Model::to_dto).collect(), has_more: has_more || more })
+}
+
+/// Up to `limit` messages after `after_seq`, in order: for resume (the caller checked access).
+pub async fn after<C: ConnectionTrait>(
+    db: &C,
+    chat_id: Uuid,
+    after_seq: i64,
+    limit: u64,
+) -> ApiResult<Vec<MessageDto>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::ChatId.eq(chat_id))
+        .filter(message::Column::Seq.gt(after_seq))
+        .order_by_asc(message::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?
+        .iter()
+        .map(message::Model::to_dto)
+        .collect())
+}
+
+/// Moves the reader's read watermark up to `seq` (never down) and tells the chat.
+pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) -> ApiResult<()> {
+    let chat = find(&ctx.db, chat_id).await?;
+    require_participant(&ctx.db, chat_id, reader).await?;
+    if seq < 0 || seq > chat.last_seq {
+        return Err(ApiError::new(ErrorCode::InvalidSeq, format!("seq must be between 0 and {}", chat.last_seq)));
+    }
+    let moved = participant::Entity::update_many()
+        .col_expr(participant::Column::LastReadSeq, Expr::value(seq))
+        .filter(participant::Column::ChatId.eq(chat_id))
+        .filter(participant::Column::UserId.eq(reader))
+        .filter(participant::Column::LastReadSeq.lt(seq))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
+    if moved > 0 {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Read { chat_id, user_id: reader, seq }).await;
+    }
+    Ok(())
+}
+
+/// Tells the chat that `user_id` started or stopped typing. The caller checked membership.
+pub async fn typing(ctx: &AppContext, user_id: Uuid, chat_id: Uuid, typing: bool) {
+    publish(ctx, Topic::Chat(chat_id), ChatEvent::Typing { chat_id, user_id, typing }).await;
+}
+
+/// The database as the hub's source for gaps.
+pub struct DbMessages(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl MessageSource for DbMessages {
+    async fn messages_between(&self, chat_id: Uuid, from_seq: i64, to_seq: i64) -> anyhow::Result<Vec<MessageDto>> {
+        let limit = u64::try_from(to_seq - from_seq + 1).unwrap_or(0);
+        after(&self.0, chat_id, from_seq - 1, limit).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

@@ -1,0 +1,28 @@
+//! The rules of chat-service: who may read and post, how seq is assigned, what is published.
+//! REST, GraphQL and the WebSocket all call these functions.
+
+pub mod chats;
+pub mod messages;
+pub mod users;
+
+use converge_shared::api_error::ApiError;
+use converge_shared::error::ErrorCode;
+
+use crate::relay::{ChatEvent, Topic};
+
+pub(crate) fn forbidden() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "you are not a participant of this chat")
+}
+
+pub(crate) fn chat_not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such chat")
+}
+
+/// Publishes an event after its change is committed. A failed publish loses nothing: followers
+/// catch up from the database by seq, so it is logged, not returned.
+pub(crate) async fn publish(ctx: &crate::context::AppContext, topic: Topic, event: ChatEvent) {
+    if let Err(e) = ctx.hub.relay().publish(topic, &event).await {
+        metrics::counter!("relay_publish_errors_total").increment(1);
+        tracing::warn!(?topic, error = format!("{e:#}"), "publish failed; followers will catch up by seq");
+    }
+}

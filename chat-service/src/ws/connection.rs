@@ -1,0 +1,462 @@
+//! One WebSocket connection: authenticate, follow the user's chats, then serve client frames and
+//! hub deliveries in one task until either side ends.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use bytestring::ByteString;
+use converge_shared::api_error::ApiError;
+use converge_shared::auth::Authenticator;
+use converge_shared::dto::ResumePoints;
+use converge_shared::error::ErrorCode;
+use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
+use converge_shared::token::AccessClaims;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use uuid::Uuid;
+
+use crate::context::AppContext;
+use crate::hub::{ConnId, Delivery};
+use crate::service::{chats, messages, users};
+
+/// Messages read from the database per query while catching a client up.
+const BACKLOG_PAGE: u64 = 500;
+/// How long one frame may take to reach a client before it counts as stalled.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a connection ends: the close code and reason sent, if any.
+struct Close(u16, &'static str);
+
+pub async fn run(
+    ctx: AppContext,
+    auth: Arc<Authenticator>,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+    header_token: Option<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(ctx.config.ws_auth_timeout_secs);
+    let (claims, resume) = match authenticate(&auth, &mut session, &mut stream, header_token, deadline).await {
+        Ok(authenticated) => authenticated,
+        Err(Close(code, reason)) => return close(session, code, reason).await,
+    };
+    let (tx, inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
+    let conn_id = match ctx.hub.register(claims.sub, tx).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "cannot register a connection");
+            return close(session, close_code::SERVICE_RESTART, "relay unavailable").await;
+        }
+    };
+    let per_second = NonZeroU32::new(ctx.config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN);
+    let mut connection = Connection {
+        limiter: RateLimiter::direct(
+            Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+        ),
+        ctx,
+        session,
+        conn_id,
+        user_id: claims.sub,
+        name: claims.name,
+        last_sent: HashMap::new(),
+        typing: HashMap::new(),
+        last_heard: Instant::now(),
+    };
+    let outcome = connection.serve(stream, inbox, resume).await;
+    connection.finish(outcome).await;
+}
+
+/// Waits for a valid `auth` frame (or uses the upgrade request's bearer token).
+async fn authenticate(
+    auth: &Authenticator,
+    session: &mut Session,
+    stream: &mut AggregatedMessageStream,
+    header_token: Option<String>,
+    deadline: Instant,
+) -> Result<(AccessClaims, Option<ResumePoints>), Close> {
+    let (token, resume) = match header_token {
+        Some(token) => (token, None),
+        None => loop {
+            let message = tokio::select! {
+                _ = sleep_until(deadline) => return Err(Close(close_code::UNAUTHORIZED, "no auth frame in time")),
+                message = stream.recv() => message,
+            };
+            match message {
+                Some(Ok(AggregatedMessage::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(ClientFrame::Auth { token, resume }) => break (token, resume),
+                    _ => return Err(Close(close_code::UNAUTHORIZED, "the first frame must be auth")),
+                },
+                Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                    let _ = session.pong(&bytes).await;
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Some(Ok(AggregatedMessage::Binary(_))) => {
+                    return Err(Close(close_code::POLICY_VIOLATION, "binary frames are not supported"));
+                }
+                Some(Ok(AggregatedMessage::Close(_))) | None => return Err(Close(1000, "")),
+                Some(Err(_)) => return Err(Close(close_code::MESSAGE_TOO_BIG, "frame too large")),
+            }
+        },
+    };
+    match auth.verify(&token).await {
+        Ok(claims) => Ok((claims, resume)),
+        Err(_) => {
+            let frame = ServerFrame::Error {
+                req: None,
+                code: ErrorCode::InvalidToken,
+                message: "the access token is invalid or expired".into(),
+            };
+            if let Ok(text) = serde_json::to_string(&frame) {
+                let _ = session.text(text).await;
+            }
+            Err(Close(close_code::UNAUTHORIZED, "invalid token"))
+        }
+    }
+}
+
+async fn close(session: Session, code: u16, reason: &str) {
+    let reason =
+        CloseReason { code: CloseCode::from(code), description: (!reason.is_empty()).then(|| reason.to_owned()) };
+    let _ = session.close(Some(reason)).await;
+}
+
+struct Connection {
+    ctx: AppContext,
+    session: Session,
+    conn_id: ConnId,
+    user_id: Uuid,
+    name: String,
+    /// Per followed chat, the highest seq sent to this client: what makes resume and live join
+    /// without duplicates, and the set of chats this connection may touch.
+    last_sent: HashMap<Uuid, i64>,
+    /// Chats the user is typing in, and when that expires.
+    typing: HashMap<Uuid, Instant>,
+    last_heard: Instant,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Connection {
+    async fn serve(
+        &mut self,
+        mut stream: AggregatedMessageStream,
+        mut inbox: mpsc::Receiver<Delivery>,
+        resume: Option<ResumePoints>,
+    ) -> Close {
+        if let Err(close) = self.start(resume).await {
+            return close;
+        }
+        let heartbeat_every = Duration::from_secs(self.ctx.config.ws_heartbeat_secs.max(1));
+        let idle_timeout = Duration::from_secs(self.ctx.config.ws_idle_timeout_secs.max(1));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        loop {
+            let typing_expiry = self.typing.values().min().copied();
+            let step = tokio::select! {
+                message = stream.recv() => self.on_client(message).await,
+                delivery = inbox.recv() => match delivery {
+                    Some(delivery) => self.on_delivery(delivery).await,
+                    None => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
+                },
+                _ = heartbeat.tick() => {
+                    if self.last_heard.elapsed() > idle_timeout {
+                        Err(Close(close_code::HEARTBEAT_TIMEOUT, "no heartbeat"))
+                    } else {
+                        self.session.ping(b"").await.map_err(|_| Close(1000, ""))
+                    }
+                }
+                _ = sleep_until(typing_expiry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if typing_expiry.is_some() => {
+                    self.expire_typing().await;
+                    Ok(())
+                }
+            };
+            if let Err(close) = step {
+                return close;
+            }
+        }
+    }
+
+    /// Follows every chat of the user, sends `ready`, and serves the auth frame's resume.
+    async fn start(&mut self, resume: Option<ResumePoints>) -> Result<(), Close> {
+        let internal = |e: ApiError| {
+            tracing::warn!(error = %e, "cannot start a connection");
+            Close(close_code::SERVICE_RESTART, "temporarily unavailable")
+        };
+        users::remember(&self.ctx.db, self.user_id, &self.name, None).await.map_err(internal)?;
+        let chat_ids = chats::chat_ids_of(&self.ctx.db, self.user_id).await.map_err(internal)?;
+        for chat_id in &chat_ids {
+            self.follow(*chat_id).await.map_err(internal)?;
+        }
+        // Read after following: every message newer than these views arrives live.
+        let views = chats::list(&self.ctx, self.user_id).await.map_err(internal)?;
+        for view in &views {
+            self.last_sent.insert(view.id, view.last_seq);
+        }
+        let ready =
+            ServerFrame::Ready { user: ReadyUser { id: self.user_id, display_name: self.name.clone() }, chats: views };
+        self.send_frame(&ready).await?;
+        if let Some(points) = resume {
+            self.resume(None, points).await?;
+        }
+        Ok(())
+    }
+
+    async fn follow(&mut self, chat_id: Uuid) -> Result<(), ApiError> {
+        let db = self.ctx.db.clone();
+        self.ctx
+            .hub
+            .follow(self.conn_id, chat_id, || async move {
+                Ok(chats::find(&db, chat_id).await.map_err(|e| anyhow::anyhow!("{e}"))?.last_seq)
+            })
+            .await
+            .map_err(ApiError::Internal)
+    }
+
+    async fn on_client(
+        &mut self,
+        message: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    ) -> Result<(), Close> {
+        self.last_heard = Instant::now();
+        let message = match message {
+            None | Some(Ok(AggregatedMessage::Close(_))) => return Err(Close(1000, "")),
+            Some(Err(_)) => return Err(Close(close_code::MESSAGE_TOO_BIG, "frame too large")),
+            Some(Ok(message)) => message,
+        };
+        match message {
+            AggregatedMessage::Text(text) => {
+                if self.limiter.check().is_err() {
+                    return Err(Close(close_code::POLICY_VIOLATION, "too many frames"));
+                }
+                self.on_text(&text).await
+            }
+            AggregatedMessage::Binary(_) => Err(Close(close_code::POLICY_VIOLATION, "binary frames are not supported")),
+            AggregatedMessage::Ping(bytes) => self.session.pong(&bytes).await.map_err(|_| Close(1000, "")),
+            AggregatedMessage::Pong(_) | AggregatedMessage::Close(_) => Ok(()),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Close> {
+        if text.len() > self.ctx.config.max_frame_bytes {
+            let message = format!("frames are limited to {} bytes", self.ctx.config.max_frame_bytes);
+            return self.send_error(None, ApiError::new(ErrorCode::PayloadTooLarge, message)).await;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => {
+                return self.send_error(None, ApiError::new(ErrorCode::InvalidFrame, format!("not JSON: {e}"))).await;
+            }
+        };
+        let req = value.get("req").cloned();
+        let kind = value.get("type").and_then(Value::as_str).map(str::to_owned);
+        let frame = match serde_json::from_value::<ClientFrame>(value) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let error = match kind {
+                    Some(kind) if !CLIENT_FRAME_TYPES.contains(&kind.as_str()) => {
+                        ApiError::new(ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))
+                    }
+                    None => ApiError::new(ErrorCode::InvalidFrame, "a frame needs a string \"type\""),
+                    Some(_) => ApiError::new(ErrorCode::InvalidFrame, e.to_string()),
+                };
+                return self.send_error(req, error).await;
+            }
+        };
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.send_error(req, ApiError::new(ErrorCode::InvalidFrame, "already authenticated")).await
+            }
+            ClientFrame::SendMessage { req, chat_id, client_msg_id, content, attachment_id, reply_to } => {
+                let request =
+                    converge_shared::dto::SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
+                match messages::send(&self.ctx, self.user_id, chat_id, request).await {
+                    Ok(message) => self.send_frame(&ServerFrame::Ack { req, message }).await,
+                    Err(e) => self.send_error(req, e).await,
+                }
+            }
+            ClientFrame::MarkAsRead { req, chat_id, seq } => {
+                match messages::mark_read(&self.ctx, self.user_id, chat_id, seq).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.send_error(req, e).await,
+                }
+            }
+            ClientFrame::TypingStart { chat_id } => self.set_typing(chat_id, true).await,
+            ClientFrame::TypingStop { chat_id } => self.set_typing(chat_id, false).await,
+            ClientFrame::Resume { req, chats } => self.resume(req, chats).await,
+            ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
+        }
+    }
+
+    async fn set_typing(&mut self, chat_id: Uuid, typing: bool) -> Result<(), Close> {
+        if !self.last_sent.contains_key(&chat_id) {
+            return self.send_error(None, crate::service::forbidden()).await;
+        }
+        let was_typing = if typing {
+            let ttl = Duration::from_millis(self.ctx.config.typing_ttl_ms);
+            self.typing.insert(chat_id, Instant::now() + ttl).is_some()
+        } else {
+            self.typing.remove(&chat_id).is_some()
+        };
+        // Repeated typing_start only extends the expiry; other clients hear of changes only.
+        if typing != was_typing {
+            messages::typing(&self.ctx, self.user_id, chat_id, typing).await;
+        }
+        Ok(())
+    }
+
+    async fn expire_typing(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Uuid> = self.typing.iter().filter(|(_, at)| **at <= now).map(|(chat, _)| *chat).collect();
+        for chat_id in expired {
+            self.typing.remove(&chat_id);
+            messages::typing(&self.ctx, self.user_id, chat_id, false).await;
+        }
+    }
+
+    /// Sends every message after each given seq, in order; live events continue after them.
+    async fn resume(&mut self, req: Option<Value>, points: ResumePoints) -> Result<(), Close> {
+        let mut served = ResumePoints::new();
+        for (chat_id, seq) in points {
+            if !self.last_sent.contains_key(&chat_id) {
+                self.send_error(req.clone(), crate::service::forbidden()).await?;
+                continue;
+            }
+            let last_seq = match chats::find(&self.ctx.db, chat_id).await {
+                Ok(chat) => chat.last_seq,
+                Err(e) => {
+                    self.send_error(req.clone(), e).await?;
+                    continue;
+                }
+            };
+            if seq < 0 || seq > last_seq {
+                let error =
+                    ApiError::new(ErrorCode::InvalidSeq, format!("chat {chat_id} has messages up to seq {last_seq}"));
+                self.send_error(req.clone(), error).await?;
+                continue;
+            }
+            self.last_sent.insert(chat_id, seq);
+            self.catch_up(chat_id, i64::MAX).await?;
+            served.insert(chat_id, self.last_sent.get(&chat_id).copied().unwrap_or(seq));
+        }
+        self.send_frame(&ServerFrame::Resumed { req, chats: served }).await
+    }
+
+    /// Sends the stored messages after what this client has, up to `until`, page by page.
+    async fn catch_up(&mut self, chat_id: Uuid, until: i64) -> Result<(), Close> {
+        loop {
+            let from = self.last_sent.get(&chat_id).copied().unwrap_or(0);
+            if from >= until {
+                return Ok(());
+            }
+            let page = match messages::after(&self.ctx.db, chat_id, from, BACKLOG_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a backlog");
+                    return Err(Close(close_code::SERVICE_RESTART, "temporarily unavailable"));
+                }
+            };
+            let full = page.len() as u64 == BACKLOG_PAGE;
+            for message in page.into_iter().filter(|m| m.seq <= until) {
+                let seq = message.seq;
+                self.send_frame(&ServerFrame::NewMessage { message }).await?;
+                self.last_sent.insert(chat_id, seq);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), Close> {
+        match delivery {
+            Delivery::Frame { chat_id, seq: Some(seq), text, .. } => {
+                let Some(last) = self.last_sent.get(&chat_id).copied() else { return Ok(()) };
+                if seq <= last {
+                    return Ok(());
+                }
+                if seq > last + 1 {
+                    // Never skip: whatever this client lacks before `seq` comes from the database.
+                    self.catch_up(chat_id, seq - 1).await?;
+                }
+                self.send_text(text).await?;
+                self.last_sent.insert(chat_id, seq);
+                Ok(())
+            }
+            Delivery::Frame { from: Some(from), .. } if from == self.user_id => Ok(()),
+            Delivery::Frame { chat_id, text, .. } => {
+                if self.last_sent.contains_key(&chat_id) {
+                    self.send_text(text).await
+                } else {
+                    Ok(())
+                }
+            }
+            Delivery::Joined(chat_id) => {
+                if self.last_sent.contains_key(&chat_id) {
+                    return Ok(());
+                }
+                let joined = async {
+                    self.follow(chat_id).await?;
+                    chats::get(&self.ctx, self.user_id, chat_id).await
+                }
+                .await;
+                match joined {
+                    Ok(chat) => {
+                        self.last_sent.insert(chat_id, chat.last_seq);
+                        self.send_frame(&ServerFrame::ConversationCreated { chat }).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(%chat_id, error = %e, "cannot follow a joined chat");
+                        Ok(())
+                    }
+                }
+            }
+            Delivery::Left(chat_id) => {
+                if self.last_sent.remove(&chat_id).is_none() {
+                    return Ok(());
+                }
+                self.typing.remove(&chat_id);
+                self.ctx.hub.unfollow(self.conn_id, chat_id).await;
+                self.send_frame(&ServerFrame::ConversationLeft { chat_id }).await
+            }
+        }
+    }
+
+    async fn send_error(&mut self, req: Option<Value>, error: ApiError) -> Result<(), Close> {
+        let envelope = error.envelope();
+        let mut message = envelope.error.message;
+        if let Some(fields) = envelope.error.fields {
+            let details: Vec<String> = fields.iter().map(|(field, why)| format!("{field} {why}")).collect();
+            message = format!("{message}: {}", details.join("; "));
+        }
+        metrics::counter!("ws_errors_total", "code" => envelope.error.code.as_str()).increment(1);
+        self.send_frame(&ServerFrame::Error { req, code: envelope.error.code, message }).await
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), Close> {
+        match serde_json::to_string(frame) {
+            Ok(text) => self.send_text(ByteString::from(text)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a frame");
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: ByteString) -> Result<(), Close> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.session.text(text)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(Close(1000, "")),
+            Err(_elapsed) => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
+        }
+    }
+
+    /// Leaves the hub, ends the user's typing, and closes with `outcome`'s code.
+    async fn finish(mut self, outcome: Close) {
+        for chat_id in std::mem::take(&mut self.typing).into_keys() {
+            messages::typing(&self.ctx, self.user_id, chat_id, false).await;
+        }
+        self.ctx.hub.unregister(self.conn_id).await;
+        close(self.session, outcome.0, outcome.1).await;
+    }
+}

@@ -1,0 +1,254 @@
+//! `TestStack`: a real user-service and chat-service on random ports, on a fresh PostgreSQL
+//! database each or SQLite files, with typed helpers for users, REST and WebSocket clients.
+
+use std::time::Duration;
+
+use converge_migrations::{ServiceDb, connect};
+use converge_shared::auth::{Authenticator, JwksClient};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// How long a test waits for an event before declaring it missing. Events are awaited, never slept
+/// for: this bound only turns a hang into a failure.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct TestStack {
+    pub users_url: String,
+    pub chat_url: String,
+    pub ws_url: String,
+    pub client: reqwest::Client,
+    _chat: chat_service::context::AppContext,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn fresh_postgres_database() -> String {
+    let admin_url =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
+    let name = format!("converge_test_{}", Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
+    format!("{base}/{name}")
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub token: String,
+}
+
+impl TestStack {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut chat_service::Config)) -> Self {
+        converge_shared::telemetry::init_tracing(Default::default(), "warn");
+        let user_dir = tempfile::tempdir().unwrap();
+        let chat_dir = tempfile::tempdir().unwrap();
+        let (users_db, chat_db) = match backend {
+            Backend::Postgres => (Some(fresh_postgres_database().await), Some(fresh_postgres_database().await)),
+            Backend::Sqlite => (None, None),
+        };
+
+        let user_config = user_service::Config {
+            host: "127.0.0.1".into(),
+            user_service_port: 0,
+            data_dir: user_dir.path().display().to_string(),
+            database_url: users_db,
+            auth_rate_limit_per_ip: 100_000,
+            auth_rate_limit_per_account: 100_000,
+            ..Default::default()
+        };
+        let users = user_service::Application::build(user_config).await.expect("user-service builds");
+        let users_url = format!("http://127.0.0.1:{}", users.port());
+        tokio::spawn(users.run_until_stopped());
+
+        let mut config = chat_service::Config {
+            host: "127.0.0.1".into(),
+            chat_service_port: 0,
+            data_dir: chat_dir.path().display().to_string(),
+            database_url: chat_db,
+            user_service_url: users_url.clone(),
+            ws_frames_per_second: 10_000,
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let db = connect(&config.database_url(), config.database_max_connections).await.unwrap();
+        ServiceDb::Chat.migrate_up(&db).await.unwrap();
+        let auth = Authenticator::Jwks(JwksClient::new(config.jwks_url()));
+        let chat = chat_service::Application::build_with(config, db, auth).await.expect("chat-service builds");
+        let chat_url = format!("http://127.0.0.1:{}", chat.port());
+        let ws_url = format!("ws://127.0.0.1:{}/ws", chat.port());
+        let context = chat.context().clone();
+        tokio::spawn(chat.run_until_stopped());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { users_url, chat_url, ws_url, client, _chat: context, _dirs: (user_dir, chat_dir) }
+    }
+
+    pub async fn user(&self, username: &str) -> User {
+        let body = json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "displayName": format!("{username} Example"),
+            "password": "correct horse battery",
+        });
+        let res = self.client.post(format!("{}/auth/register", self.users_url)).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        User {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            token: body["accessToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn post(&self, user: &User, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.chat_url)).bearer_auth(&user.token).json(body).send().await.unwrap()
+    }
+
+    pub async fn get(&self, user: &User, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.chat_url)).bearer_auth(&user.token).send().await.unwrap()
+    }
+
+    /// Creates a chat over REST and returns its id.
+    pub async fn group(&self, owner: &User, members: &[&User]) -> Uuid {
+        let ids: Vec<Uuid> = members.iter().map(|u| u.id).collect();
+        let res = self.post(owner, "/chats", &json!({ "kind": "group", "title": "Team", "participantIds": ids })).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn direct(&self, a: &User, b: &User) -> Uuid {
+        let res = self.post(a, "/chats", &json!({ "kind": "direct", "participantIds": [b.id] })).await;
+        assert!(res.status().is_success());
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// An authenticated WebSocket client, past its `ready` frame.
+    pub async fn connect(&self, user: &User) -> WsClient {
+        let mut client = self.connect_raw().await;
+        client.send(json!({ "type": "auth", "token": user.token })).await;
+        let ready = client.next_of("ready").await;
+        assert_eq!(ready["user"]["id"], user.id.to_string());
+        client
+    }
+
+    /// A connected WebSocket client that has sent nothing.
+    pub async fn connect_raw(&self) -> WsClient {
+        let (stream, _) = connect_async(self.ws_url.as_str()).await.expect("WebSocket connects");
+        WsClient { stream }
+    }
+}
+
+pub struct WsClient {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: Value) {
+        self.stream.send(Message::text(frame.to_string())).await.expect("frame sent");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("frame sent");
+    }
+
+    /// The next text frame, as JSON. Pings are answered by the library.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the connection is open")
+                .expect("a valid frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("frames are JSON"),
+                Message::Close(frame) => panic!("closed by the server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The close code the server ends the connection with.
+    pub async fn closed_with(&mut self) -> u16 {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await.expect("closed in time");
+            match message {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return 1006,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sends a message and returns its ack.
+    pub async fn send_message(&mut self, chat_id: Uuid, client_msg_id: &str, content: &str) -> Value {
+        self.send(json!({ "type": "send_message", "req": client_msg_id, "chatId": chat_id, "clientMsgId": client_msg_id, "content": content })).await;
+        loop {
+            let frame = self.next().await;
+            if frame["req"] == client_msg_id && (frame["type"] == "ack" || frame["type"] == "error") {
+                return frame;
+            }
+        }
+    }
+
+    /// Collects `new_message` seqs of `chat_id` until `count` have arrived.
+    pub async fn collect_seqs(&mut self, chat_id: Uuid, count: usize) -> Vec<i64> {
+        let mut seqs = Vec::with_capacity(count);
+        while seqs.len() < count {
+            let frame = self.next_of("new_message").await;
+            if frame["message"]["chatId"] == chat_id.to_string() {
+                seqs.push(frame["message"]["seq"].as_i64().unwrap());
+            }
+        }
+        seqs
+    }
+}
+
+/// Declares each test twice: on PostgreSQL and on the SQLite default.
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = crate::helpers::Backend::Postgres;
+                $body
+            })*
+        }
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = crate::helpers::Backend::Sqlite;
+                $body
+            })*
+        }
+    };
+}
+pub(crate) use on_both_backends;

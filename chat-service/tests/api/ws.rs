@@ -1,0 +1,214 @@
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{TestStack, on_both_backends};
+
+on_both_backends! {
+    async fn two_users_chat_both_ways(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
+
+        let ack = ana_ws.send_message(chat, "m1", "hi bob").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["message"]["seq"], 1);
+        let got = bob_ws.next_of("new_message").await;
+        assert_eq!(got["message"]["content"], "hi bob");
+        assert_eq!(got["message"]["senderId"], ana.id.to_string());
+        bob_ws.send(json!({ "type": "mark_as_read", "chatId": chat, "seq": 1 })).await;
+        let read = ana_ws.next_of("messages_read").await;
+        assert_eq!((read["userId"].as_str(), read["seq"].as_i64()), (Some(bob.id.to_string().as_str()), Some(1)));
+
+        let ack = bob_ws.send_message(chat, "m2", "hi ana").await;
+        assert_eq!(ack["message"]["seq"], 2);
+        let got = ana_ws.next_of("new_message").await;
+        assert_eq!(got["message"]["content"], "hi ana");
+        assert_eq!(got["message"]["seq"], 2);
+    }
+
+    async fn concurrent_senders_yield_one_gap_free_order_for_every_member(backend) {
+        let stack = TestStack::spawn(backend).await;
+        const SENDERS: usize = 20;
+        const EACH: usize = 50;
+        let mut users = Vec::new();
+        for i in 0..SENDERS {
+            users.push(stack.user(&format!("sender{i}")).await);
+        }
+        let members: Vec<_> = users[1..].iter().collect();
+        let chat = stack.group(&users[0], &members).await;
+
+        let mut listeners = Vec::new();
+        for user in users.iter().take(3) {
+            listeners.push(stack.connect(user).await);
+        }
+        let mut senders = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let mut ws = stack.connect(user).await;
+            senders.push(tokio::spawn(async move {
+                for n in 0..EACH {
+                    let ack = ws.send_message(chat, &format!("{i}-{n}"), &format!("message {n} from {i}")).await;
+                    assert_eq!(ack["type"], "ack", "{ack}");
+                }
+            }));
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let expected: Vec<i64> = (1..=(SENDERS * EACH) as i64).collect();
+        for mut listener in listeners {
+            assert_eq!(listener.collect_seqs(chat, SENDERS * EACH).await, expected);
+        }
+    }
+
+    async fn a_retried_client_msg_id_returns_the_original(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ws = stack.connect(&ana).await;
+        let first = ws.send_message(chat, "same", "hello").await;
+        let second = ws.send_message(chat, "same", "hello again?").await;
+        assert_eq!(first["message"], second["message"]);
+
+        // Through another door too.
+        let rest = stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "same", "content": "x" })).await;
+        let rest: serde_json::Value = rest.json().await.unwrap();
+        assert_eq!(rest, first["message"]);
+        let page: serde_json::Value = stack.get(&ana, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
+        assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    }
+
+    async fn a_reconnecting_client_resumes_exactly_what_it_missed(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        for n in 0..5 {
+            ana_ws.send_message(chat, &format!("before-{n}"), "before").await;
+        }
+        assert_eq!(bob_ws.collect_seqs(chat, 5).await, vec![1, 2, 3, 4, 5]);
+        drop(bob_ws);
+
+        for n in 0..100 {
+            ana_ws.send_message(chat, &format!("while-{n}"), "while away").await;
+        }
+        let mut bob_ws = stack.connect_raw().await;
+        bob_ws.send(json!({ "type": "auth", "token": bob.token, "resume": { chat.to_string(): 5 } })).await;
+        bob_ws.next_of("ready").await;
+        let resumed: Vec<i64> = bob_ws.collect_seqs(chat, 100).await;
+        assert_eq!(resumed, (6..=105).collect::<Vec<_>>());
+        let done = bob_ws.next_of("resumed").await;
+        assert_eq!(done["chats"][chat.to_string()], 105);
+
+        // Live messages continue right after, with nothing doubled.
+        ana_ws.send_message(chat, "after", "live").await;
+        assert_eq!(bob_ws.collect_seqs(chat, 1).await, vec![106]);
+    }
+
+    async fn non_participants_are_refused(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let eve = stack.user("eve").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut eve_ws = stack.connect(&eve).await;
+        let err = eve_ws.send_message(chat, "x", "let me in").await;
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["code"], "forbidden");
+        eve_ws.send(json!({ "type": "resume", "req": 7, "chats": { chat.to_string(): 0 } })).await;
+        let err = eve_ws.next_of("error").await;
+        assert_eq!((err["code"].as_str(), err["req"].as_i64()), (Some("forbidden"), Some(7)));
+        eve_ws.send(json!({ "type": "typing_start", "chatId": chat })).await;
+        assert_eq!(eve_ws.next_of("error").await["code"], "forbidden");
+        let res = stack.get(&eve, &format!("/chats/{chat}/messages")).await;
+        assert_eq!(res.status().as_u16(), 403);
+    }
+
+    async fn typing_is_relayed_and_expires_by_itself(backend) {
+        let stack = TestStack::spawn_with(backend, |c| c.typing_ttl_ms = 300).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        ana_ws.send(json!({ "type": "typing_start", "chatId": chat })).await;
+        let typing = bob_ws.next_of("user_typing").await;
+        assert_eq!((typing["userId"].as_str(), typing["typing"].as_bool()), (Some(ana.id.to_string().as_str()), Some(true)));
+        // No typing_stop: the server ends it.
+        let stopped = bob_ws.next_of("user_typing").await;
+        assert_eq!(stopped["typing"], false);
+    }
+
+    async fn bad_frames_get_error_frames_and_the_connection_stays_usable(backend) {
+        let stack = TestStack::spawn_with(backend, |c| { c.max_message_chars = 10; c.max_frame_bytes = 1024; }).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ws = stack.connect(&ana).await;
+
+        ws.send_raw(Message::text("{not json")).await;
+        assert_eq!(ws.next_of("error").await["code"], "invalid_frame");
+        ws.send(json!({ "type": "fly", "req": 1 })).await;
+        let err = ws.next_of("error").await;
+        assert_eq!((err["code"].as_str(), err["req"].as_i64()), (Some("unknown_type"), Some(1)));
+        ws.send(json!({ "type": "send_message", "req": 2, "chatId": "nope", "clientMsgId": "a" })).await;
+        assert_eq!(ws.next_of("error").await["code"], "invalid_frame");
+        ws.send(json!({ "type": "send_message", "req": 3, "chatId": chat })).await;
+        assert_eq!(ws.next_of("error").await["code"], "invalid_frame");
+        assert_eq!(ws.send_message(chat, "long", "this is far too long").await["code"], "content_too_long");
+        assert_eq!(ws.send_message(chat, "empty", "   ").await["code"], "empty_message");
+        ws.send(json!({ "type": "mark_as_read", "req": 4, "chatId": chat, "seq": 99 })).await;
+        assert_eq!(ws.next_of("error").await["code"], "invalid_seq");
+        ws.send(json!({ "type": "resume", "req": 5, "chats": { chat.to_string(): 99 } })).await;
+        assert_eq!(ws.next_of("error").await["code"], "invalid_seq");
+        ws.send_raw(Message::text(json!({ "type": "ping", "pad": "x".repeat(2000) }).to_string())).await;
+        assert_eq!(ws.next_of("error").await["code"], "payload_too_large");
+
+        // Still usable, and nothing was stored by the refused frames.
+        let ack = ws.send_message(chat, "ok", "fine").await;
+        assert_eq!(ack["message"]["seq"], 1);
+        ws.send(json!({ "type": "ping", "req": "p" })).await;
+        assert_eq!(ws.next_of("pong").await["req"], "p");
+    }
+
+    async fn protocol_abuse_closes_with_documented_codes(backend) {
+        let stack = TestStack::spawn_with(backend, |c| { c.ws_auth_timeout_secs = 1; c.ws_frames_per_second = 5; }).await;
+        let ana = stack.user("ana").await;
+
+        let mut silent = stack.connect_raw().await;
+        assert_eq!(silent.closed_with().await, 4001, "no auth in time");
+
+        let mut bad_token = stack.connect_raw().await;
+        bad_token.send(json!({ "type": "auth", "token": "garbage" })).await;
+        assert_eq!(bad_token.next_of("error").await["code"], "invalid_token");
+        assert_eq!(bad_token.closed_with().await, 4001);
+
+        let mut binary = stack.connect(&ana).await;
+        binary.send_raw(Message::binary(vec![0u8; 16])).await;
+        assert_eq!(binary.closed_with().await, 1008);
+
+        let mut flood = stack.connect(&ana).await;
+        for _ in 0..50 {
+            flood.send(json!({ "type": "ping" })).await;
+        }
+        assert_eq!(flood.closed_with().await, 1008);
+    }
+
+    async fn a_new_chat_reaches_its_members_live(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let chat = stack.direct(&ana, &bob).await;
+        let created = bob_ws.next_of("conversation_created").await;
+        assert_eq!(created["chat"]["id"], chat.to_string());
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "1", "hello").await;
+        assert_eq!(bob_ws.next_of("new_message").await["message"]["content"], "hello");
+    }
+}

@@ -1,0 +1,190 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+/// `direct` (two people, one chat per pair) or `group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    Direct,
+    Group,
+}
+
+impl ChatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Direct => "direct",
+            ChatKind::Group => "group",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "direct" => Some(ChatKind::Direct),
+            "group" => Some(ChatKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A participant's role: owners and admins manage a group's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(role: &str) -> Self {
+        match role {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            _ => Role::Member,
+        }
+    }
+
+    pub fn manages_members(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// A message as every client sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Message"))]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDto {
+    pub id: Uuid,
+    pub chat_id: Uuid,
+    /// Position in the chat: 1, 2, 3… with no gaps.
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub client_msg_id: String,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// The seq of the message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A member of a chat and how far they have received and read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Participant"))]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantDto {
+    pub user_id: Uuid,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub last_delivered_seq: i64,
+    pub last_read_seq: i64,
+}
+
+/// A chat as one of its participants sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Chat"))]
+#[serde(rename_all = "camelCase")]
+pub struct ChatDto {
+    pub id: Uuid,
+    pub kind: ChatKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// The seq of the newest message (0 when there is none).
+    pub last_seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageDto>,
+    /// `lastSeq − lastReadSeq` of the viewer.
+    pub unread_count: i64,
+    pub participants: Vec<ParticipantDto>,
+}
+
+/// `POST /chats`: a direct chat names exactly one other user; a group has a title.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Validate)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject), graphql(name = "CreateChatInput"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateChatRequest {
+    pub kind: ChatKind,
+    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
+    pub title: Option<String>,
+    /// The other participants (the creator is added as owner).
+    #[validate(length(min = 1, max = 999, message = "must name 1 to 999 users"))]
+    pub participant_ids: Vec<Uuid>,
+}
+
+/// `POST /chats/{id}/messages` (and the WebSocket's `send_message`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject), graphql(name = "SendMessageInput"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// The client's id for this message: retries with the same id return the original.
+    pub client_msg_id: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+}
+
+/// `POST /chats/{id}/read`: everything up to `seq` is read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarkReadRequest {
+    pub seq: i64,
+}
+
+/// `POST /chats/{id}/participants`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddParticipantsRequest {
+    #[validate(length(min = 1, max = 999, message = "must name 1 to 999 users"))]
+    pub user_ids: Vec<Uuid>,
+}
+
+/// Query of `GET /chats/{id}/messages`: `after` pages forward, `before` backward (newest first
+/// page when neither is given); results are always in ascending seq.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams, Validate)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    #[validate(range(min = 0, message = "must not be negative"))]
+    pub before: Option<i64>,
+    #[validate(range(min = 0, message = "must not be negative"))]
+    pub after: Option<i64>,
+    /// 1 to 200, default 50.
+    #[validate(range(min = 1, max = 200, message = "must be between 1 and 200"))]
+    pub limit: Option<u64>,
+}
+
+/// A page of messages in ascending seq; `hasMore` says whether more exist in the paging direction.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub messages: Vec<MessageDto>,
+    pub has_more: bool,
+}
+
+/// The last seq a client saw in each chat.
+pub type ResumePoints = BTreeMap<Uuid, i64>;

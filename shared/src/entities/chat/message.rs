@@ -1,0 +1,44 @@
+use sea_orm::entity::prelude::*;
+
+/// A message, numbered by `seq` within its chat.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub chat_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    /// The sender's id for this send: a retry with the same one returns this message.
+    pub client_msg_id: String,
+    #[sea_orm(column_type = "Text")]
+    pub content: String,
+    pub attachment_id: Option<Uuid>,
+    pub image_url: Option<String>,
+    /// The seq of the message this one answers.
+    pub reply_to: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub edited_at: Option<DateTimeUtc>,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    pub fn to_dto(&self) -> crate::dto::MessageDto {
+        crate::dto::MessageDto {
+            id: self.id,
+            chat_id: self.chat_id,
+            seq: self.seq,
+            sender_id: self.sender_id,
+            client_msg_id: self.client_msg_id.clone(),
+            content: self.content.clone(),
+            image_url: self.image_url.clone(),
+            reply_to: self.reply_to,
+            created_at: self.created_at,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The WebSocket protocol of chat-service (`/ws`): one JSON object per text frame, tagged by `type`.
+//! docs/protocol.md is the prose version of this file.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::dto::{ChatDto, MessageDto, ResumePoints};
+use crate::error::ErrorCode;
+
+/// What a client sends. `req` is any JSON value the client picks; the answer to that frame (`ack`,
+/// `error`, `pong`, `resumed`) carries it back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ClientFrame {
+    /// The first frame: the access token, and optionally where to resume each chat.
+    Auth {
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumePoints>,
+    },
+    SendMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        client_msg_id: String,
+        #[serde(default)]
+        content: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
+    MarkAsRead {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        seq: i64,
+    },
+    TypingStart {
+        chat_id: Uuid,
+    },
+    TypingStop {
+        chat_id: Uuid,
+    },
+    /// Sends every message after each chat's seq, in order, then continues live.
+    Resume {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chats: ResumePoints,
+    },
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+    },
+}
+
+/// The `type` values a client may send.
+pub const CLIENT_FRAME_TYPES: &[&str] =
+    &["auth", "send_message", "mark_as_read", "typing_start", "typing_stop", "resume", "ping"];
+
+/// The signed-in user, as `ready` announces them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyUser {
+    pub id: Uuid,
+    pub display_name: String,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ServerFrame {
+    /// Authenticated: the user and their chats (with `lastSeq` and unread counts).
+    Ready {
+        user: ReadyUser,
+        chats: Vec<ChatDto>,
+    },
+    /// The message of a `send_message` is stored: it has its seq.
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        message: MessageDto,
+    },
+    /// A frame was refused; the connection stays usable.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        code: ErrorCode,
+        message: String,
+    },
+    NewMessage {
+        message: MessageDto,
+    },
+    /// `userId` has read everything up to `seq` in `chatId`.
+    MessagesRead {
+        chat_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
+    UserTyping {
+        chat_id: Uuid,
+        user_id: Uuid,
+        typing: bool,
+    },
+    /// The user was added to a chat (or created one).
+    ConversationCreated {
+        chat: ChatDto,
+    },
+    /// The user left or was removed from a chat: no more of its events.
+    ConversationLeft {
+        chat_id: Uuid,
+    },
+    /// A `resume` (or the auth frame's resume) has been served up to these seqs; live events follow.
+    Resumed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chats: ResumePoints,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+    },
+}
+
+/// WebSocket close codes chat-service uses, and why.
+pub mod close_code {
+    /// The server is shutting down or restarting: reconnect (to another instance) and resume.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// A frame larger than the hard limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Binary frames, or frames faster than the per-connection rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// No valid `auth` frame in time, or a bad token.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// No pong (or other frame) within the heartbeat timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// The client did not read fast enough: its queue overflowed. Reconnect and resume.
+    pub const TOO_SLOW: u16 = 4008;
+}
