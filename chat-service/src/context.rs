@@ -17,6 +17,9 @@ pub struct AppContext {
     /// Asks user-service about users this service has not met.
     pub http: reqwest::Client,
     pub config: Arc<Config>,
+    /// Turns true when the instance begins to shut down: connections close with 1012 so clients
+    /// reconnect elsewhere and resume.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Who is acting: the subject of a verified access token, never an id a client sent.

@@ -30,6 +30,7 @@ pub struct Application {
     server: Server,
     port: u16,
     context: AppContext,
+    shutdown: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Application {
@@ -54,17 +55,19 @@ impl Application {
         let relay = Arc::new(LocalRelay::new(inbound_tx));
         let hub = Hub::new(relay, Arc::new(DbMessages(db.clone())));
         tokio::spawn(hub::pump(hub.clone(), inbound_rx));
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let context = AppContext {
             db,
             hub,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,
             config: Arc::new(config),
+            shutdown: shutdown_rx,
         };
         let listener = TcpListener::bind((context.config.host.as_str(), context.config.chat_service_port))
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();
         let server = serve(listener, context.clone(), auth)?;
-        Ok(Self { server, port, context })
+        Ok(Self { server, port, context, shutdown: Arc::new(shutdown) })
     }
 
     pub fn port(&self) -> u16 {
@@ -75,15 +78,57 @@ impl Application {
         &self.context
     }
 
-    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    /// A handle that shuts this instance down gracefully, as SIGTERM does.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { notify: self.shutdown.clone(), server: self.server.handle() }
     }
 
-    /// Serves until SIGTERM or SIGINT.
+    /// Serves until SIGTERM or SIGINT (or [`ShutdownHandle::shutdown`]), then shuts down gracefully.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(port = self.port, "chat-service listening");
-        self.server.await
+        let handle = self.shutdown_handle();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: telling clients to reconnect elsewhere");
+            handle.shutdown().await;
+        });
+        let result = self.server.await;
+        signals.abort();
+        result
     }
+}
+
+/// Stops an instance: connections are told to reconnect elsewhere (close 1012), new connections
+/// are refused, in-flight requests finish (up to 10 s).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    notify: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl ShutdownHandle {
+    pub async fn shutdown(&self) {
+        self.notify.send_replace(true);
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> anyhow::Result<Server> {
@@ -105,6 +150,8 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> any
             .default_service(web::to(errors::not_found))
     })
     .shutdown_timeout(10)
+    // Signals are handled in `run_until_stopped`, which tells WebSocket clients before stopping.
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

@@ -152,13 +152,21 @@ impl Connection {
         let heartbeat_every = Duration::from_secs(self.ctx.config.ws_heartbeat_secs.max(1));
         let idle_timeout = Duration::from_secs(self.ctx.config.ws_idle_timeout_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        let mut shutdown = self.ctx.shutdown.clone();
         loop {
+            if *shutdown.borrow_and_update() {
+                return Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume");
+            }
             let typing_expiry = self.typing.values().min().copied();
             let step = tokio::select! {
                 message = stream.recv() => self.on_client(message).await,
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => self.on_delivery(delivery).await,
                     None => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
+                },
+                changed = shutdown.changed() => match changed {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume")),
                 },
                 _ = heartbeat.tick() => {
                     if self.last_heard.elapsed() > idle_timeout {

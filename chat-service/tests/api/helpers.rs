@@ -30,6 +30,8 @@ pub struct TestStack {
     pub ws_url: String,
     pub client: reqwest::Client,
     _chat: chat_service::context::AppContext,
+    /// Shuts chat-service down as SIGTERM would.
+    pub chat_shutdown: chat_service::startup::ShutdownHandle,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -94,9 +96,10 @@ impl TestStack {
         let chat_url = format!("http://127.0.0.1:{}", chat.port());
         let ws_url = format!("ws://127.0.0.1:{}/ws", chat.port());
         let context = chat.context().clone();
+        let chat_shutdown = chat.shutdown_handle();
         tokio::spawn(chat.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Self { users_url, chat_url, ws_url, client, _chat: context, _dirs: (user_dir, chat_dir) }
+        Self { users_url, chat_url, ws_url, client, _chat: context, chat_shutdown, _dirs: (user_dir, chat_dir) }
     }
 
     pub async fn user(&self, username: &str) -> User {

@@ -211,4 +211,39 @@ on_both_backends! {
         ana_ws.send_message(chat, "1", "hello").await;
         assert_eq!(bob_ws.next_of("new_message").await["message"]["content"], "hello");
     }
+
+    async fn shutdown_tells_clients_to_reconnect_elsewhere(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let mut ws = stack.connect(&ana).await;
+        let shutdown = stack.chat_shutdown.clone();
+        let stopping = tokio::spawn(async move { shutdown.shutdown().await });
+        assert_eq!(ws.closed_with().await, 1012);
+        stopping.await.unwrap();
+    }
+
+    async fn a_stalled_reader_is_cut_off_while_the_others_keep_receiving(backend) {
+        let stack = TestStack::spawn_with(backend, |c| {
+            c.ws_outbound_queue = 8;
+            c.max_message_chars = 60_000;
+            c.max_frame_bytes = 128 * 1024;
+        }).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let cat = stack.user("cat").await;
+        let chat = stack.group(&ana, &[&bob, &cat]).await;
+        // Bob authenticates, then never reads again.
+        let mut stalled = stack.connect(&bob).await;
+        let mut healthy = stack.connect(&cat).await;
+        const MESSAGES: usize = 150;
+        let reader = tokio::spawn(async move { healthy.collect_seqs(chat, MESSAGES).await });
+        let mut sender = stack.connect(&ana).await;
+        let big = "x".repeat(60_000);
+        for n in 0..MESSAGES {
+            assert_eq!(sender.send_message(chat, &n.to_string(), &big).await["type"], "ack");
+        }
+        assert_eq!(reader.await.unwrap(), (1..=MESSAGES as i64).collect::<Vec<_>>());
+        // Once Bob reads again, what was queued drains and the connection ends with "too slow".
+        assert_eq!(stalled.closed_with().await, 4008);
+    }
 }
