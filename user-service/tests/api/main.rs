@@ -6,5 +6,6 @@ mod errors;
 mod graphql;
 mod helpers;
 mod ops;
+mod schema;
 mod tokens;
 mod users;
