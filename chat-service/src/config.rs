@@ -51,7 +51,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_message_chars: 4000,
             ws_frames_per_second: 50,
-            ws_outbound_queue: 512,
+            ws_outbound_queue: 2048,
             ws_auth_timeout_secs: 10,
             ws_heartbeat_secs: 20,
             ws_idle_timeout_secs: 60,
