@@ -18,8 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(chats::history)
         .service(chats::send)
         .service(chats::mark_read)
-        .service(ops::health)
+        .service(converge_shared::http::health)
         .service(ops::ready)
-        .service(ops::metrics)
+        .service(converge_shared::http::metrics)
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
 }

@@ -10,7 +10,7 @@ use super::{chats, ops};
     info(title = "Converge chat-service", description = "Chats, ordered durable messages. Real time: the WebSocket at /ws (docs/protocol.md)."),
     paths(
         chats::create, chats::list, chats::get, chats::add_participants, chats::remove_participant, chats::leave,
-        chats::history, chats::send, chats::mark_read, ops::health, ops::ready,
+        chats::history, chats::send, chats::mark_read, converge_shared::http::health, ops::ready,
     ),
     modifiers(&Bearer),
 )]

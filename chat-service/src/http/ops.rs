@@ -5,13 +5,6 @@ use converge_shared::error::{ErrorCode, ErrorEnvelope};
 
 use crate::context::AppContext;
 
-/// Alive: the process answers.
-#[utoipa::path(tag = "ops", responses((status = 200)))]
-#[get("/health")]
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
 /// Ready: the database answers (and the relay's state).
 #[utoipa::path(tag = "ops", responses((status = 200), (status = 503, body = ErrorEnvelope)))]
 #[get("/ready")]
@@ -25,12 +18,4 @@ pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
                 .json(ErrorEnvelope::new(ErrorCode::Unavailable, "the database is unreachable"))
         }
     }
-}
-
-/// Prometheus metrics.
-#[get("/metrics")]
-pub async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(converge_shared::telemetry::metrics_handle().render())
 }

@@ -118,6 +118,23 @@ async fn authenticate(
     }
 }
 
+/// The `req` of a frame that did not parse as a [`ClientFrame`], and the error that says why.
+fn describe_bad_frame(text: &str, parse_error: serde_json::Error) -> (Option<Value>, ApiError) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return (None, ApiError::new(ErrorCode::InvalidFrame, format!("not JSON: {e}"))),
+    };
+    let req = value.get("req").cloned();
+    let error = match value.get("type").and_then(Value::as_str) {
+        None => ApiError::new(ErrorCode::InvalidFrame, "a frame needs a string \"type\""),
+        Some(kind) if !CLIENT_FRAME_TYPES.contains(&kind) => {
+            ApiError::new(ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))
+        }
+        Some(_) => ApiError::new(ErrorCode::InvalidFrame, parse_error.to_string()),
+    };
+    (req, error)
+}
+
 async fn close(session: Session, code: u16, reason: &str) {
     let reason =
         CloseReason { code: CloseCode::from(code), description: (!reason.is_empty()).then(|| reason.to_owned()) };
@@ -250,30 +267,17 @@ impl Connection {
             let message = format!("frames are limited to {} bytes", self.ctx.config.max_frame_bytes);
             return self.send_error(None, ApiError::new(ErrorCode::PayloadTooLarge, message)).await;
         }
-        let value: Value = match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(e) => {
-                return self.send_error(None, ApiError::new(ErrorCode::InvalidFrame, format!("not JSON: {e}"))).await;
-            }
-        };
-        let req = value.get("req").cloned();
-        let kind = value.get("type").and_then(Value::as_str).map(str::to_owned);
-        let frame = match serde_json::from_value::<ClientFrame>(value) {
+        // One parse on the hot path; the diagnostics below run only for a refused frame.
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
             Err(e) => {
-                let error = match kind {
-                    Some(kind) if !CLIENT_FRAME_TYPES.contains(&kind.as_str()) => {
-                        ApiError::new(ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))
-                    }
-                    None => ApiError::new(ErrorCode::InvalidFrame, "a frame needs a string \"type\""),
-                    Some(_) => ApiError::new(ErrorCode::InvalidFrame, e.to_string()),
-                };
+                let (req, error) = describe_bad_frame(text, e);
                 return self.send_error(req, error).await;
             }
         };
         match frame {
             ClientFrame::Auth { .. } => {
-                self.send_error(req, ApiError::new(ErrorCode::InvalidFrame, "already authenticated")).await
+                self.send_error(None, ApiError::new(ErrorCode::InvalidFrame, "already authenticated")).await
             }
             ClientFrame::SendMessage { req, chat_id, client_msg_id, content, attachment_id, reply_to } => {
                 let request =

@@ -5,20 +5,14 @@ use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
 use converge_shared::auth::{Authenticator, JwksClient};
+pub use converge_testkit::{Backend, fresh_postgres_database, on_both_backends};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 /// How long a test waits for an event before declaring it missing. Events are awaited, never slept
 /// for: this bound only turns a hang into a failure.
@@ -33,16 +27,6 @@ pub struct TestStack {
     /// Shuts chat-service down as SIGTERM would.
     pub chat_shutdown: chat_service::startup::ShutdownHandle,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-async fn fresh_postgres_database() -> String {
-    let admin_url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
-    let name = format!("converge_test_{}", Uuid::new_v4().simple());
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
-    format!("{base}/{name}")
 }
 
 /// A registered user.
@@ -230,28 +214,3 @@ impl WsClient {
         seqs
     }
 }
-
-/// Declares each test twice: on PostgreSQL and on the SQLite default.
-macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let $backend = crate::helpers::Backend::Postgres;
-                $body
-            })*
-        }
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let $backend = crate::helpers::Backend::Sqlite;
-                $body
-            })*
-        }
-    };
-}
-pub(crate) use on_both_backends;

@@ -25,9 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::get)
         .service(apps::upsert)
         .service(apps::get)
-        .service(ops::health)
+        .service(converge_shared::http::health)
         .service(ops::ready)
-        .service(ops::metrics)
+        .service(converge_shared::http::metrics)
         .service(ops::jwks)
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
 }

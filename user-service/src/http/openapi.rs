@@ -12,7 +12,7 @@ use super::{apps, auth, ops, users};
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
         users::list, users::me, users::update_me, users::deactivate_me, users::get,
         apps::upsert, apps::get,
-        ops::health, ops::ready, ops::jwks,
+        converge_shared::http::health, ops::ready, ops::jwks,
     ),
     modifiers(&SecuritySchemes),
 )]

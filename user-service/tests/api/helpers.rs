@@ -4,19 +4,12 @@
 use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
+pub use converge_testkit::{Backend, fresh_postgres_database, on_both_backends};
 use ed25519_dalek::SigningKey;
 use reqwest::{Response, StatusCode};
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use user_service::keys::{self, SigningKeys};
 use user_service::{Application, Config};
-
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 pub struct TestApp {
     pub address: String,
@@ -25,22 +18,6 @@ pub struct TestApp {
     pub signing_key: SigningKey,
     pub context: user_service::context::AppContext,
     _data_dir: tempfile::TempDir,
-}
-
-/// The PostgreSQL server tests create their databases on (`TEST_DATABASE_URL`, a URL with rights to
-/// `CREATE DATABASE`).
-pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Creates an empty database with a unique name and returns its URL.
-pub async fn fresh_postgres_database() -> String {
-    let admin_url = postgres_admin_url();
-    let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
-    let name = format!("converge_test_{}", uuid::Uuid::new_v4().simple());
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
-    format!("{base}/{name}")
 }
 
 impl TestApp {
@@ -140,28 +117,3 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {body}");
     body
 }
-
-/// Declares each test twice: on PostgreSQL and on the SQLite default.
-macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let $backend = crate::helpers::Backend::Postgres;
-                $body
-            })*
-        }
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let $backend = crate::helpers::Backend::Sqlite;
-                $body
-            })*
-        }
-    };
-}
-pub(crate) use on_both_backends;

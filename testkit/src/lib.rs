@@ -1,0 +1,53 @@
+//! What every Converge integration test needs: the backend it runs on, and a fresh PostgreSQL
+//! database per test so no test sees another's rows.
+
+use sea_orm::{ConnectionTrait, Database};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The PostgreSQL server tests create their databases on (`TEST_DATABASE_URL`, a URL with rights to
+/// `CREATE DATABASE`; `scripts/test` sets it).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database with a unique name and returns its URL. `scripts/test` drops them.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = postgres_admin_url();
+    let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
+    let name = format!("converge_test_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
+    format!("{base}/{name}")
+}
+
+/// Declares each test twice, in modules `postgres` and `sqlite`, binding the backend to the name
+/// given in parentheses.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = $crate::Backend::Postgres;
+                $body
+            })*
+        }
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $backend = $crate::Backend::Sqlite;
+                $body
+            })*
+        }
+    };
+}
