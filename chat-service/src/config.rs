@@ -37,6 +37,20 @@ pub struct Config {
     /// Largest JSON body accepted by REST, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Redis URL: set, instances relay events over Redis pub/sub and share the hot window and
+    /// presence (the scaled deployment); unset, the in-process relay of a single instance.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so deployments (or parallel tests) can share a server.
+    pub redis_prefix: String,
+    /// Recent messages kept per chat in the Redis hot window.
+    pub chat_window_size: usize,
+    /// Seconds a presence entry lives without its instance's heartbeat (every third of it): how
+    /// long a dead instance's users can look online.
+    pub presence_ttl_secs: u64,
+    /// The web client's directory (`index.html`, `js/`, `css/`); unset means [`Config::web_dir`]'s search.
+    pub web_dir: Option<String>,
+    /// user-service's URL as browsers reach it, told to the web client; unset means `user_service_url`.
+    pub public_user_service_url: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +72,12 @@ impl Default for Config {
             typing_ttl_ms: 6000,
             max_body_bytes: 64 * 1024,
             log_format: LogFormat::Text,
+            redis_url: None,
+            redis_prefix: "converge:".into(),
+            chat_window_size: 200,
+            presence_ttl_secs: 30,
+            web_dir: None,
+            public_user_service_url: None,
         }
     }
 }

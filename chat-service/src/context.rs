@@ -20,6 +20,10 @@ pub struct AppContext {
     /// Turns true when the instance begins to shut down: connections close with 1012 so clients
     /// reconnect elsewhere and resume.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Each chat's recent messages (Redis in the scaled deployment, none embedded).
+    pub window: Arc<dyn crate::window::HotWindow>,
+    /// Who is online, across instances.
+    pub presence: crate::presence::Presence,
 }
 
 /// Who is acting: the subject of a verified access token, never an id a client sent.

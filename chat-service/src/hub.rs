@@ -210,6 +210,10 @@ impl Hub {
                 let frame = ServerFrame::UserTyping { chat_id, user_id, typing };
                 self.broadcast(chat_id, None, Some(user_id), &frame);
             }
+            (Topic::Chat(chat_id), ChatEvent::Presence { user_id, online, .. }) => {
+                let frame = ServerFrame::Presence { chat_id, user_id, online };
+                self.broadcast(chat_id, None, Some(user_id), &frame);
+            }
             (Topic::User(user_id), ChatEvent::Joined { chat_id, .. }) => {
                 self.to_user(user_id, Delivery::Joined(chat_id))
             }
@@ -337,7 +341,35 @@ impl Hub {
     pub fn followers(&self, chat_id: Uuid) -> usize {
         self.state().feeds.get(&chat_id).map_or(0, |f| f.subscribers.len())
     }
-}
+
+    /// Delivers, in order, every stored message each followed chat has beyond what its feed has
+    /// delivered: after the relay reconnects, events published while it was away are lost to this
+    /// instance, but never to its clients.
+    pub async fn catch_up_all(self: &Arc<Self>) {
+        const PAGE: i64 = 500;
+        let chats: Vec<Uuid> = self.state().feeds.keys().copied().collect();
+        metrics::counter!("relay_catch_ups_total").increment(1);
+        for chat_id in chats {
+            loop {
+                let Some(from) = self.state().feeds.get(&chat_id).map(|feed| feed.next_seq) else { break };
+                match self.source.messages_between(chat_id, from, from + PAGE - 1).await {
+                    Ok(messages) => {
+                        let full = messages.len() as i64 == PAGE;
+                        for message in messages {
+                            self.on_message(message);
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%chat_id, error = format!("{e:#}"), "cannot catch a chat up");
+                        break;
+                    }
+                }
+            }
+        }
+    }}
 
 /// Pumps events from the relay into the hub until the relay stops.
 pub async fn pump(hub: Arc<Hub>, mut inbound: mpsc::Receiver<(Topic, ChatEvent)>) {

@@ -18,8 +18,13 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::context::AppContext;
 use crate::hub::{self, Hub};
+use crate::hub::MessageSource;
+use crate::presence::{Presence, RedisPresence};
+use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
+use crate::relay::redis::{Keys, RedisRelay};
 use crate::service::messages::DbMessages;
+use crate::window::{HotWindow, NoWindow, RedisWindow, WindowedSource};
 use crate::{http, ws};
 
 /// Events buffered between the relay and the hub.
@@ -52,9 +57,17 @@ impl Application {
     pub async fn build_with(config: Config, db: DatabaseConnection, auth: Authenticator) -> anyhow::Result<Self> {
         converge_shared::telemetry::metrics_handle();
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
-        let relay = Arc::new(LocalRelay::new(inbound_tx));
-        let hub = Hub::new(relay, Arc::new(DbMessages(db.clone())));
+        let scale = Scale::start(&config, &db, inbound_tx)?;
+        let hub = Hub::new(scale.relay.clone(), scale.source);
         tokio::spawn(hub::pump(hub.clone(), inbound_rx));
+        if let Some(mut reconnected) = scale.reconnected {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                while reconnected.recv().await.is_some() {
+                    hub.catch_up_all().await;
+                }
+            });
+        }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let context = AppContext {
             db,
@@ -62,6 +75,8 @@ impl Application {
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,
             config: Arc::new(config),
             shutdown: shutdown_rx,
+            window: scale.window,
+            presence: scale.presence,
         };
         let listener = TcpListener::bind((context.config.host.as_str(), context.config.chat_service_port))
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
@@ -152,4 +167,47 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> any
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// What differs between one instance and many: the relay, the hot window, presence.
+struct Scale {
+    relay: Arc<dyn Relay>,
+    source: Arc<dyn MessageSource>,
+    window: Arc<dyn HotWindow>,
+    presence: Presence,
+    /// Signals each (re)connection of the relay, after which the hub catches up from the database.
+    reconnected: Option<mpsc::Receiver<()>>,
+}
+
+impl Scale {
+    /// Redis when `REDIS_URL` is set, the in-process equivalents otherwise.
+    fn start(
+        config: &Config,
+        db: &DatabaseConnection,
+        inbound: mpsc::Sender<(crate::relay::Topic, crate::relay::ChatEvent)>,
+    ) -> anyhow::Result<Self> {
+        let database: Arc<dyn MessageSource> = Arc::new(DbMessages(db.clone()));
+        let Some(url) = config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            let relay: Arc<dyn Relay> = Arc::new(LocalRelay::new(inbound));
+            let presence = Presence::start(db.clone(), relay.clone(), None);
+            return Ok(Self { relay, source: database, window: Arc::new(NoWindow), presence, reconnected: None });
+        };
+        let instance = uuid::Uuid::new_v4();
+        let keys = Keys::new(&config.redis_prefix);
+        let pool = crate::relay::redis::pool(url)?;
+        let (relay, reconnected) = RedisRelay::start(url, keys.clone(), pool.clone(), instance, inbound)?;
+        let relay: Arc<dyn Relay> = Arc::new(relay);
+        let window: Arc<dyn HotWindow> =
+            Arc::new(RedisWindow::new(pool.clone(), keys.clone(), config.chat_window_size));
+        let ttl = std::time::Duration::from_secs(config.presence_ttl_secs.max(1));
+        let presence = Presence::start(db.clone(), relay.clone(), Some(RedisPresence { pool, keys, instance, ttl }));
+        tracing::info!(%instance, "relaying over Redis");
+        Ok(Self {
+            relay,
+            source: Arc::new(WindowedSource { window: window.clone(), database }),
+            window,
+            presence,
+            reconnected: Some(reconnected),
+        })
+    }
 }

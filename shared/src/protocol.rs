@@ -75,6 +75,10 @@ pub enum ServerFrame {
     Ready {
         user: ReadyUser,
         chats: Vec<ChatDto>,
+        /// The participants of these chats (other than the user) who are online right now; later
+        /// changes arrive as `presence` frames.
+        #[serde(default)]
+        online: Vec<Uuid>,
     },
     /// The message of a `send_message` is stored: it has its seq.
     Ack {
@@ -106,6 +110,14 @@ pub enum ServerFrame {
     /// The user was added to a chat (or created one).
     ConversationCreated {
         chat: ChatDto,
+    },
+    /// `userId`, a participant of `chatId`, came online (their first connection, on any instance)
+    /// or went offline (their last one closed, or its instance died and its entry expired). Sent
+    /// once per chat you share with them; never to `userId`'s own connections.
+    Presence {
+        chat_id: Uuid,
+        user_id: Uuid,
+        online: bool,
     },
     /// The user left or was removed from a chat: no more of its events.
     ConversationLeft {

@@ -6,6 +6,7 @@
 //! pub/sub behind the same trait.
 
 pub mod local;
+pub mod redis;
 
 use converge_shared::dto::MessageDto;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,13 @@ pub enum ChatEvent {
     Left {
         chat_id: Uuid,
         user_id: Uuid,
+    },
+    /// `user_id` came online (first connection anywhere) or went offline (last one closed, or its
+    /// instance died), told to each of their chats.
+    Presence {
+        chat_id: Uuid,
+        user_id: Uuid,
+        online: bool,
     },
 }
 

@@ -93,6 +93,7 @@ pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessag
     metrics::counter!("chat_messages_total").increment(1);
 
     let dto = message.to_dto();
+    super::history::remember(ctx, &dto).await;
     publish(ctx, Topic::Chat(chat_id), ChatEvent::Message(dto.clone())).await;
     Ok(dto)
 }
@@ -135,6 +136,9 @@ pub async fn page(ctx: &AppContext, viewer: Uuid, chat_id: Uuid, query: Messages
     let chat = find(&ctx.db, chat_id).await?;
     require_participant(&ctx.db, chat_id, viewer).await?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if let Some(page) = super::history::page_from_window(ctx, &chat, &query, limit).await {
+        return Ok(page);
+    }
     let select = message::Entity::find().filter(message::Column::ChatId.eq(chat_id));
     let (mut messages, has_more) = match (query.after, query.before) {
         (Some(_), Some(_)) => return Err(ApiError::field("before", "give either before or after, not both")),

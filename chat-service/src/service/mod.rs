@@ -2,6 +2,7 @@
 //! REST, GraphQL and the WebSocket all call these functions.
 
 pub mod chats;
+pub mod history;
 pub mod messages;
 pub mod users;
 

@@ -1,7 +1,7 @@
 //! One WebSocket connection: authenticate, follow the user's chats, then serve client frames and
 //! hub deliveries in one task until either side ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::context::AppContext;
 use crate::hub::{ConnId, Delivery};
-use crate::service::{chats, messages, users};
+use crate::service::{chats, history, messages, users};
 
 /// Messages read from the database per query while catching a client up.
 const BACKLOG_PAGE: u64 = 500;
@@ -209,6 +209,8 @@ impl Connection {
             tracing::warn!(error = %e, "cannot start a connection");
             Close(close_code::SERVICE_RESTART, "temporarily unavailable")
         };
+        // Paired with `disconnected` in `finish`, which runs however `start` ends.
+        self.ctx.presence.connected(self.user_id).await;
         users::remember(&self.ctx.db, self.user_id, &self.name, None).await.map_err(internal)?;
         let chat_ids = chats::chat_ids_of(&self.ctx.db, self.user_id).await.map_err(internal)?;
         for chat_id in &chat_ids {
@@ -219,8 +221,14 @@ impl Connection {
         for view in &views {
             self.last_sent.insert(view.id, view.last_seq);
         }
-        let ready =
-            ServerFrame::Ready { user: ReadyUser { id: self.user_id, display_name: self.name.clone() }, chats: views };
+        let peers: HashSet<Uuid> = views
+            .iter()
+            .flat_map(|v| v.participants.iter().map(|p| p.user_id))
+            .filter(|u| *u != self.user_id)
+            .collect();
+        let online = self.ctx.presence.online(peers.into_iter().collect()).await.into_iter().collect();
+        let user = ReadyUser { id: self.user_id, display_name: self.name.clone() };
+        let ready = ServerFrame::Ready { user, chats: views, online };
         self.send_frame(&ready).await?;
         if let Some(points) = resume {
             self.resume(None, points).await?;
@@ -361,7 +369,7 @@ impl Connection {
             if from >= until {
                 return Ok(());
             }
-            let page = match messages::after(&self.ctx.db, chat_id, from, BACKLOG_PAGE).await {
+            let page = match history::backlog(&self.ctx, chat_id, from, BACKLOG_PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read a backlog");
@@ -469,6 +477,7 @@ impl Connection {
             messages::typing(&self.ctx, self.user_id, chat_id, false).await;
         }
         self.ctx.hub.unregister(self.conn_id).await;
+        self.ctx.presence.disconnected(self.user_id).await;
         close(self.session, outcome.0, outcome.1).await;
     }
 }

@@ -1,0 +1,351 @@
+//! Presence: who is online, across instances, with expiry so a dead instance leaves no ghosts.
+//!
+//! One task per instance owns the local connection counts per user and talks to the store, so the
+//! first and last connection of a user on this instance are seen in order. A user is online while
+//! any instance holds a connection of theirs:
+//!
+//! - **Redis** (scaled): `presence:user:{id}` is a sorted set of instance ids scored by expiry
+//!   (now + `PRESENCE_TTL_SECS`), refreshed by each instance's heartbeat. Joining and leaving run as
+//!   one Lua script each, which also publishes the flip to the user's chats when the set goes from
+//!   empty to one entry or back: Redis runs scripts one at a time, so flips of one user are published
+//!   in the order they happened, whichever instances cause them. Each instance also keeps
+//!   `instances` (heartbeat expiry per instance) and the set of users it holds; any live instance
+//!   that sees another's heartbeat expire removes that instance's entries and announces the users
+//!   left with none (exactly one reaper wins each removal).
+//! - **Local** (embedded): the counts are the whole truth; flips go through the in-process relay.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::relay::redis::{COMMAND_TIMEOUT, Keys};
+use crate::relay::{ChatEvent, Relay, Topic};
+use crate::service::chats;
+
+/// Adds this instance to a user's set; publishes `online` to the user's chats if it is the only one.
+/// KEYS[1] user set; ARGV: now, expiry, instance, ttl ms, then (channel, payload) pairs.
+const JOIN: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4] * 10)
+if redis.call('ZCARD', KEYS[1]) == 1 then
+  for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+  return 1
+end
+return 0
+";
+
+/// Removes an instance from a user's set; publishes `offline` if none is left. With ARGV[3] = '1'
+/// (a reaper), only the caller that actually removed the entry announces.
+/// KEYS[1] user set; ARGV: now, instance, reaping, then (channel, payload) pairs.
+const LEAVE: &str = r"
+local removed = redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 and (removed == 1 or ARGV[3] == '0') then
+  for i = 4, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+  return 1
+end
+return 0
+";
+
+/// A handle on this instance's presence task.
+#[derive(Clone)]
+pub struct Presence {
+    ops: mpsc::Sender<Op>,
+}
+
+enum Op {
+    Connected(Uuid),
+    Disconnected(Uuid),
+    Online(Vec<Uuid>, oneshot::Sender<HashSet<Uuid>>),
+}
+
+/// Where presence lives beyond this instance.
+pub struct RedisPresence {
+    pub pool: Pool,
+    pub keys: Keys,
+    pub instance: Uuid,
+    pub ttl: Duration,
+}
+
+impl Presence {
+    /// Starts the presence task. `redis: None` is the embedded default.
+    pub fn start(db: DatabaseConnection, relay: Arc<dyn Relay>, redis: Option<RedisPresence>) -> Self {
+        let (ops, rx) = mpsc::channel(4096);
+        let task =
+            Task { db, relay, redis, counts: HashMap::new(), retry_join: HashSet::new(), retry_leave: HashSet::new() };
+        tokio::spawn(task.run(rx));
+        Self { ops }
+    }
+
+    /// A connection of `user_id` opened on this instance.
+    pub async fn connected(&self, user_id: Uuid) {
+        let _ = self.ops.send(Op::Connected(user_id)).await;
+    }
+
+    /// A connection of `user_id` closed on this instance.
+    pub async fn disconnected(&self, user_id: Uuid) {
+        let _ = self.ops.send(Op::Disconnected(user_id)).await;
+    }
+
+    /// Which of `users` are online anywhere.
+    pub async fn online(&self, users: Vec<Uuid>) -> HashSet<Uuid> {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Online(users, tx)).await.is_err() {
+            return HashSet::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+struct Task {
+    db: DatabaseConnection,
+    relay: Arc<dyn Relay>,
+    redis: Option<RedisPresence>,
+    /// Open connections per user on this instance.
+    counts: HashMap<Uuid, usize>,
+    /// Users whose join or leave did not reach Redis; retried at each heartbeat.
+    retry_join: HashSet<Uuid>,
+    retry_leave: HashSet<Uuid>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Task {
+    async fn run(mut self, mut ops: mpsc::Receiver<Op>) {
+        let every =
+            self.redis.as_ref().map_or(Duration::from_secs(3600), |r| (r.ttl / 3).max(Duration::from_millis(100)));
+        let mut heartbeat = tokio::time::interval(every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                op = ops.recv() => match op {
+                    Some(Op::Connected(user)) => {
+                        let count = self.counts.entry(user).or_default();
+                        *count += 1;
+                        if *count == 1 {
+                            self.retry_leave.remove(&user);
+                            self.join(user).await;
+                        }
+                    }
+                    Some(Op::Disconnected(user)) => {
+                        let Some(count) = self.counts.get_mut(&user) else { continue };
+                        *count -= 1;
+                        if *count == 0 {
+                            self.counts.remove(&user);
+                            self.retry_join.remove(&user);
+                            self.leave(user).await;
+                        }
+                    }
+                    Some(Op::Online(users, answer)) => {
+                        let online = self.online(users).await;
+                        let _ = answer.send(online);
+                    }
+                    None => return,
+                },
+                _ = heartbeat.tick(), if self.redis.is_some() => self.heartbeat().await,
+            }
+        }
+    }
+
+    /// The flip as published on each of the user's chats: (channel, payload) pairs for the scripts.
+    async fn flip_events(&self, user_id: Uuid, online: bool) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
+        let chat_ids = chats::chat_ids_of(&self.db, user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(chat_ids
+            .into_iter()
+            .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
+            .collect())
+    }
+
+    async fn announce_locally(&self, user_id: Uuid, online: bool) {
+        match self.flip_events(user_id, online).await {
+            Ok(events) => {
+                for (topic, event) in events {
+                    if let Err(e) = self.relay.publish(topic, &event).await {
+                        tracing::warn!(error = format!("{e:#}"), "cannot announce presence");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot announce presence"),
+        }
+    }
+
+    async fn join(&mut self, user_id: Uuid) {
+        let Some(redis) = &self.redis else { return self.announce_locally(user_id, true).await };
+        let result = async {
+            let events = self.flip_events(user_id, true).await?;
+            let join = redis::Script::new(JOIN);
+            let mut script = join.key(redis.keys.presence_user(user_id));
+            let now = now_ms();
+            let ttl = redis.ttl.as_millis() as i64;
+            script.arg(now).arg(now + ttl).arg(redis.instance.to_string()).arg(ttl);
+            push_events(&mut script, &redis.keys, &events)?;
+            let mut conn = redis.pool.get().await?;
+            let _: i64 = script.invoke_async(&mut conn).await?;
+            redis::cmd("SADD")
+                .arg(redis.keys.presence_instance(redis.instance))
+                .arg(user_id.to_string())
+                .query_async::<()>(&mut conn)
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = timed(result).await {
+            tracing::warn!(error = format!("{e:#}"), "presence join failed; retried at the next heartbeat");
+            self.retry_join.insert(user_id);
+        }
+    }
+
+    async fn leave(&mut self, user_id: Uuid) {
+        let Some(redis) = &self.redis else { return self.announce_locally(user_id, false).await };
+        if let Err(e) = timed(leave(&self.db, redis, redis.instance, user_id, false)).await {
+            tracing::warn!(error = format!("{e:#}"), "presence leave failed; retried at the next heartbeat");
+            self.retry_leave.insert(user_id);
+        }
+    }
+
+    async fn online(&self, users: Vec<Uuid>) -> HashSet<Uuid> {
+        let Some(redis) = &self.redis else {
+            return users.into_iter().filter(|u| self.counts.contains_key(u)).collect();
+        };
+        let read = async {
+            let mut conn = redis.pool.get().await?;
+            let mut pipe = redis::pipe();
+            let now = now_ms();
+            for user in &users {
+                pipe.zcount(redis.keys.presence_user(*user), now, "+inf");
+            }
+            let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
+            anyhow::Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect::<HashSet<_>>())
+        };
+        match timed(read).await {
+            Ok(online) => online,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "presence unavailable; reporting local users only");
+                users.into_iter().filter(|u| self.counts.contains_key(u)).collect()
+            }
+        }
+    }
+
+    /// Refreshes this instance's entries, retries what failed, and reaps dead instances.
+    async fn heartbeat(&mut self) {
+        let Some(redis) = &self.redis else { return };
+        let refresh = async {
+            let mut conn = redis.pool.get().await?;
+            let now = now_ms();
+            let ttl = redis.ttl.as_millis() as i64;
+            let me = redis.instance.to_string();
+            let mut pipe = redis::pipe();
+            pipe.zadd(redis.keys.instances(), &me, now + ttl).ignore();
+            let mine = redis.keys.presence_instance(redis.instance);
+            for user in self.counts.keys() {
+                let key = redis.keys.presence_user(*user);
+                pipe.zadd(&key, &me, now + ttl).ignore();
+                pipe.pexpire(&key, ttl * 10).ignore();
+                pipe.sadd(&mine, user.to_string()).ignore();
+            }
+            pipe.pexpire(&mine, ttl * 10).ignore();
+            pipe.query_async::<()>(&mut conn).await?;
+            let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(redis.keys.instances())
+                .arg("-inf")
+                .arg(now)
+                .query_async(&mut conn)
+                .await?;
+            anyhow::Ok(dead)
+        };
+        let dead = match timed(refresh).await {
+            Ok(dead) => dead,
+            Err(e) => return tracing::debug!(error = format!("{e:#}"), "presence heartbeat failed"),
+        };
+        for user in std::mem::take(&mut self.retry_join) {
+            if self.counts.contains_key(&user) {
+                self.join(user).await;
+            }
+        }
+        for user in std::mem::take(&mut self.retry_leave) {
+            if !self.counts.contains_key(&user) {
+                self.leave(user).await;
+            }
+        }
+        let Some(redis) = &self.redis else { return };
+        for instance in dead.iter().filter_map(|d| d.parse::<Uuid>().ok()).filter(|d| *d != redis.instance) {
+            if let Err(e) = timed(reap(&self.db, redis, instance)).await {
+                tracing::warn!(%instance, error = format!("{e:#}"), "cannot clean up after a dead instance");
+            }
+        }
+    }
+}
+
+async fn timed<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(COMMAND_TIMEOUT * 2, work).await.map_err(|_| anyhow::anyhow!("Redis timed out"))?
+}
+
+/// Adds (channel, payload) pairs. The script publishes them with no origin instance, so every
+/// instance, this one included, delivers them from Redis.
+fn push_events(
+    script: &mut redis::ScriptInvocation<'_>,
+    keys: &Keys,
+    events: &[(Topic, ChatEvent)],
+) -> anyhow::Result<()> {
+    for (topic, event) in events {
+        script.arg(keys.channel(*topic)).arg(crate::relay::redis::envelope(Uuid::nil(), event)?);
+    }
+    Ok(())
+}
+
+/// Runs the leave script for `instance`'s entry of `user_id`.
+async fn leave(
+    db: &DatabaseConnection,
+    redis: &RedisPresence,
+    instance: Uuid,
+    user_id: Uuid,
+    reaping: bool,
+) -> anyhow::Result<()> {
+    let chat_ids = chats::chat_ids_of(db, user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let events: Vec<(Topic, ChatEvent)> = chat_ids
+        .into_iter()
+        .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online: false }))
+        .collect();
+    let script = redis::Script::new(LEAVE);
+    let mut invocation = script.key(redis.keys.presence_user(user_id));
+    invocation.arg(now_ms()).arg(instance.to_string()).arg(if reaping { "1" } else { "0" });
+    push_events(&mut invocation, &redis.keys, &events)?;
+    let mut conn = redis.pool.get().await?;
+    let _: i64 = invocation.invoke_async(&mut conn).await?;
+    if !reaping {
+        redis::cmd("SREM")
+            .arg(redis.keys.presence_instance(instance))
+            .arg(user_id.to_string())
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes a dead instance's entries, announcing the users it leaves offline.
+async fn reap(db: &DatabaseConnection, redis: &RedisPresence, instance: Uuid) -> anyhow::Result<()> {
+    let mut conn = redis.pool.get().await?;
+    let users: Vec<String> =
+        redis::cmd("SMEMBERS").arg(redis.keys.presence_instance(instance)).query_async(&mut conn).await?;
+    drop(conn);
+    for user in users.iter().filter_map(|u| u.parse::<Uuid>().ok()) {
+        leave(db, redis, instance, user, true).await?;
+    }
+    let mut conn = redis.pool.get().await?;
+    redis::pipe()
+        .del(redis.keys.presence_instance(instance))
+        .ignore()
+        .zrem(redis.keys.instances(), instance.to_string())
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await?;
+    tracing::info!(%instance, users = users.len(), "cleaned up after a dead instance");
+    Ok(())
+}

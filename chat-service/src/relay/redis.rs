@@ -1,0 +1,406 @@
+//! The relay of the scaled deployment: Redis pub/sub, one channel per chat and one per user.
+//!
+//! - **Interest-based.** The hub's counted subscribe/unsubscribe become `SUBSCRIBE`/`UNSUBSCRIBE`
+//!   on the first/last local interest in a topic, so an instance receives only the traffic of chats
+//!   its own clients follow.
+//! - **One pub/sub connection per instance**, a RESP3 [`ConnectionManager`] with a push sender and
+//!   automatic resubscription, owned by one task (the subscriber) that serializes subscription
+//!   changes and watches the connection's health. Commands (`PUBLISH`, the window, presence) go
+//!   through a deadpool-redis pool.
+//! - **Local first.** A published event is handed to this instance's hub directly, and Redis
+//!   carries it to the others; an instance ignores its own events coming back from Redis. So local
+//!   fan-out never depends on Redis.
+//! - **At most once, then catch up.** Events published while an instance is cut off from Redis are
+//!   lost to it. When the subscriber sees the connection come back (and has resubscribed) it signals
+//!   `reconnected`; the hub then catches every followed chat up from the database by seq.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_redis::{Pool, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{ChatEvent, Inbound, Relay, Topic};
+
+/// How long one Redis command may take before it counts as failed: a send never waits longer on Redis.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Health checks of the pub/sub connection while it is up.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+
+/// Names of everything Converge keeps in Redis, under one prefix (so several deployments, or
+/// parallel tests, can share a server). The `{…}` part is the Redis Cluster hash tag: a chat's
+/// channel and window hash to the same slot.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    pub fn channel(&self, topic: Topic) -> String {
+        match topic {
+            Topic::Chat(id) => format!("{}chat:{{{id}}}", self.prefix),
+            Topic::User(id) => format!("{}user:{{{id}}}", self.prefix),
+        }
+    }
+
+    fn topic_of(&self, channel: &str) -> Option<Topic> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?;
+        let (kind, id) = rest.split_once(':')?;
+        let id: Uuid = id.strip_prefix('{')?.strip_suffix('}')?.parse().ok()?;
+        match kind {
+            "chat" => Some(Topic::Chat(id)),
+            "user" => Some(Topic::User(id)),
+            _ => None,
+        }
+    }
+
+    /// A chat's hot window of recent messages (a sorted set scored by seq).
+    pub fn window(&self, chat_id: Uuid) -> String {
+        format!("{}window:{{{chat_id}}}", self.prefix)
+    }
+
+    /// The instances that hold a user's connections (a sorted set scored by expiry).
+    pub fn presence_user(&self, user_id: Uuid) -> String {
+        format!("{}presence:user:{{{user_id}}}", self.prefix)
+    }
+
+    /// The users an instance has connected (a set), for cleaning up after a dead instance.
+    pub fn presence_instance(&self, instance: Uuid) -> String {
+        format!("{}presence:instance:{instance}", self.prefix)
+    }
+
+    /// Live instances, scored by the expiry of their heartbeat.
+    pub fn instances(&self) -> String {
+        format!("{}instances", self.prefix)
+    }
+}
+
+/// A deadpool-redis pool whose connections fail fast when Redis is away.
+pub fn pool(url: &str) -> anyhow::Result<Pool> {
+    let mut config = deadpool_redis::Config::from_url(url);
+    let mut pool = deadpool_redis::PoolConfig::new(16);
+    pool.timeouts.wait = Some(COMMAND_TIMEOUT);
+    pool.timeouts.create = Some(COMMAND_TIMEOUT);
+    pool.timeouts.recycle = Some(COMMAND_TIMEOUT);
+    config.pool = Some(pool);
+    config.create_pool(Some(Runtime::Tokio1)).context("creating the Redis pool")
+}
+
+/// What travels on a channel: the event and the instance that published it.
+#[derive(Serialize, Deserialize)]
+struct Envelope<E> {
+    /// The publishing instance, which has already delivered the event locally.
+    o: Uuid,
+    e: E,
+}
+
+/// The payload of an event published by `origin` (nil: by a Redis script, for every instance).
+pub fn envelope(origin: Uuid, event: &ChatEvent) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&Envelope { o: origin, e: event })?)
+}
+
+pub struct RedisRelay {
+    instance: Uuid,
+    keys: Keys,
+    pool: Pool,
+    inbound: Inbound,
+    subscriber: mpsc::Sender<Change>,
+    up: Arc<AtomicBool>,
+}
+
+/// A subscription change for the subscriber task; answered once it is in effect (or Redis is away).
+struct Change {
+    topic: Topic,
+    subscribe: bool,
+    done: oneshot::Sender<()>,
+}
+
+impl RedisRelay {
+    /// Starts the relay: events received go to `inbound`; every (re)connection of the pub/sub
+    /// connection, once resubscribed, is signalled on the returned receiver. Redis need not be
+    /// up yet: the relay connects in the background and reports `down` until it is.
+    pub fn start(
+        url: &str,
+        keys: Keys,
+        pool: Pool,
+        instance: Uuid,
+        inbound: Inbound,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<()>)> {
+        let info = url.into_connection_info().context("parsing REDIS_URL")?;
+        // Push messages (pub/sub without a dedicated blocking connection) need RESP3.
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings)).context("REDIS_URL")?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription()
+            .set_number_of_retries(1)
+            .set_min_delay(BACKOFF_MIN)
+            .set_max_delay(BACKOFF_MAX)
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).context("the pub/sub connection")?;
+        let up = Arc::new(AtomicBool::new(false));
+        let disconnected = Arc::new(Notify::new());
+        let (reconnected_tx, reconnected_rx) = mpsc::channel(4);
+        let (changes_tx, changes_rx) = mpsc::channel(1024);
+        tokio::spawn(receive(push_rx, keys.clone(), instance, inbound.clone(), disconnected.clone(), up.clone()));
+        let subscriber = Subscriber {
+            conn,
+            keys: keys.clone(),
+            counts: HashMap::new(),
+            unsubscribed_while_down: HashSet::new(),
+            up: up.clone(),
+            reconnected: reconnected_tx,
+        };
+        tokio::spawn(subscriber.run(changes_rx, disconnected));
+        Ok((Self { instance, keys, pool, inbound, subscriber: changes_tx, up }, reconnected_rx))
+    }
+
+    async fn change(&self, topic: Topic, subscribe: bool) -> anyhow::Result<()> {
+        let (done, answered) = oneshot::channel();
+        self.subscriber
+            .send(Change { topic, subscribe, done })
+            .await
+            .map_err(|_| anyhow::anyhow!("the Redis subscriber has stopped"))?;
+        answered.await.map_err(|_| anyhow::anyhow!("the Redis subscriber has stopped"))
+    }
+}
+
+fn kind(topic: Topic) -> &'static str {
+    match topic {
+        Topic::Chat(_) => "chat",
+        Topic::User(_) => "user",
+    }
+}
+
+#[async_trait::async_trait]
+impl Relay for RedisRelay {
+    async fn publish(&self, topic: Topic, event: &ChatEvent) -> anyhow::Result<()> {
+        // Local followers never wait for Redis.
+        self.inbound.send((topic, event.clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
+        let payload = envelope(self.instance, event)?;
+        let channel = self.keys.channel(topic);
+        let publish = async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await?;
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(COMMAND_TIMEOUT, publish).await.context("PUBLISH timed out")??;
+        metrics::counter!("relay_events_published_total", "kind" => kind(topic)).increment(1);
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: Topic) -> anyhow::Result<()> {
+        self.change(topic, true).await
+    }
+
+    async fn unsubscribe(&self, topic: Topic) -> anyhow::Result<()> {
+        self.change(topic, false).await
+    }
+
+    fn status(&self) -> &'static str {
+        if self.up.load(Ordering::Relaxed) { "up" } else { "down" }
+    }
+}
+
+/// Turns push messages into hub events.
+async fn receive(
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    keys: Keys,
+    instance: Uuid,
+    inbound: Inbound,
+    disconnected: Arc<Notify>,
+    up: Arc<AtomicBool>,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::Message => {}
+            PushKind::Disconnection => {
+                up.store(false, Ordering::Relaxed);
+                disconnected.notify_one();
+                continue;
+            }
+            _ => continue,
+        }
+        let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+            (push.data.first(), push.data.get(1))
+        else {
+            continue;
+        };
+        let Some(topic) = std::str::from_utf8(channel).ok().and_then(|c| keys.topic_of(c)) else { continue };
+        let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(?topic, error = %e, "an unreadable relay event");
+                continue;
+            }
+        };
+        if envelope.o == instance {
+            continue;
+        }
+        metrics::counter!("relay_events_received_total", "kind" => kind(topic)).increment(1);
+        match serde_json::from_value::<ChatEvent>(envelope.e) {
+            Ok(event) => {
+                if inbound.send((topic, event)).await.is_err() {
+                    return;
+                }
+            }
+            // An event kind from a newer instance during a rolling upgrade: skip it; seq catch-up covers messages.
+            Err(e) => tracing::debug!(?topic, error = %e, "an unknown relay event"),
+        }
+    }
+}
+
+/// Owns the pub/sub connection: applies subscription changes in order and watches its health.
+struct Subscriber {
+    conn: ConnectionManager,
+    keys: Keys,
+    /// Local interest per topic; subscribed in Redis while above zero.
+    counts: HashMap<Topic, usize>,
+    /// Channels whose `UNSUBSCRIBE` may not have reached Redis; repeated on reconnect.
+    unsubscribed_while_down: HashSet<String>,
+    up: Arc<AtomicBool>,
+    reconnected: mpsc::Sender<()>,
+}
+
+impl Subscriber {
+    async fn run(mut self, mut changes: mpsc::Receiver<Change>, disconnected: Arc<Notify>) {
+        let mut backoff = Duration::ZERO;
+        let mut next_check = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(change) => self.apply(change).await,
+                    None => return,
+                },
+                () = disconnected.notified() => {
+                    tracing::warn!("Redis pub/sub connection lost; reconnecting");
+                    self.up.store(false, Ordering::Relaxed);
+                    metrics::gauge!("relay_up").set(0.0);
+                    next_check = tokio::time::Instant::now() + BACKOFF_MIN;
+                }
+                () = tokio::time::sleep_until(next_check) => {
+                    let was_up = self.up.load(Ordering::Relaxed);
+                    if self.check(was_up).await {
+                        backoff = Duration::ZERO;
+                        next_check = tokio::time::Instant::now() + HEALTH_EVERY;
+                    } else {
+                        if was_up {
+                            tracing::warn!("Redis is unreachable; sends continue, followers catch up when it returns");
+                        }
+                        self.up.store(false, Ordering::Relaxed);
+                        metrics::gauge!("relay_up").set(0.0);
+                        backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                        next_check = tokio::time::Instant::now() + backoff;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pings; after an outage also re-sends every subscription, then announces the reconnection.
+    async fn check(&mut self, was_up: bool) -> bool {
+        let ping = redis::cmd("PING");
+        if !matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping.query_async::<Value>(&mut self.conn)).await, Ok(Ok(_)))
+        {
+            return false;
+        }
+        if was_up {
+            return true;
+        }
+        // The manager resubscribes what it saw confirmed; this also covers subscriptions made while
+        // Redis was away, and drops those given up meanwhile.
+        let wanted: Vec<String> = self.counts.keys().map(|t| self.keys.channel(*t)).collect();
+        let stale: Vec<String> = self.unsubscribed_while_down.iter().cloned().collect();
+        let resubscribe = async {
+            if !stale.is_empty() {
+                self.conn.unsubscribe(&stale).await?;
+            }
+            if !wanted.is_empty() {
+                self.conn.subscribe(&wanted).await?;
+            }
+            redis::RedisResult::Ok(())
+        };
+        if !matches!(tokio::time::timeout(COMMAND_TIMEOUT * 2, resubscribe).await, Ok(Ok(()))) {
+            return false;
+        }
+        self.unsubscribed_while_down.clear();
+        self.up.store(true, Ordering::Relaxed);
+        metrics::gauge!("relay_up").set(1.0);
+        tracing::info!(channels = wanted.len(), "Redis pub/sub connected");
+        // Everything published while we were away is lost to us: the hub catches up by seq.
+        let _ = self.reconnected.try_send(());
+        true
+    }
+
+    async fn apply(&mut self, Change { topic, subscribe, done }: Change) {
+        let count = self.counts.entry(topic).or_default();
+        let before = *count;
+        *count = if subscribe { before + 1 } else { before.saturating_sub(1) };
+        let after = *count;
+        if after == 0 {
+            self.counts.remove(&topic);
+        }
+        let channel = self.keys.channel(topic);
+        let command = match (before, after) {
+            (0, 1) => Some(true),
+            (1, 0) => Some(false),
+            _ => None,
+        };
+        if let Some(subscribe) = command {
+            if subscribe {
+                self.unsubscribed_while_down.remove(&channel);
+            }
+            // While Redis is away the change is only recorded: the reconnection applies it.
+            if self.up.load(Ordering::Relaxed) {
+                let result = if subscribe {
+                    tokio::time::timeout(COMMAND_TIMEOUT, self.conn.subscribe(&channel)).await
+                } else {
+                    tokio::time::timeout(COMMAND_TIMEOUT, self.conn.unsubscribe(&channel)).await
+                };
+                if !matches!(result, Ok(Ok(()))) {
+                    tracing::warn!(?topic, "a subscription change failed; applied when Redis returns");
+                    self.up.store(false, Ordering::Relaxed);
+                    if !subscribe {
+                        self.unsubscribed_while_down.insert(channel);
+                    }
+                }
+            } else if !subscribe {
+                self.unsubscribed_while_down.insert(channel);
+            }
+        }
+        let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_name_their_topic() {
+        let keys = Keys::new("t1:");
+        let id = Uuid::now_v7();
+        for topic in [Topic::Chat(id), Topic::User(id)] {
+            assert_eq!(keys.topic_of(&keys.channel(topic)), Some(topic));
+        }
+        assert_eq!(keys.topic_of("t2:chat:{x}"), None);
+        assert_eq!(keys.topic_of("t1:chat:{not-a-uuid}"), None);
+        assert_eq!(keys.topic_of("t1:room:{00000000-0000-0000-0000-000000000000}"), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! Instances and Redis failing mid-stream: nothing acknowledged is lost, no seq is reused, every
+//! client converges on the database's history.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::helpers::{Client, Cluster, PrivateRedis, eventually};
+
+const SENDERS: usize = 4;
+const PER_SENDER: usize = 15;
+
+/// Each client sends its messages (retrying an unacknowledged one with the same clientMsgId after
+/// reconnecting to `fallback` instance), then reads until it has `total`. Returns the clients and
+/// every acked seq.
+async fn stream(clients: Vec<Client>, chat: Uuid, fallback: impl Fn(usize) -> String) -> (Vec<Client>, Vec<i64>) {
+    let total = (SENDERS * PER_SENDER) as i64;
+    let mut tasks = Vec::new();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        let fallback_url = fallback(i);
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for k in 0..PER_SENDER {
+                loop {
+                    if !client.is_connected() {
+                        client.reconnect(&fallback_url, &[chat]).await;
+                    }
+                    if let Some(ack) = client.send_message(chat, &format!("c{i}-{k}")).await {
+                        acked.push(ack["message"]["seq"].as_i64().unwrap());
+                        break;
+                    }
+                }
+                // Spread the stream over the disruption.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            while !client.until_seq(chat, total).await {
+                client.reconnect(&fallback_url, &[chat]).await;
+            }
+            (client, acked)
+        }));
+    }
+    let mut clients = Vec::new();
+    let mut acked = Vec::new();
+    for task in tasks {
+        let (client, seqs) = task.await.unwrap();
+        clients.push(client);
+        acked.extend(seqs);
+    }
+    (clients, acked)
+}
+
+fn assert_converged(clients: &[Client], chat: Uuid, stored: &[(i64, String)], mut acked: Vec<i64>) {
+    let total = (SENDERS * PER_SENDER) as i64;
+    acked.sort();
+    assert_eq!(acked, (1..=total).collect::<Vec<_>>(), "every send acknowledged once, no seq reused or skipped");
+    assert_eq!(stored.len() as i64, total, "everything acknowledged is stored");
+    for client in clients {
+        assert_eq!(client.received[&chat], stored, "user {}: the stored history, once, in order", client.user.id);
+    }
+}
+
+async fn stored_count(cluster: &Cluster, user: &crate::helpers::User, chat: Uuid) -> usize {
+    cluster.history(user, chat, cluster.instances.len() - 1).await.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_instance_reconnect_elsewhere_and_resume_without_loss() {
+    let mut cluster = Cluster::start(3).await;
+    let (users, chat, clients) = cluster.team(SENDERS).await;
+    // Instance 1 dies; its clients go to instance 2.
+    let urls: Vec<String> = (0..3).map(|i| cluster.instance(i).ws()).collect();
+    let fallback = move |i: usize| if i % 3 == 1 { urls[2].clone() } else { urls[i % 3].clone() };
+    let streaming = async { stream(clients, chat, fallback).await };
+    let killing = async {
+        eventually("a third of the stream", || async { stored_count(&cluster, &users[0], chat).await >= 20 }).await;
+        cluster.instance(1).sigkill();
+    };
+    let ((clients, acked), ()) = tokio::join!(streaming, killing);
+    let stored = cluster.history(&users[0], chat, 0).await;
+    assert_converged(&clients, chat, &stored, acked);
+    assert!(clients.iter().any(|c| c.close_code == Some(1006)), "some client lost its instance");
+    cluster.instances[1].kill().await;
+}
+
+/// Runs a stream over two instances on a private Redis and disrupts Redis a third of the way in.
+async fn stream_through_redis_trouble(restart: bool) {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
+    let (users, chat, clients) = cluster.team(SENDERS).await;
+    let urls: Vec<String> = (0..2).map(|i| cluster.instance(i).ws()).collect();
+    let streaming = async { stream(clients, chat, move |i| urls[i % 2].clone()).await };
+    let disrupting = async {
+        eventually("a third of the stream", || async { stored_count(&cluster, &users[0], chat).await >= 20 }).await;
+        if restart {
+            redis.restart().await;
+        } else {
+            redis.flushall().await;
+        }
+    };
+    let ((clients, acked), ()) = tokio::join!(streaming, disrupting);
+    let stored = cluster.history(&users[0], chat, 1).await;
+    assert_converged(&clients, chat, &stored, acked);
+    for i in 0..2 {
+        assert_eq!(cluster.instance(i).ready().await["redis"], "up", "instance {i} reports Redis back");
+    }
+    if restart {
+        for i in 0..2 {
+            let caught_up = cluster.instance(i).metric("relay_catch_ups_total").await;
+            assert!(caught_up >= 2.0, "instance {i} caught up after reconnecting ({caught_up})");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_nothing_and_reuses_no_seq() {
+    stream_through_redis_trouble(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_flushall_mid_stream_loses_nothing_and_reuses_no_seq() {
+    stream_through_redis_trouble(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_beyond_the_hot_window_is_served_from_the_database() {
+    let cluster = Cluster::start_with(1, &crate::helpers::shared_redis_url(), &[("CHAT_WINDOW_SIZE", "5")]).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut sender = cluster.connect(&ana, 0).await;
+    for k in 0..30 {
+        sender.send_message(chat, &format!("m{k}")).await.expect("acked");
+    }
+    let instance = cluster.instance(0);
+    let from_db = instance.metric("window_reads_total{served=\"database\"}").await;
+
+    let mut far = Client::new(&bob);
+    far.connect_to(&instance.ws(), Some([(chat, 2)].into())).await;
+    far.until(|f| f["type"] == "resumed").await.expect("resumed");
+    assert_eq!(far.seqs(chat), (3..=30).collect::<Vec<_>>());
+    assert!(instance.metric("window_reads_total{served=\"database\"}").await > from_db, "read from the database");
+
+    let from_window = instance.metric("window_reads_total{served=\"window\"}").await;
+    let mut near = Client::new(&bob);
+    near.connect_to(&instance.ws(), Some([(chat, 27)].into())).await;
+    near.until(|f| f["type"] == "resumed").await.expect("resumed");
+    assert_eq!(near.seqs(chat), vec![28, 29, 30]);
+    assert!(instance.metric("window_reads_total{served=\"window\"}").await > from_window, "read from the window");
+    let stored = cluster.history(&ana, chat, 0).await;
+    assert_eq!(near.received[&chat], stored[27..].to_vec(), "the window holds the stored messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_clients_to_reconnect_and_exits_within_a_bound() {
+    let mut cluster = Cluster::start(2).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut client = cluster.connect(&ana, 0).await;
+    client.send_message(chat, "before").await.expect("acked");
+
+    let took = cluster.instances[0].terminate().await;
+    assert!(client.next().await.is_none());
+    assert_eq!(client.close_code, Some(1012));
+    assert!(took < Duration::from_secs(12), "exited in {took:?}");
+
+    let other = cluster.instance(1).ws();
+    client.reconnect(&other, &[chat]).await;
+    assert_eq!(client.send_message(chat, "after").await.expect("acked")["message"]["seq"], 2);
+}

@@ -1,0 +1,485 @@
+//! `Cluster`: user-service plus several chat-service *processes* sharing one PostgreSQL database and
+//! one Redis (under a prefix of their own, so tests run in parallel), with WebSocket clients that
+//! survive their instance's death by reconnecting elsewhere and resuming by seq.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::time::Duration;
+
+use converge_testkit::fresh_postgres_database;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use uuid::Uuid;
+
+/// Bounds a wait for an event; events are awaited, never slept for.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The shared Redis of the test run (`scripts/test` sets `TEST_REDIS_URL`).
+pub fn shared_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it holds; for conditions no event announces.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A redis-server of the test's own, which it may restart or flush without disturbing others.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(port, dir.path()).await;
+        Self { port, child, _dir: dir }
+    }
+
+    async fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts (apt-get install redis-server)");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually("redis-server to answer", || redis_ping(&url)).await;
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (it keeps nothing on disk) and starts an empty one on the same port.
+    pub async fn restart(&mut self) {
+        self.child.kill().await.unwrap();
+        self.child = Self::spawn(self.port, self._dir.path()).await;
+    }
+
+    pub async fn flushall(&self) {
+        redis_command::<()>(&self.url(), redis::cmd("FLUSHALL")).await;
+    }
+}
+
+async fn redis_ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else { return false };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return false };
+    redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+}
+
+pub async fn redis_command<T: redis::FromRedisValue>(url: &str, cmd: redis::Cmd) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// One chat-service process.
+pub struct Instance {
+    pub port: u16,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Instance {
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// SIGKILL: no goodbye to anyone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// SIGKILL without waiting (usable while the cluster is borrowed); [`Instance::kill`] reaps it.
+    pub fn sigkill(&self) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then how long the process took to exit.
+    pub async fn terminate(&mut self) -> Duration {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().expect("a pid");
+        let started = Instant::now();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits after SIGTERM").unwrap();
+        started.elapsed()
+    }
+
+    /// The value of a Prometheus counter (0 when it was never incremented).
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.http())).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name_and_labels))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|value| value.trim().parse::<f64>().ok())
+            .sum()
+    }
+
+    pub async fn ready(&self) -> Value {
+        reqwest::get(format!("{}/ready", self.http())).await.unwrap().json().await.unwrap()
+    }
+}
+
+/// user-service in process, chat-service instances as processes.
+pub struct Cluster {
+    pub users_url: String,
+    pub instances: Vec<Instance>,
+    pub redis_url: String,
+    pub prefix: String,
+    pub chat_database: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub token: String,
+}
+
+impl Cluster {
+    /// `n` instances on the shared Redis.
+    pub async fn start(n: usize) -> Self {
+        Self::start_with(n, &shared_redis_url(), &[]).await
+    }
+
+    /// `n` instances on `redis_url`, with extra environment for each.
+    pub async fn start_with(n: usize, redis_url: &str, env: &[(&str, &str)]) -> Self {
+        converge_shared::telemetry::init_tracing(Default::default(), "warn");
+        let dir = tempfile::tempdir().unwrap();
+        let users_db = fresh_postgres_database().await;
+        let chat_database = fresh_postgres_database().await;
+        let user_config = user_service::Config {
+            host: "127.0.0.1".into(),
+            user_service_port: 0,
+            data_dir: dir.path().display().to_string(),
+            database_url: Some(users_db),
+            auth_rate_limit_per_ip: 100_000,
+            auth_rate_limit_per_account: 100_000,
+            ..Default::default()
+        };
+        let users = user_service::Application::build(user_config).await.expect("user-service builds");
+        let users_url = format!("http://127.0.0.1:{}", users.port());
+        tokio::spawn(users.run_until_stopped());
+        let prefix = format!("t{}:", Uuid::new_v4().simple());
+        let mut cluster = Self {
+            users_url,
+            instances: Vec::new(),
+            redis_url: redis_url.to_owned(),
+            prefix,
+            chat_database,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            _dir: dir,
+        };
+        for _ in 0..n {
+            let mut vars: Vec<(String, String)> = vec![
+                ("HOST".into(), "127.0.0.1".into()),
+                ("DATABASE_URL".into(), cluster.chat_database.clone()),
+                ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
+                ("USER_SERVICE_URL".into(), cluster.users_url.clone()),
+                ("REDIS_URL".into(), cluster.redis_url.clone()),
+                ("REDIS_PREFIX".into(), cluster.prefix.clone()),
+                ("WS_FRAMES_PER_SECOND".into(), "10000".into()),
+                ("DATA_DIR".into(), cluster._dir.path().display().to_string()),
+                ("RUST_LOG".into(), "warn".into()),
+            ];
+            vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            cluster.instances.push(Instance { port: 0, child: None, env: vars });
+        }
+        for i in 0..n {
+            cluster.launch(i).await;
+        }
+        cluster
+    }
+
+    /// Starts instance `i` on a fresh port and waits until it relays over Redis.
+    pub async fn launch(&mut self, i: usize) {
+        let instance = &mut self.instances[i];
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-service"))
+            .envs(instance.env.iter().cloned())
+            .env("CHAT_SERVICE_PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chat-service starts");
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[chat-service :{port}] {line}");
+                }
+            });
+        }
+        instance.port = port;
+        instance.child = Some(child);
+        let url = format!("{}/ready", instance.http());
+        let client = self.client.clone();
+        eventually("chat-service to be ready with Redis up", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                match client.get(&url).send().await {
+                    Ok(res) => res.json::<Value>().await.is_ok_and(|v| v["redis"] == "up"),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+    }
+
+    pub fn instance(&self, i: usize) -> &Instance {
+        &self.instances[i]
+    }
+
+    pub async fn user(&self, name: &str) -> User {
+        let username = format!("{name}{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let body = json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "displayName": name,
+            "password": "correct horse battery",
+        });
+        let res = self.client.post(format!("{}/auth/register", self.users_url)).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        User {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            token: body["accessToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Creates a group chat (through instance 0) and returns its id.
+    pub async fn group(&self, owner: &User, members: &[&User]) -> Uuid {
+        let ids: Vec<Uuid> = members.iter().map(|u| u.id).collect();
+        let res = self
+            .client
+            .post(format!("{}/chats", self.instance(0).http()))
+            .bearer_auth(&owner.token)
+            .json(&json!({ "kind": "group", "title": "Team", "participantIds": ids }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The chat's whole history as stored, (seq, message id) in seq order, read through instance `via`.
+    pub async fn history(&self, user: &User, chat_id: Uuid, via: usize) -> Vec<(i64, String)> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let url = format!("{}/chats/{chat_id}/messages?after={after}&limit=100", self.instance(via).http());
+            let page: Value = self.client.get(url).bearer_auth(&user.token).send().await.unwrap().json().await.unwrap();
+            let messages = page["messages"].as_array().unwrap();
+            for m in messages {
+                all.push((m["seq"].as_i64().unwrap(), m["id"].as_str().unwrap().to_owned()));
+            }
+            if !page["hasMore"].as_bool().unwrap_or(false) {
+                return all;
+            }
+            after = all.last().unwrap().0;
+        }
+    }
+
+    /// `n` users in one group chat, user `i` connected to instance `i % instances`.
+    pub async fn team(&self, n: usize) -> (Vec<User>, Uuid, Vec<Client>) {
+        let mut users = Vec::new();
+        for i in 0..n {
+            users.push(self.user(&format!("u{i}")).await);
+        }
+        let others: Vec<_> = users[1..].iter().collect();
+        let chat = self.group(&users[0], &others).await;
+        let mut clients = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            clients.push(self.connect(user, i % self.instances.len()).await);
+        }
+        (users, chat, clients)
+    }
+
+    /// A connected client of `user` on instance `i`, past `ready`.
+    pub async fn connect(&self, user: &User, i: usize) -> Client {
+        let mut client = Client::new(user);
+        client.connect_to(&self.instance(i).ws(), None).await;
+        client
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client that records every message it is given, per chat, in arrival order.
+pub struct Client {
+    pub user: User,
+    stream: Option<Ws>,
+    /// Per chat: the seqs received, in arrival order (with any duplicates).
+    pub received: BTreeMap<Uuid, Vec<(i64, String)>>,
+    /// Every non-message frame, in order.
+    pub log: Vec<Value>,
+    /// How the last connection ended (1006: without a close frame).
+    pub close_code: Option<u16>,
+}
+
+impl Client {
+    /// A client of `user`, not connected yet.
+    pub fn new(user: &User) -> Self {
+        Self { user: user.clone(), stream: None, received: BTreeMap::new(), log: Vec::new(), close_code: None }
+    }
+
+    /// Connects (resuming from what it has, if anything) and returns the `ready` frame.
+    pub async fn connect_to(&mut self, url: &str, resume: Option<HashMap<Uuid, i64>>) -> Value {
+        let (stream, _) = connect_async(url).await.expect("WebSocket connects");
+        self.stream = Some(stream);
+        let mut auth = json!({ "type": "auth", "token": self.user.token });
+        if let Some(points) = resume {
+            auth["resume"] = json!(points);
+        }
+        self.send(auth).await;
+        loop {
+            match self.next().await {
+                Some(frame) if frame["type"] == "ready" => return frame,
+                Some(_) => continue,
+                None => panic!("closed before ready"),
+            }
+        }
+    }
+
+    /// Reconnects to `url` and resumes every chat it has messages of from its last seq.
+    pub async fn reconnect(&mut self, url: &str, chats: &[Uuid]) {
+        let points = chats.iter().map(|c| (*c, self.last_seq(*c))).collect();
+        self.connect_to(url, Some(points)).await;
+    }
+
+    pub fn last_seq(&self, chat_id: Uuid) -> i64 {
+        self.received.get(&chat_id).and_then(|r| r.iter().map(|(s, _)| *s).max()).unwrap_or(0)
+    }
+
+    /// Sends a frame; a broken connection is noticed by the next read.
+    pub async fn send(&mut self, frame: Value) {
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = stream.send(Message::text(frame.to_string())).await;
+        }
+    }
+
+    /// The next text frame (recorded), or `None` once the connection is closed or broken.
+    pub async fn next(&mut self) -> Option<Value> {
+        let stream = self.stream.as_mut()?;
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await.expect("a frame arrives in time");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).expect("frames are JSON");
+                    if frame["type"] == "new_message" {
+                        let m = &frame["message"];
+                        let chat_id: Uuid = m["chatId"].as_str().unwrap().parse().unwrap();
+                        let entry = (m["seq"].as_i64().unwrap(), m["id"].as_str().unwrap().to_owned());
+                        self.received.entry(chat_id).or_default().push(entry);
+                    } else {
+                        self.log.push(frame.clone());
+                    }
+                    return Some(frame);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                    self.stream = None;
+                    return None;
+                }
+                None | Some(Err(_)) => {
+                    self.close_code = Some(1006);
+                    self.stream = None;
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads frames until `done` holds for one, or the connection ends (`None`).
+    pub async fn until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Option<Value> {
+        loop {
+            let frame = self.next().await?;
+            if done(&frame) {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Reads until this client has every seq of `chat_id` up to `last`.
+    pub async fn until_seq(&mut self, chat_id: Uuid, last: i64) -> bool {
+        while self.last_seq(chat_id) < last {
+            if self.next().await.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends a message and waits for its ack (recording what arrives meanwhile); `None` if the
+    /// connection ends first.
+    pub async fn send_message(&mut self, chat_id: Uuid, client_msg_id: &str) -> Option<Value> {
+        let frame = json!({ "type": "send_message", "req": client_msg_id, "chatId": chat_id, "clientMsgId": client_msg_id, "content": format!("msg {client_msg_id}") });
+        self.send(frame).await;
+        let reply = self.until(|f| f["req"] == client_msg_id && (f["type"] == "ack" || f["type"] == "error")).await?;
+        assert_eq!(reply["type"], "ack", "{reply}");
+        Some(reply)
+    }
+
+    pub async fn close(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.close(None).await;
+            // Wait for the server's side of the close handshake.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {}
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The seqs received of a chat, in arrival order.
+    pub fn seqs(&self, chat_id: Uuid) -> Vec<i64> {
+        self.received.get(&chat_id).map(|r| r.iter().map(|(s, _)| *s).collect()).unwrap_or_default()
+    }
+}

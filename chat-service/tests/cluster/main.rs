@@ -1,0 +1,7 @@
+//! chat-service scaled out: several chat-service processes relaying over Redis, sharing one
+//! PostgreSQL database, driven by real WebSocket clients; instances and Redis fail mid-stream.
+
+mod failover;
+mod helpers;
+mod presence;
+mod relay;

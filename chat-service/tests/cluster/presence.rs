@@ -1,0 +1,63 @@
+//! Presence across instances: first connection anywhere → online, last one → offline, a dead
+//! instance's users → offline within the expiry.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Cluster, eventually, redis_command, shared_redis_url};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_two_instances_goes_offline_only_after_both_close() {
+    let cluster = Cluster::start(3).await;
+    let (una, obs) = (cluster.user("una").await, cluster.user("obs").await);
+    let chat = cluster.group(&una, &[&obs]).await;
+    let mut observer = cluster.connect(&obs, 2).await;
+    let is_una = |online: bool| {
+        let id = una.id.to_string();
+        move |f: &serde_json::Value| f["type"] == "presence" && f["userId"] == id.as_str() && f["online"] == online
+    };
+
+    let mut tab_a = cluster.connect(&una, 0).await;
+    observer.until(is_una(true)).await.expect("online");
+    let mut tab_b = cluster.connect(&una, 1).await;
+    let key = format!("{}presence:user:{{{}}}", cluster.prefix, una.id);
+    let entries = || async { redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await };
+    eventually("una on two instances", || async { entries().await == 2 }).await;
+
+    tab_a.close().await;
+    eventually("instance 0 to let go of una", || async { entries().await == 1 }).await;
+    // A marker published after that: an offline flip would have reached the observer before it.
+    tab_b.send_message(chat, "still here").await.expect("acked");
+    assert!(observer.until_seq(chat, 1).await);
+    assert!(!observer.log.iter().any(is_una(false)), "not offline while a tab is open: {:?}", observer.log);
+
+    tab_b.close().await;
+    observer.until(is_una(false)).await.expect("offline after the last tab closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instances_users_go_offline_within_the_expiry() {
+    const TTL: u64 = 2;
+    let mut cluster = Cluster::start_with(2, &shared_redis_url(), &[("PRESENCE_TTL_SECS", "2")]).await;
+    let (una, obs) = (cluster.user("una").await, cluster.user("obs").await);
+    cluster.group(&una, &[&obs]).await;
+    let _una = cluster.connect(&una, 0).await;
+    let key = format!("{}presence:user:{{{}}}", cluster.prefix, una.id);
+    eventually("una online", || async {
+        redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await == 1
+    })
+    .await;
+
+    let mut observer = cluster.connect(&obs, 1).await;
+    let ready = observer.log.iter().find(|f| f["type"] == "ready").expect("ready").clone();
+    assert_eq!(ready["online"], serde_json::json!([una.id]), "ready lists the online peers");
+
+    cluster.instances[0].kill().await;
+    let killed = Instant::now();
+    let id = una.id.to_string();
+    observer
+        .until(|f| f["type"] == "presence" && f["userId"] == id.as_str() && f["online"] == false)
+        .await
+        .expect("offline");
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_secs(TTL * 2 + 1), "offline {took:?} after the kill (TTL {TTL} s)");
+}

@@ -1,0 +1,115 @@
+//! Delivery across instances: exactly once, in order, only where it is wanted, deduplicated.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{Client, Cluster, eventually, redis_command};
+
+/// Every client reads until it has `last` of `chat_id`; returns the clients.
+async fn read_all(clients: Vec<Client>, chat_id: Uuid, last: i64) -> Vec<Client> {
+    let mut tasks = Vec::new();
+    for mut client in clients {
+        tasks.push(tokio::spawn(async move {
+            assert!(client.until_seq(chat_id, last).await, "connection lost");
+            client
+        }));
+    }
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(task.await.unwrap());
+    }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_instances_receive_every_message_exactly_once_in_seq_order() {
+    const PER_SENDER: usize = 8;
+    let cluster = Cluster::start(3).await;
+    let (users, chat, clients) = cluster.team(6).await;
+
+    // Everyone sends at once, on all three instances.
+    let mut senders = Vec::new();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        senders.push(tokio::spawn(async move {
+            for k in 0..PER_SENDER {
+                client.send_message(chat, &format!("c{i}-{k}")).await.expect("acked");
+            }
+            client
+        }));
+    }
+    let mut clients = Vec::new();
+    for sender in senders {
+        clients.push(sender.await.unwrap());
+    }
+    let total = (6 * PER_SENDER) as i64;
+    let mut clients = read_all(clients, chat, total).await;
+    // A last message fences off anything that would still arrive twice.
+    clients[0].send_message(chat, "fence").await.expect("acked");
+    let clients = read_all(clients, chat, total + 1).await;
+
+    let expected: Vec<i64> = (1..=total + 1).collect();
+    let stored = cluster.history(&users[0], chat, 2).await;
+    for client in &clients {
+        assert_eq!(client.seqs(chat), expected, "user {} got every message once, in order", client.user.id);
+        assert_eq!(client.received[&chat], stored, "and exactly the stored ones");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_members_of_a_chat_receives_none_of_its_traffic() {
+    let cluster = Cluster::start(3).await;
+    let (x1, x2, y1, y2) =
+        (cluster.user("x1").await, cluster.user("x2").await, cluster.user("y1").await, cluster.user("y2").await);
+    let chat_x = cluster.group(&x1, &[&x2]).await;
+    let chat_y = cluster.group(&y1, &[&y2]).await;
+    // Instance 2 hosts only y2; chat X lives on instances 0 and 1.
+    let mut on_c = cluster.connect(&y2, 2).await;
+    // y2's own presence is published (or not) before y1 connects; y1's then reaches C after it.
+    let key = format!("{}presence:user:{{{}}}", cluster.prefix, y2.id);
+    eventually("y2 to be online", || async {
+        redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await == 1
+    })
+    .await;
+    let mut y1_client = cluster.connect(&y1, 0).await;
+    on_c.until(|f| f["type"] == "presence" && f["userId"] == y1.id.to_string()).await.expect("y1's presence reaches C");
+    let baseline = cluster.instance(2).metric("relay_events_received_total{kind=\"chat\"}").await;
+    assert!(baseline >= 1.0, "C receives the traffic of its own chats");
+
+    let mut a = cluster.connect(&x1, 0).await;
+    let mut b = cluster.connect(&x2, 1).await;
+    for k in 0..20 {
+        a.send_message(chat_x, &format!("a{k}")).await.expect("acked");
+        b.send_message(chat_x, &format!("b{k}")).await.expect("acked");
+    }
+    a.send(json!({ "type": "typing_start", "chatId": chat_x })).await;
+    a.send(json!({ "type": "mark_as_read", "chatId": chat_x, "seq": 40 })).await;
+    assert!(b.until_seq(chat_x, 40).await);
+    b.until(|f| f["type"] == "messages_read" && f["userId"] == x1.id.to_string()).await.expect("the receipt crosses");
+    assert!(cluster.instance(1).metric("relay_events_received_total{kind=\"chat\"}").await >= 20.0, "B hears A");
+
+    // Chat Y's traffic still reaches C — and is all C ever received.
+    y1_client.send_message(chat_y, "y").await.expect("acked");
+    assert!(on_c.until_seq(chat_y, 1).await);
+    // Redis delivers to C's connection in publish order: had C been subscribed to chat X, its 40
+    // messages and receipts would have arrived before Y's message.
+    let after = cluster.instance(2).metric("relay_events_received_total{kind=\"chat\"}").await;
+    assert!(after > baseline, "C received chat Y's message");
+    assert!(after - baseline <= 3.0, "C received nothing of chat X ({baseline} → {after})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_instance_returns_the_original_message() {
+    let cluster = Cluster::start(2).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut on_a = cluster.connect(&ana, 0).await;
+    let first = on_a.send_message(chat, "same-id").await.expect("acked");
+    on_a.close().await;
+
+    let mut on_b = cluster.connect(&ana, 1).await;
+    let retry = on_b.send_message(chat, "same-id").await.expect("acked");
+    assert_eq!(retry["message"]["id"], first["message"]["id"]);
+    assert_eq!(retry["message"]["seq"], 1);
+    let stored = cluster.history(&ana, chat, 1).await;
+    assert_eq!(stored.len(), 1, "stored once");
+}
