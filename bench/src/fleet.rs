@@ -1,0 +1,735 @@
+//! The connections: a few shard tasks, each multiplexing many WebSockets, each checking every
+//! delivery and running its part of the open-loop send schedule.
+//!
+//! # Layout
+//! - A connection's global index `i` lives in shard `i % shards`, slot `i / shards`.
+//! - Connecting (TCP, upgrade, `auth`, `ready`) runs outside the shards, many at a time; the
+//!   finished stream is handed to its shard ([`Cmd::Adopt`]). Frames that arrive in between wait
+//!   in the socket, so nothing is missed.
+//! - A shard reads frames with one [`SelectAll`] over its connections' read halves and parses only
+//!   the members it needs ([`Incoming`]), borrowing from the frame: no allocation per delivery
+//!   besides tungstenite's frame buffer.
+//! - Latency is measured from the *scheduled* send time, which travels in the message itself
+//!   (`clientMsgId` = `{scheduled µs}-{sender instance}-{n}`, `req` = scheduled µs), so a stalled
+//!   server or a stalled generator cannot hide: a late send is late from its schedule.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use converge_shared::dto::ResumePoints;
+use converge_shared::protocol::ClientFrame;
+use futures_util::stream::{SelectAll, SplitSink};
+use futures_util::{SinkExt, Stream, StreamExt, stream};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+use crate::checker::{Arrival, SeqChecker};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The moment all timestamps of this process count from.
+pub fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn micros_since_origin(at: Instant) -> u64 {
+    at.saturating_duration_since(origin()).as_micros() as u64
+}
+
+/// A latency histogram in microseconds, 1 µs to 10 min, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// What a connection is: who, where, which chats it follows and in which one it sends.
+#[derive(Debug, Clone)]
+pub struct ConnSpec {
+    pub token: String,
+    pub url: String,
+    /// Index of the chat-service instance (its URL) this connection talks to.
+    pub instance: u8,
+    /// Chat ids with their bench-wide chat index.
+    pub chats: Vec<(Uuid, u32)>,
+    /// The chat (an index into `chats`) this connection sends in, if it sends.
+    pub sends_in: Option<usize>,
+}
+
+/// The chats listed by `ready`: only ids and where each stands.
+#[derive(Deserialize)]
+struct ReadyFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    chats: Vec<ReadyChat>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadyChat {
+    id: Uuid,
+    last_seq: i64,
+}
+
+/// Connects, authenticates (resuming from `resume` if given) and waits for `ready`.
+/// Returns the stream and each chat's `lastSeq` at that moment.
+pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Result<(Ws, HashMap<Uuid, i64>)> {
+    let handshake = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        let auth = serde_json::to_string(&ClientFrame::Auth { token: token.to_owned(), resume })?;
+        ws.send(Message::text(auth)).await?;
+        while let Some(message) = ws.next().await {
+            match message? {
+                Message::Text(text) => {
+                    let ready: ReadyFrame = serde_json::from_str(text.as_str()).context("reading ready")?;
+                    if ready.kind != "ready" {
+                        bail!("expected ready, got {}", text.as_str());
+                    }
+                    let seqs = ready.chats.into_iter().map(|c| (c.id, c.last_seq)).collect();
+                    return Ok((ws, seqs));
+                }
+                Message::Close(frame) => bail!("closed before ready: {frame:?}"),
+                _ => {}
+            }
+        }
+        bail!("connection ended before ready")
+    };
+    tokio::time::timeout(Duration::from_secs(60), handshake).await.context("connect timed out")?
+}
+
+/// Members of server frames the generator looks at; everything else is skipped unparsed.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    req: Option<u64>,
+    #[serde(default, borrow)]
+    message: Option<IncomingMessage<'a>>,
+    #[serde(default, borrow)]
+    code: Option<&'a str>,
+}
+
+/// An `error` frame, whose `message` is text.
+#[derive(Deserialize)]
+struct IncomingError<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    req: Option<u64>,
+    #[serde(default, borrow)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IncomingMessage<'a> {
+    #[serde(borrow)]
+    chat_id: &'a str,
+    seq: i64,
+    #[serde(borrow)]
+    client_msg_id: &'a str,
+}
+
+/// Reads `{scheduled µs}-{instance}-{n}`.
+fn parse_client_msg_id(id: &str) -> Option<(u64, u8)> {
+    let mut parts = id.split('-');
+    let scheduled = parts.next()?.parse().ok()?;
+    let instance = parts.next()?.parse().ok()?;
+    Some((scheduled, instance))
+}
+
+/// One followed chat of one connection.
+struct Track {
+    chat: u32,
+    id: String,
+    check: SeqChecker,
+}
+
+struct Conn {
+    sink: Option<SplitSink<Ws, Message>>,
+    /// Bumped on every (re)connection, so the end of an old stream is told from the new one.
+    generation: u32,
+    instance: u8,
+    tracks: Vec<Track>,
+    sends_in: Option<usize>,
+    sent: u64,
+}
+
+/// Open-loop sending: send `i` is due at `start + i × interval`, whatever happened before.
+struct Schedule {
+    senders: Vec<usize>,
+    start: Instant,
+    interval: Duration,
+    end: Instant,
+    limit: u64,
+    issued: u64,
+}
+
+impl Schedule {
+    fn due(&self) -> Instant {
+        self.start + self.interval.mul_f64(self.issued as f64)
+    }
+}
+
+/// Everything a shard measured since its last report.
+pub struct ShardReport {
+    pub sent: u64,
+    pub send_failures: u64,
+    pub acked: u64,
+    pub errors: HashMap<String, u64>,
+    pub closes: HashMap<String, u64>,
+    pub deliveries: u64,
+    pub deliver: Histogram<u64>,
+    pub deliver_cross: Histogram<u64>,
+    pub ack: Histogram<u64>,
+    /// Cumulative since the shard started (the caller takes differences).
+    pub duplicates: u64,
+    pub order_violations: u64,
+    /// Per chat index, the highest seq acknowledged to a sender of this shard.
+    pub acked_max: HashMap<u32, i64>,
+    /// Per (chat, seq): scheduled µs, slowest delivery µs, recipients (only with `track_last`).
+    pub last_recipient: HashMap<(u32, i64), (u64, u64, u32)>,
+}
+
+impl ShardReport {
+    fn new() -> Self {
+        Self {
+            sent: 0,
+            send_failures: 0,
+            acked: 0,
+            errors: HashMap::new(),
+            closes: HashMap::new(),
+            deliveries: 0,
+            deliver: histogram(),
+            deliver_cross: histogram(),
+            ack: histogram(),
+            duplicates: 0,
+            order_violations: 0,
+            acked_max: HashMap::new(),
+            last_recipient: HashMap::new(),
+        }
+    }
+
+    /// Adds another shard's report into this one.
+    pub fn merge(&mut self, other: ShardReport) {
+        self.sent += other.sent;
+        self.send_failures += other.send_failures;
+        self.acked += other.acked;
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for (code, n) in other.closes {
+            *self.closes.entry(code).or_default() += n;
+        }
+        self.deliveries += other.deliveries;
+        // Same bounds everywhere: adding cannot fail.
+        let _ = self.deliver.add(&other.deliver);
+        let _ = self.deliver_cross.add(&other.deliver_cross);
+        let _ = self.ack.add(&other.ack);
+        self.duplicates += other.duplicates;
+        self.order_violations += other.order_violations;
+        for (chat, seq) in other.acked_max {
+            let max = self.acked_max.entry(chat).or_insert(seq);
+            *max = (*max).max(seq);
+        }
+        for (key, (scheduled, slowest, count)) in other.last_recipient {
+            let entry = self.last_recipient.entry(key).or_insert((scheduled, 0, 0));
+            entry.1 = entry.1.max(slowest);
+            entry.2 += count;
+        }
+    }
+}
+
+/// Losses and catch-up state against the chats' highest acknowledged seqs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Completeness {
+    pub lost: u64,
+    /// Connection-chats that have not received everything up to the target.
+    pub behind: u64,
+}
+
+enum Cmd {
+    Adopt { slot: usize, ws: Box<Ws>, spec: Option<ConnSpec>, seqs: HashMap<Uuid, i64> },
+    Schedule(Schedule),
+    Report(oneshot::Sender<ShardReport>),
+    Completeness(Arc<HashMap<u32, i64>>, oneshot::Sender<Completeness>),
+    Disconnect(Vec<usize>, oneshot::Sender<Vec<(usize, ResumePoints)>>),
+    WatchCaughtUp { slots: Vec<usize>, targets: Arc<HashMap<u32, i64>>, done: oneshot::Sender<Histogram<u64>> },
+    Shutdown(oneshot::Sender<()>),
+}
+
+type Item = (usize, u32, Option<Result<Message, tokio_tungstenite::tungstenite::Error>>);
+type Tagged = Pin<Box<dyn Stream<Item = Item> + Send>>;
+
+struct CatchUpWatch {
+    remaining: usize,
+    waiting: Vec<bool>,
+    targets: Arc<HashMap<u32, i64>>,
+    since: Instant,
+    times: Histogram<u64>,
+    done: Option<oneshot::Sender<Histogram<u64>>>,
+}
+
+struct Shard {
+    conns: Vec<Option<Conn>>,
+    reads: SelectAll<Tagged>,
+    schedule: Option<Schedule>,
+    report: ShardReport,
+    duplicates: u64,
+    order_violations: u64,
+    track_last: bool,
+    watch: Option<CatchUpWatch>,
+}
+
+impl Shard {
+    async fn run(mut self, mut commands: mpsc::Receiver<Cmd>) {
+        loop {
+            let due = self.schedule.as_ref().map(Schedule::due);
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Cmd::Shutdown(done)) => {
+                        for conn in self.conns.iter_mut().flatten() {
+                            if let Some(mut sink) = conn.sink.take() {
+                                let _ = sink.close().await;
+                            }
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.command(command).await,
+                    None => return,
+                },
+                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.send_due().await,
+                Some((slot, generation, item)) = self.reads.next() => self.on_item(slot, generation, item),
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Cmd) {
+        match command {
+            Cmd::Adopt { slot, ws, spec, seqs } => {
+                if self.conns.len() <= slot {
+                    self.conns.resize_with(slot + 1, || None);
+                }
+                let (sink, read) = (*ws).split();
+                let conn = match (self.conns[slot].take(), spec) {
+                    (_, Some(spec)) => Conn {
+                        sink: None,
+                        generation: 0,
+                        instance: spec.instance,
+                        tracks: spec
+                            .chats
+                            .iter()
+                            .map(|(id, chat)| Track {
+                                chat: *chat,
+                                id: id.to_string(),
+                                check: SeqChecker::new(seqs.get(id).copied().unwrap_or(0)),
+                            })
+                            .collect(),
+                        sends_in: spec.sends_in,
+                        sent: 0,
+                    },
+                    // A reconnection keeps what the client had seen: that is what it resumed from.
+                    (Some(mut old), None) => {
+                        old.generation += 1;
+                        old
+                    }
+                    (None, None) => return,
+                };
+                let generation = conn.generation;
+                let mut conn = conn;
+                conn.sink = Some(sink);
+                self.conns[slot] = Some(conn);
+                let tagged = read
+                    .map(move |m| (slot, generation, Some(m)))
+                    .chain(stream::once(async move { (slot, generation, None) }));
+                self.reads.push(Box::pin(tagged));
+            }
+            Cmd::Schedule(schedule) => self.schedule = (!schedule.senders.is_empty()).then_some(schedule),
+            Cmd::Report(reply) => {
+                let mut report = std::mem::replace(&mut self.report, ShardReport::new());
+                report.duplicates = self.duplicates;
+                report.order_violations = self.order_violations;
+                let _ = reply.send(report);
+            }
+            Cmd::Completeness(targets, reply) => {
+                let mut out = Completeness::default();
+                for track in self.conns.iter().flatten().flat_map(|c| &c.tracks) {
+                    let target = targets.get(&track.chat).copied().unwrap_or(0);
+                    out.lost += track.check.lost(target);
+                    out.behind += u64::from(!track.check.caught_up(target));
+                }
+                let _ = reply.send(out);
+            }
+            Cmd::Disconnect(slots, reply) => {
+                let mut points = Vec::new();
+                for slot in slots {
+                    let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { continue };
+                    if let Some(mut sink) = conn.sink.take() {
+                        let _ = sink.close().await;
+                    }
+                    conn.generation += 1;
+                    let resume =
+                        conn.tracks.iter().map(|t| (t.id.parse().unwrap_or_default(), t.check.last_seen())).collect();
+                    points.push((slot, resume));
+                }
+                let _ = reply.send(points);
+            }
+            Cmd::WatchCaughtUp { slots, targets, done } => {
+                let mut waiting = vec![false; self.conns.len()];
+                for slot in slots {
+                    if let Some(w) = waiting.get_mut(slot) {
+                        *w = true;
+                    }
+                }
+                let remaining = waiting.iter().filter(|w| **w).count();
+                let mut watch = CatchUpWatch {
+                    remaining,
+                    waiting,
+                    targets,
+                    since: Instant::now(),
+                    times: histogram(),
+                    done: Some(done),
+                };
+                for (slot, conn) in self.conns.iter().enumerate() {
+                    if let Some(conn) = conn {
+                        watch.check(slot, conn);
+                    }
+                }
+                self.watch = Some(watch);
+            }
+            Cmd::Shutdown(_) => unreachable!("handled by run"),
+        }
+    }
+
+    /// Sends every message whose time has come.
+    async fn send_due(&mut self) {
+        let now = Instant::now();
+        while let Some(schedule) = self.schedule.as_mut() {
+            let due = schedule.due();
+            if due > now {
+                return;
+            }
+            if due >= schedule.end || schedule.issued >= schedule.limit {
+                self.schedule = None;
+                return;
+            }
+            let slot = schedule.senders[(schedule.issued % schedule.senders.len() as u64) as usize];
+            schedule.issued += 1;
+            let scheduled = micros_since_origin(due);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { continue };
+            let (Some(sink), Some(chat)) = (conn.sink.as_mut(), conn.sends_in.and_then(|i| conn.tracks.get(i))) else {
+                continue;
+            };
+            conn.sent += 1;
+            let frame = ClientFrame::SendMessage {
+                req: Some(scheduled.into()),
+                chat_id: chat.id.parse().unwrap_or_default(),
+                client_msg_id: format!("{scheduled}-{}-{}", conn.instance, conn.sent),
+                content: "benchmark message".into(),
+                attachment_id: None,
+                reply_to: None,
+            };
+            let Ok(text) = serde_json::to_string(&frame) else { continue };
+            match sink.send(Message::text(text)).await {
+                Ok(()) => self.report.sent += 1,
+                Err(_) => self.report.send_failures += 1,
+            }
+        }
+    }
+
+    fn on_item(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        item: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
+        if conn.generation != generation {
+            return;
+        }
+        let text = match item {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.map_or_else(|| "none".to_owned(), |f| u16::from(f.code).to_string());
+                *self.report.closes.entry(code).or_default() += 1;
+                conn.sink = None;
+                return;
+            }
+            Some(Ok(_)) => return,
+            Some(Err(_)) | None => {
+                if conn.sink.take().is_some() {
+                    *self.report.closes.entry("dropped".into()).or_default() += 1;
+                }
+                return;
+            }
+        };
+        let now = micros_since_origin(Instant::now());
+        let frame = match serde_json::from_str::<Incoming>(text.as_str()) {
+            Ok(frame) => frame,
+            // `error` frames carry `message` as text, not as a message object: a rare second parse.
+            Err(_) => match serde_json::from_str::<IncomingError>(text.as_str()) {
+                Ok(error) => Incoming { kind: error.kind, req: error.req, message: None, code: error.code },
+                Err(_) => {
+                    *self.report.errors.entry("unparsable".into()).or_default() += 1;
+                    return;
+                }
+            },
+        };
+        match frame.kind {
+            "new_message" => {
+                let Some(message) = frame.message else { return };
+                let Some(track) = conn.tracks.iter_mut().find(|t| t.id == message.chat_id) else { return };
+                match track.check.on_seq(message.seq) {
+                    Arrival::Duplicate => {
+                        self.duplicates += 1;
+                        return;
+                    }
+                    Arrival::Late => self.order_violations += 1,
+                    Arrival::InOrder | Arrival::Ahead => {}
+                }
+                self.report.deliveries += 1;
+                if let Some((scheduled, instance)) = parse_client_msg_id(message.client_msg_id) {
+                    let latency = now.saturating_sub(scheduled);
+                    self.report.deliver.saturating_record(latency);
+                    if instance != conn.instance {
+                        self.report.deliver_cross.saturating_record(latency);
+                    }
+                    if self.track_last {
+                        let entry =
+                            self.report.last_recipient.entry((track.chat, message.seq)).or_insert((scheduled, 0, 0));
+                        entry.1 = entry.1.max(latency);
+                        entry.2 += 1;
+                    }
+                }
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.check(slot, conn);
+                }
+            }
+            "ack" => {
+                self.report.acked += 1;
+                if let Some(scheduled) = frame.req {
+                    self.report.ack.saturating_record(now.saturating_sub(scheduled));
+                }
+                if let Some(message) = frame.message
+                    && let Some(track) = conn.tracks.iter().find(|t| t.id == message.chat_id)
+                {
+                    let max = self.report.acked_max.entry(track.chat).or_insert(message.seq);
+                    *max = (*max).max(message.seq);
+                }
+            }
+            "error" => {
+                *self.report.errors.entry(frame.code.unwrap_or("unknown").to_owned()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl CatchUpWatch {
+    fn check(&mut self, slot: usize, conn: &Conn) {
+        if !self.waiting.get(slot).copied().unwrap_or(false) {
+            return;
+        }
+        let caught_up = conn.tracks.iter().all(|t| t.check.caught_up(self.targets.get(&t.chat).copied().unwrap_or(0)));
+        if caught_up {
+            self.waiting[slot] = false;
+            self.remaining -= 1;
+            self.times.saturating_record(self.since.elapsed().as_micros() as u64);
+            if self.remaining == 0
+                && let Some(done) = self.done.take()
+            {
+                let _ = done.send(std::mem::replace(&mut self.times, histogram()));
+            }
+        }
+    }
+}
+
+/// All connections of a run, over `shards` tasks.
+pub struct Fleet {
+    shards: Vec<mpsc::Sender<Cmd>>,
+    pub specs: Vec<ConnSpec>,
+}
+
+impl Fleet {
+    pub fn new(shards: usize, track_last: bool) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(1024);
+                let shard = Shard {
+                    conns: Vec::new(),
+                    reads: SelectAll::new(),
+                    schedule: None,
+                    report: ShardReport::new(),
+                    duplicates: 0,
+                    order_violations: 0,
+                    track_last,
+                    watch: None,
+                };
+                tokio::spawn(shard.run(rx));
+                tx
+            })
+            .collect();
+        Self { shards, specs: Vec::new() }
+    }
+
+    fn place(&self, conn: usize) -> (usize, usize) {
+        (conn % self.shards.len(), conn / self.shards.len())
+    }
+
+    /// The slots, in `shard`, of those of `conns` that live there.
+    fn slots_in(&self, shard: usize, conns: &[usize]) -> Vec<usize> {
+        conns.iter().map(|&c| self.place(c)).filter(|(s, _)| *s == shard).map(|(_, slot)| slot).collect()
+    }
+
+    async fn tell(&self, shard: usize, command: Cmd) -> Result<()> {
+        self.shards[shard].send(command).await.map_err(|_| anyhow::anyhow!("a shard stopped"))
+    }
+
+    /// Opens every connection of `specs` (appended after the existing ones), `concurrency` at a time.
+    pub async fn connect(&mut self, specs: Vec<ConnSpec>, concurrency: usize) -> Result<()> {
+        let first = self.specs.len();
+        self.specs.extend(specs.iter().cloned());
+        let this = &*self;
+        let results: Vec<Result<()>> = stream::iter(specs.into_iter().enumerate())
+            .map(|(i, spec)| async move {
+                let (ws, seqs) = connect(&spec.url, &spec.token, None).await?;
+                let (shard, slot) = this.place(first + i);
+                this.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: Some(spec), seqs }).await
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Starts open-loop sending: `rate` messages/s in all, round-robin over `senders` (global
+    /// connection indexes), for `duration` or until each sender has sent `per_sender` messages.
+    pub async fn send(&self, senders: &[usize], rate: f64, duration: Duration, per_sender: Option<u64>) -> Result<()> {
+        let start = Instant::now() + Duration::from_millis(20);
+        let total = senders.len().max(1) as f64;
+        for shard in 0..self.shards.len() {
+            let mine: Vec<usize> = self.slots_in(shard, senders);
+            if mine.is_empty() {
+                continue;
+            }
+            let shard_rate = rate * mine.len() as f64 / total;
+            let interval = Duration::from_secs_f64(1.0 / shard_rate);
+            // Shards start out of phase so their sends interleave instead of bunching.
+            let offset = interval.mul_f64(shard as f64 / self.shards.len() as f64);
+            let limit = per_sender.map_or(u64::MAX, |n| n * mine.len() as u64);
+            let schedule =
+                Schedule { start: start + offset, interval, end: start + duration, limit, issued: 0, senders: mine };
+            self.tell(shard, Cmd::Schedule(schedule)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every shard's measurements since the last report, merged.
+    pub async fn report(&self) -> Result<ShardReport> {
+        let mut merged = ShardReport::new();
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.tell(shard, Cmd::Report(tx)).await?;
+            merged.merge(rx.await?);
+        }
+        Ok(merged)
+    }
+
+    /// Losses (and connection-chats still behind) against each chat's highest acknowledged seq.
+    pub async fn completeness(&self, targets: &HashMap<u32, i64>) -> Result<Completeness> {
+        let targets = Arc::new(targets.clone());
+        let mut total = Completeness::default();
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.tell(shard, Cmd::Completeness(targets.clone(), tx)).await?;
+            let part = rx.await?;
+            total.lost += part.lost;
+            total.behind += part.behind;
+        }
+        Ok(total)
+    }
+
+    /// Closes the given connections; returns each one's resume points (the last seq it saw per chat).
+    pub async fn disconnect(&self, conns: &[usize]) -> Result<Vec<(usize, ResumePoints)>> {
+        let mut out = Vec::new();
+        for shard in 0..self.shards.len() {
+            let slots: Vec<usize> = self.slots_in(shard, conns);
+            let (tx, rx) = oneshot::channel();
+            self.tell(shard, Cmd::Disconnect(slots, tx)).await?;
+            out.extend(rx.await?.into_iter().map(|(slot, points)| (slot * self.shards.len() + shard, points)));
+        }
+        Ok(out)
+    }
+
+    /// Asks each shard to time the given connections until they have everything up to `targets`;
+    /// the receivers complete with the per-connection times (µs since this call).
+    pub async fn watch_caught_up(
+        &self,
+        conns: &[usize],
+        targets: &HashMap<u32, i64>,
+    ) -> Result<Vec<oneshot::Receiver<Histogram<u64>>>> {
+        let targets = Arc::new(targets.clone());
+        let mut receivers = Vec::new();
+        for shard in 0..self.shards.len() {
+            let slots: Vec<usize> = self.slots_in(shard, conns);
+            if slots.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.tell(shard, Cmd::WatchCaughtUp { slots, targets: targets.clone(), done: tx }).await?;
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+
+    /// Reconnects a connection with `auth.resume` and hands it back to its shard.
+    pub async fn reconnect(&self, conn: usize, resume: ResumePoints) -> Result<()> {
+        let spec = &self.specs[conn];
+        let (ws, seqs) = connect(&spec.url, &spec.token, Some(resume)).await?;
+        let (shard, slot) = self.place(conn);
+        self.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: None, seqs }).await
+    }
+
+    /// Closes every connection.
+    pub async fn shutdown(&self) {
+        for shard in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            if shard.send(Cmd::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_what_it_needs() {
+        let text = r#"{"type":"new_message","message":{"id":"0194f108-778a-7128-a24b-e40ad23f0824","chatId":"0194f108-778a-7128-a24b-e40ad23f0825","seq":43,"senderId":"0194f108-778a-7128-a24b-e40ad23f0826","clientMsgId":"1234-1-7","content":"x \"quoted\"","createdAt":"2025-03-14T09:27:21.046730Z"}}"#;
+        let frame: Incoming = serde_json::from_str(text).unwrap();
+        let message = frame.message.unwrap();
+        assert_eq!(
+            (frame.kind, message.seq, message.chat_id),
+            ("new_message", 43, "0194f108-778a-7128-a24b-e40ad23f0825")
+        );
+        assert_eq!(parse_client_msg_id(message.client_msg_id), Some((1234, 1)));
+        let text = r#"{"type":"error","req":9,"code":"rate_limited","message":"slow \"down\""}"#;
+        assert!(serde_json::from_str::<Incoming>(text).is_err());
+        let error: IncomingError = serde_json::from_str(text).unwrap();
+        assert_eq!((error.code, error.req), (Some("rate_limited"), Some(9)));
+    }
+}

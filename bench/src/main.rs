@@ -1,0 +1,106 @@
+//! converge-bench: drives Converge through its public APIs and prints one JSON line per step.
+//!
+//! # Layout
+//! - `checker`: per-chat seq checks (gap-free, in order, exactly once).
+//! - `api`: provisioning users (app API) and group chats (REST).
+//! - `fleet`: connections multiplexed over a few shard tasks; open-loop sending; measurements.
+//! - `procs`: CPU and RSS of the processes under test.
+//! - `scenarios`: the named workloads.
+
+mod api;
+mod checker;
+mod fleet;
+mod procs;
+mod scenarios;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::procs::Watched;
+
+#[derive(Parser)]
+#[command(name = "converge-bench", about = "Load generator and benchmark scenarios for Converge")]
+pub struct Cli {
+    /// user-service base URL.
+    #[arg(long, env = "BENCH_USER_SERVICE", default_value = "http://127.0.0.1:3000", global = true)]
+    user_service: String,
+    /// chat-service base URLs (comma-separated); connections are spread over them round-robin.
+    #[arg(
+        long,
+        env = "BENCH_CHAT_SERVICES",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:3002",
+        global = true
+    )]
+    chat_services: Vec<String>,
+    /// An app API key of user-service (`user-service apps create bench`), used to provision users.
+    #[arg(long, env = "BENCH_API_KEY", default_value = "", global = true)]
+    api_key: String,
+    /// Processes to report CPU and RSS of, as name=pid (a pid counts with its direct children).
+    #[arg(long = "proc", global = true)]
+    procs: Vec<Watched>,
+    /// Also append the JSON lines to this file.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Prefix of provisioned external user ids; unique per run by default.
+    #[arg(long, global = true)]
+    run_id: Option<String>,
+    /// Tasks multiplexing the connections.
+    #[arg(long, default_value_t = 4, global = true)]
+    shards: usize,
+    /// Connections opened at a time.
+    #[arg(long, default_value_t = 64, global = true)]
+    connect_concurrency: usize,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+pub enum Scenario {
+    /// Groups × members, every member sends; the offered rate steps up until a step breaks.
+    Grid(scenarios::GridArgs),
+    /// Many authenticated idle connections: server RSS per connection.
+    Idle(scenarios::IdleArgs),
+    /// One big group at a fixed rate: time until the last recipient has each message.
+    LargeGroup(scenarios::LargeGroupArgs),
+    /// Clients disconnect, messages pile up, all reconnect at once with resume.
+    ResumeStorm(scenarios::ResumeStormArgs),
+}
+
+/// Where results go: stdout, and the `--out` file if given.
+pub struct Output {
+    file: Option<std::fs::File>,
+}
+
+impl Output {
+    pub fn emit(&mut self, line: &Value) -> Result<()> {
+        let text = serde_json::to_string(line)?;
+        println!("{text}");
+        if let Some(file) = self.file.as_mut() {
+            writeln!(file, "{text}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Progress notes, on stderr so stdout stays JSON lines.
+pub fn note(text: impl std::fmt::Display) {
+    let elapsed = fleet::origin().elapsed().as_secs_f64();
+    eprintln!("[{elapsed:7.1}s] {text}");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    fleet::origin();
+    let cli = Cli::parse();
+    let file = match &cli.out {
+        Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+    let mut out = Output { file };
+    scenarios::run(&cli, &mut out).await
+}

@@ -1,0 +1,163 @@
+//! CPU and memory of the processes under test, read from `/proc/<pid>/stat` and `status`.
+//!
+//! A watched pid counts together with its direct children, so PostgreSQL's postmaster stands for
+//! all its backends. RSS of such a tree is Σ RssAnon + the largest RssFile + RssShmem: shared
+//! buffers, mapped by every backend, are counted once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+/// Linux reports `/proc` times in USER_HZ, which is 100 on every architecture the kernel ABI allows.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub name: String,
+    pub pid: u32,
+}
+
+impl std::str::FromStr for Watched {
+    type Err = String;
+
+    /// `name=pid`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, pid) = s.split_once('=').ok_or("expected name=pid")?;
+        Ok(Self { name: name.to_owned(), pid: pid.parse().map_err(|_| format!("{pid:?} is not a pid"))? })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    ticks: u64,
+    rss_kib: u64,
+}
+
+/// CPU ticks and RSS of each watched process (and of this one, as `bench`) at one moment.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    at: Instant,
+    usage: BTreeMap<String, Usage>,
+}
+
+pub struct Procs {
+    watched: Vec<Watched>,
+}
+
+impl Procs {
+    pub fn new(mut watched: Vec<Watched>) -> Self {
+        watched.push(Watched { name: "bench".into(), pid: std::process::id() });
+        Self { watched }
+    }
+
+    pub fn sample(&self) -> Sample {
+        let children = children_by_parent();
+        let usage = self
+            .watched
+            .iter()
+            .map(|w| {
+                let mut tree = vec![w.pid];
+                tree.extend(children.get(&w.pid).into_iter().flatten().copied());
+                (w.name.clone(), tree_usage(&tree))
+            })
+            .collect();
+        Sample { at: Instant::now(), usage }
+    }
+
+    /// Total RSS (KiB) of the watched processes whose name starts with `prefix`.
+    pub fn rss_kib(sample: &Sample, prefix: &str) -> u64 {
+        sample.usage.iter().filter(|(name, _)| name.starts_with(prefix)).map(|(_, u)| u.rss_kib).sum()
+    }
+
+    /// CPU seconds used by the watched processes whose name starts with `prefix` between two samples.
+    pub fn cpu_seconds(from: &Sample, to: &Sample, prefix: &str) -> f64 {
+        to.usage
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, u)| u.ticks.saturating_sub(from.usage.get(name).map_or(0, |f| f.ticks)) as f64)
+            .sum::<f64>()
+            / TICKS_PER_SECOND
+    }
+
+    /// `{name: {cpu_pct, rss_mib}}` between two samples (cpu_pct: 100 = one core busy).
+    pub fn describe(from: &Sample, to: &Sample) -> Value {
+        let seconds = to.at.duration_since(from.at).as_secs_f64().max(1e-9);
+        let mut out = serde_json::Map::new();
+        for (name, usage) in &to.usage {
+            let cpu = Self::cpu_seconds(from, to, name) / seconds * 100.0;
+            out.insert(
+                name.clone(),
+                json!({ "cpu_pct": round(cpu, 1), "rss_mib": round(usage.rss_kib as f64 / 1024.0, 1) }),
+            );
+        }
+        Value::Object(out)
+    }
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+fn children_by_parent() -> BTreeMap<u32, Vec<u32>> {
+    let mut map: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return map };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Some(stat) = read_stat(pid) {
+            map.entry(stat.1).or_default().push(pid);
+        }
+    }
+    map
+}
+
+/// (utime + stime ticks, parent pid) of a process.
+fn read_stat(pid: u32) -> Option<(u64, u32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields from "state" (3rd in proc(5)): ppid is the 4th, utime the 14th, stime the 15th.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime, ppid))
+}
+
+fn status_kib(pid: u32, keys: &[&str]) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            keys.contains(&key).then(|| value.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+fn tree_usage(pids: &[u32]) -> Usage {
+    let mut usage = Usage::default();
+    let mut shared_max = 0;
+    for &pid in pids {
+        usage.ticks += read_stat(pid).map_or(0, |s| s.0);
+        usage.rss_kib += status_kib(pid, &["RssAnon"]);
+        shared_max = shared_max.max(status_kib(pid, &["RssFile", "RssShmem"]));
+    }
+    usage.rss_kib += shared_max;
+    usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let procs = Procs::new(vec![]);
+        let sample = procs.sample();
+        assert!(Procs::rss_kib(&sample, "bench") > 0);
+        assert!("pg=12".parse::<Watched>().is_ok());
+        assert!("pg".parse::<Watched>().is_err());
+    }
+}

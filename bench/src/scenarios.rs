@@ -1,0 +1,505 @@
+//! The named workloads. Each provisions its own users and chats, so scenarios never share state.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::api::{Api, User};
+use crate::fleet::{ConnSpec, Fleet, ShardReport, histogram};
+use crate::procs::{Procs, Sample, round};
+use crate::{Cli, Output, Scenario, note};
+
+#[derive(clap::Args)]
+pub struct GridArgs {
+    #[arg(long, default_value_t = 200)]
+    groups: usize,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Offered rates in messages/s, one step each.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000,8000")]
+    rates: Vec<f64>,
+    #[arg(long, default_value_t = 10.0)]
+    step_secs: f64,
+    /// Quiet time after each step for in-flight messages to arrive.
+    #[arg(long, default_value_t = 3.0)]
+    drain_secs: f64,
+    /// A step is sustainable with p99 send→deliver at most this (and nothing lost or reordered).
+    #[arg(long, default_value_t = 100.0)]
+    p99_limit_ms: f64,
+    /// Run every step even after one breaks.
+    #[arg(long)]
+    keep_going: bool,
+}
+
+#[derive(clap::Args)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Members per chat; every user is in two chats (one block of neighbours, one strided).
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
+    /// RSS is sampled after each of this many equal batches of connections.
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    #[arg(long, default_value_t = 30.0)]
+    hold_secs: f64,
+}
+
+#[derive(clap::Args)]
+pub struct LargeGroupArgs {
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Messages/s, sent round-robin by all members.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 30.0)]
+    secs: f64,
+}
+
+#[derive(clap::Args)]
+pub struct ResumeStormArgs {
+    #[arg(long, default_value_t = 100)]
+    chats: usize,
+    /// Members per chat that disconnect and resume (each chat also has one sender that stays).
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Messages sent to each chat while its members are away.
+    #[arg(long, default_value_t = 100)]
+    messages: u64,
+    /// Messages/s of each sender (chat-service allows 50 frames/s per connection).
+    #[arg(long, default_value_t = 40.0)]
+    sender_rate: f64,
+}
+
+struct Ctx<'a> {
+    cli: &'a Cli,
+    api: Api,
+    procs: Procs,
+    run_id: String,
+}
+
+impl Ctx<'_> {
+    fn ws_url(&self, instance: usize) -> String {
+        let base = &self.cli.chat_services[instance % self.cli.chat_services.len()];
+        let base = base.trim_end_matches('/');
+        let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
+        format!("{base}/ws")
+    }
+
+    fn instances(&self) -> usize {
+        self.cli.chat_services.len().max(1)
+    }
+
+    /// A connection for user `i` (spread over the instances by index).
+    fn spec(&self, i: usize, user: &User, chats: Vec<(Uuid, u32)>, sends_in: Option<usize>) -> ConnSpec {
+        let instance = i % self.instances();
+        ConnSpec { token: user.token.clone(), url: self.ws_url(instance), instance: instance as u8, chats, sends_in }
+    }
+
+    async fn users(&self, scenario: &str, count: usize) -> Result<Vec<User>> {
+        let started = Instant::now();
+        let users = self.api.users(&format!("{}-{scenario}", self.run_id), count, 32).await?;
+        note(format!("{scenario}: {count} users in {:.1}s", started.elapsed().as_secs_f64()));
+        Ok(users)
+    }
+
+    async fn groups(&self, scenario: &str, members: Vec<Vec<&User>>) -> Result<Vec<Uuid>> {
+        let started = Instant::now();
+        let count = members.len();
+        let chats = self.api.groups(members, 8).await?;
+        note(format!("{scenario}: {count} chats in {:.1}s", started.elapsed().as_secs_f64()));
+        Ok(chats)
+    }
+
+    async fn connect(&self, fleet: &mut Fleet, scenario: &str, specs: Vec<ConnSpec>) -> Result<f64> {
+        let started = Instant::now();
+        let count = specs.len();
+        fleet.connect(specs, self.cli.connect_concurrency).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        note(format!("{scenario}: {count} connections in {seconds:.1}s"));
+        Ok(seconds)
+    }
+}
+
+pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
+    if cli.api_key.is_empty() {
+        bail!("an app API key is needed (--api-key or BENCH_API_KEY; `user-service apps create bench` prints one)");
+    }
+    let chat_service = cli.chat_services.first().context("no chat-service URL")?;
+    let ctx = Ctx {
+        cli,
+        api: Api::new(&cli.user_service, chat_service, &cli.api_key)?,
+        procs: Procs::new(cli.procs.clone()),
+        run_id: cli.run_id.clone().unwrap_or_else(|| Uuid::new_v4().simple().to_string()[..8].to_owned()),
+    };
+    match &cli.scenario {
+        Scenario::Grid(args) => grid(&ctx, args, out).await,
+        Scenario::Idle(args) => idle(&ctx, args, out).await,
+        Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
+        Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
+    }
+}
+
+/// `{count, p50_ms, p90_ms, p99_ms, max_ms}` of a µs histogram.
+fn summary(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| round(us as f64 / 1000.0, 3);
+    if h.is_empty() {
+        return json!({ "count": 0 });
+    }
+    json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p90_ms": ms(h.value_at_quantile(0.90)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+fn counts(map: &HashMap<String, u64>) -> Value {
+    json!(map)
+}
+
+/// The machine's load right now (1-minute average), to record next to the results.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
+    let users = ctx.users("grid", args.groups * args.members).await?;
+    let members: Vec<Vec<&User>> = users.chunks(args.members).map(|c| c.iter().collect()).collect();
+    let chats = ctx.groups("grid", members).await?;
+    let specs = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let chat = i / args.members;
+            ctx.spec(i, user, vec![(chats[chat], chat as u32)], Some(0))
+        })
+        .collect();
+    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    let connect_s = ctx.connect(&mut fleet, "grid", specs).await?;
+    out.emit(&json!({
+        "scenario": "grid", "phase": "setup", "groups": args.groups, "members": args.members,
+        "connections": users.len(), "instances": ctx.instances(), "connect_s": round(connect_s, 2),
+    }))?;
+
+    let senders: Vec<usize> = (0..users.len()).collect();
+    let mut targets: HashMap<u32, i64> = HashMap::new();
+    let (mut lost_before, mut dups_before, mut order_before) = (0, 0, 0);
+    let mut best: Option<f64> = None;
+    for (step, &rate) in args.rates.iter().enumerate() {
+        fleet.report().await?;
+        let before = ctx.procs.sample();
+        let load_before = load_average();
+        let step_time = Duration::from_secs_f64(args.step_secs);
+        fleet.send(&senders, rate, step_time, None).await?;
+        tokio::time::sleep(step_time + Duration::from_secs_f64(args.drain_secs)).await;
+        let after = ctx.procs.sample();
+        let report = fleet.report().await?;
+        for (chat, seq) in &report.acked_max {
+            let max = targets.entry(*chat).or_insert(*seq);
+            *max = (*max).max(*seq);
+        }
+        let complete = fleet.completeness(&targets).await?;
+        let lost = complete.lost.saturating_sub(lost_before);
+        let duplicates = report.duplicates - dups_before;
+        let order_violations = report.order_violations - order_before;
+        (lost_before, dups_before, order_before) = (complete.lost, report.duplicates, report.order_violations);
+
+        let p99_ms = if report.deliver.is_empty() {
+            f64::INFINITY
+        } else {
+            report.deliver.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        let achieved = report.acked as f64 / args.step_secs;
+        let sustainable = p99_ms <= args.p99_limit_ms
+            && lost == 0
+            && duplicates == 0
+            && order_violations == 0
+            && report.send_failures == 0
+            && report.errors.is_empty()
+            && report.closes.is_empty()
+            && achieved >= 0.95 * rate;
+        let line = json!({
+            "scenario": "grid", "step": step, "offered_rate": rate, "step_s": args.step_secs,
+            "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1),
+            "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes),
+            "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
+            "deliveries_per_s": round(report.deliveries as f64 / args.step_secs, 1),
+            "lost": lost, "duplicates": duplicates, "order_violations": order_violations,
+            "deliver": summary(&report.deliver), "deliver_cross_instance": summary(&report.deliver_cross),
+            "ack": summary(&report.ack),
+            "procs": Procs::describe(&before, &after),
+            "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &after, &report),
+            "load_before": load_before, "load_after": load_average(),
+            "sustainable": sustainable,
+        });
+        out.emit(&line)?;
+        note(format!(
+            "grid {rate}/s: acked {:.0}/s, p99 {p99_ms:.1} ms, lost {lost}, dups {duplicates}, order {order_violations} → {}",
+            achieved,
+            if sustainable { "ok" } else { "BROKEN" }
+        ));
+        if sustainable {
+            best = Some(best.map_or(rate, |b: f64| b.max(rate)));
+        } else if !args.keep_going {
+            break;
+        }
+    }
+    fleet.shutdown().await;
+    out.emit(&json!({
+        "scenario": "grid", "phase": "summary", "max_sustainable_rate": best,
+        "p99_limit_ms": args.p99_limit_ms, "instances": ctx.instances(),
+    }))
+}
+
+fn cpu_per_delivery(before: &Sample, after: &Sample, report: &ShardReport) -> Value {
+    if report.deliveries == 0 {
+        return Value::Null;
+    }
+    let seconds = Procs::cpu_seconds(before, after, "bench");
+    json!(round(seconds * 1e6 / report.deliveries as f64, 2))
+}
+
+async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
+    let n = args.connections;
+    let g = args.group_size.max(2);
+    let chats_per_layout = n / g;
+    if chats_per_layout == 0 {
+        bail!("need at least one full group");
+    }
+    let users = ctx.users("idle", n).await?;
+    // Layout A: neighbours (0..g, g..2g, …); layout B: a stride across them all, so every user is in two chats.
+    let mut member_lists: Vec<Vec<&User>> = users.chunks_exact(g).map(|c| c.iter().collect()).collect();
+    member_lists.extend((0..chats_per_layout).map(|c| (0..g).map(|k| &users[c + k * chats_per_layout]).collect()));
+    let chats = ctx.groups("idle", member_lists).await?;
+    let mut of_user: Vec<Vec<(Uuid, u32)>> = vec![Vec::new(); n];
+    for c in 0..chats_per_layout {
+        for k in 0..g {
+            of_user[c * g + k].push((chats[c], c as u32));
+            let b = chats_per_layout + c;
+            of_user[c + k * chats_per_layout].push((chats[b], b as u32));
+        }
+    }
+    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    let baseline = ctx.procs.sample();
+    let base_rss = Procs::rss_kib(&baseline, "chat");
+    out.emit(&json!({ "scenario": "idle", "phase": "ramp", "connections": 0, "server_rss_kib": base_rss }))?;
+    let mut points = vec![(0.0, base_rss as f64)];
+    let batch = n.div_ceil(args.batches.max(1));
+    let mut specs: Vec<ConnSpec> = users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !of_user[*i].is_empty())
+        .map(|(i, user)| ctx.spec(i, user, of_user[i].clone(), None))
+        .collect();
+    let total = specs.len();
+    let mut connected = 0;
+    while !specs.is_empty() {
+        let rest = specs.split_off(batch.min(specs.len()));
+        let this = std::mem::replace(&mut specs, rest);
+        connected += this.len();
+        ctx.connect(&mut fleet, "idle", this).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let sample = ctx.procs.sample();
+        let rss = Procs::rss_kib(&sample, "chat");
+        points.push((connected as f64, rss as f64));
+        out.emit(&json!({
+            "scenario": "idle", "phase": "ramp", "connections": connected, "server_rss_kib": rss,
+            "bench_rss_kib": Procs::rss_kib(&sample, "bench"),
+        }))?;
+    }
+    note(format!("idle: holding {connected} connections for {}s", args.hold_secs));
+    tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
+    let held = ctx.procs.sample();
+    let report = fleet.report().await?;
+    let rss_held = Procs::rss_kib(&held, "chat");
+    let slope = slope(&points);
+    let per_conn_held = (rss_held as f64 - base_rss as f64) * 1024.0 / total.max(1) as f64;
+    fleet.shutdown().await;
+    out.emit(&json!({
+        "scenario": "idle", "phase": "summary", "connections": total, "chats": chats.len(),
+        "chats_per_connection": 2, "hold_s": args.hold_secs,
+        "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
+        "rss_slope_bytes_per_connection": round(slope * 1024.0, 0),
+        "rss_after_hold_bytes_per_connection": round(per_conn_held, 0),
+        "closes_during_hold": counts(&report.closes), "errors": counts(&report.errors),
+        "procs": Procs::describe(&baseline, &held),
+    }))
+}
+
+/// Least-squares slope of y over x.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) =
+        points.iter().fold((0.0, 0.0), |(num, den), (x, y)| (num + (x - mx) * (y - my), den + (x - mx) * (x - mx)));
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> Result<()> {
+    let users = ctx.users("large", args.members).await?;
+    let chat = ctx.groups("large", vec![users.iter().collect()]).await?[0];
+    let specs = users.iter().enumerate().map(|(i, u)| ctx.spec(i, u, vec![(chat, 0)], Some(0))).collect();
+    let mut fleet = Fleet::new(ctx.cli.shards, true);
+    let connect_s = ctx.connect(&mut fleet, "large-group", specs).await?;
+    fleet.report().await?;
+    let before = ctx.procs.sample();
+    let senders: Vec<usize> = (0..users.len()).collect();
+    fleet.send(&senders, args.rate, Duration::from_secs_f64(args.secs), None).await?;
+    tokio::time::sleep(Duration::from_secs_f64(args.secs + 3.0)).await;
+    let after = ctx.procs.sample();
+    let report = fleet.report().await?;
+    let targets: HashMap<u32, i64> = report.acked_max.clone();
+    let complete = fleet.completeness(&targets).await?;
+    let mut last = histogram();
+    let mut incomplete = 0;
+    for (_, slowest, count) in report.last_recipient.values() {
+        if *count as usize >= users.len() {
+            last.saturating_record(*slowest);
+        } else {
+            incomplete += 1;
+        }
+    }
+    fleet.shutdown().await;
+    out.emit(&json!({
+        "scenario": "large-group", "members": args.members, "instances": ctx.instances(),
+        "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2),
+        "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes),
+        "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
+        "last_recipient": summary(&last), "messages_not_reaching_everyone": incomplete,
+        "deliver": summary(&report.deliver), "ack": summary(&report.ack),
+        "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
+        "procs": Procs::describe(&before, &after),
+        "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &after, &report),
+        "load_after": load_average(),
+    }))
+}
+
+async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -> Result<()> {
+    let (chats_n, m) = (args.chats, args.members);
+    // Users 0..chats·m are the members who go away; the last `chats` users are the senders.
+    let users = ctx.users("storm", chats_n * (m + 1)).await?;
+    let senders_at = chats_n * m;
+    let member_lists: Vec<Vec<&User>> = (0..chats_n)
+        .map(|c| std::iter::once(&users[senders_at + c]).chain(&users[c * m..(c + 1) * m]).collect())
+        .collect();
+    let chats = ctx.groups("storm", member_lists).await?;
+    let specs = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let c = if i < senders_at { i / m } else { i - senders_at };
+            let sends = (i >= senders_at).then_some(0);
+            ctx.spec(i, user, vec![(chats[c], c as u32)], sends)
+        })
+        .collect();
+    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    ctx.connect(&mut fleet, "storm", specs).await?;
+    let away: Vec<usize> = (0..senders_at).collect();
+    let resume_points = fleet.disconnect(&away).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let senders: Vec<usize> = (senders_at..users.len()).collect();
+    let expected = chats_n as u64 * args.messages;
+    fleet.report().await?;
+    let send_started = Instant::now();
+    fleet.send(&senders, args.sender_rate * chats_n as f64, Duration::from_secs(3600), Some(args.messages)).await?;
+    let mut sending = SendTotals::default();
+    while sending.acked < expected {
+        if send_started.elapsed() > Duration::from_secs(300) {
+            bail!("only {} of {expected} messages acknowledged", sending.acked);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sending.add(fleet.report().await?);
+        if sending.failures > 0 {
+            bail!("sending failed: {:?}", sending.errors);
+        }
+    }
+    let send_s = send_started.elapsed().as_secs_f64();
+    note(format!("storm: {expected} messages stored in {send_s:.1}s; {} clients reconnect", away.len()));
+
+    let before = ctx.procs.sample();
+    let watches = fleet.watch_caught_up(&away, &sending.acked_max).await?;
+    let started = Instant::now();
+    let fleet_ref = &fleet;
+    let reconnects = futures_util::future::join_all(
+        resume_points.into_iter().map(|(conn, points)| async move { fleet_ref.reconnect(conn, points).await }),
+    )
+    .await;
+    let reconnect_failures = reconnects.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(e)) = reconnects.iter().find(|r| r.is_err()) {
+        note(format!("storm: a reconnect failed: {e:#}"));
+    }
+    let connected_s = started.elapsed().as_secs_f64();
+    let mut times = histogram();
+    let mut timed_out = false;
+    for watch in watches {
+        match tokio::time::timeout(Duration::from_secs(120), watch).await {
+            Ok(Ok(h)) => {
+                let _ = times.add(&h);
+            }
+            _ => timed_out = true,
+        }
+    }
+    let all_caught_up_s = started.elapsed().as_secs_f64();
+    let after = ctx.procs.sample();
+    let report = fleet.report().await?;
+    let complete = fleet.completeness(&sending.acked_max).await?;
+    fleet.shutdown().await;
+    out.emit(&json!({
+        "scenario": "resume-storm", "clients": away.len(), "chats": chats_n, "messages_per_chat": args.messages,
+        "instances": ctx.instances(), "send_s": round(send_s, 2),
+        "reconnect_failures": reconnect_failures, "all_reconnected_s": round(connected_s, 3),
+        "all_caught_up_s": if timed_out { Value::Null } else { json!(round(all_caught_up_s, 3)) },
+        "caught_up": summary(&times),
+        "backlog_deliveries": report.deliveries, "expected_backlog_deliveries": away.len() as u64 * args.messages,
+        "lost": complete.lost, "behind": complete.behind,
+        "duplicates": report.duplicates, "order_violations": report.order_violations,
+        "errors": counts(&report.errors),
+        "procs": Procs::describe(&before, &after),
+        "load_after": load_average(),
+    }))
+}
+
+/// Sums the reports of the sending phase of the resume storm.
+#[derive(Default)]
+struct SendTotals {
+    acked: u64,
+    failures: u64,
+    errors: HashMap<String, u64>,
+    acked_max: HashMap<u32, i64>,
+}
+
+impl SendTotals {
+    fn add(&mut self, report: ShardReport) {
+        self.acked += report.acked;
+        self.failures += report.send_failures + report.errors.values().sum::<u64>();
+        for (code, n) in report.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for (chat, seq) in report.acked_max {
+            let max = self.acked_max.entry(chat).or_insert(seq);
+            *max = (*max).max(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_line() {
+        assert_eq!(slope(&[(0.0, 10.0), (1.0, 14.0), (2.0, 18.0)]), 4.0);
+        assert_eq!(slope(&[(1.0, 3.0)]), 0.0);
+    }
+}
