@@ -90,4 +90,26 @@ impl Config {
     pub fn jwks_url(&self) -> String {
         format!("{}/.well-known/jwks.json", self.user_service_url.trim_end_matches('/'))
     }
+
+    /// The web client's directory: `WEB_DIR`, else `./web` when run from the workspace, else the
+    /// `web/` of the source tree this binary was built from.
+    pub fn web_dir(&self) -> std::path::PathBuf {
+        if let Some(dir) = self.web_dir.as_deref().filter(|d| !d.trim().is_empty()) {
+            return dir.into();
+        }
+        let local = std::path::Path::new("web");
+        if local.join("index.html").is_file() {
+            return local.into();
+        }
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
+    }
+
+    /// user-service's base URL as a browser reaches it, without a trailing slash.
+    pub fn public_user_service_url(&self) -> &str {
+        self.public_user_service_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or(&self.user_service_url)
+            .trim_end_matches('/')
+    }
 }

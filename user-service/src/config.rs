@@ -40,6 +40,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Comma-separated browser origins (`scheme://host:port`) allowed to call the API, `*` for any.
+    /// Tokens travel in headers and bodies, never cookies, so CORS guards no ambient credential;
+    /// the default still names only the local web client (chat-service on its default port).
+    pub cors_allowed_origins: String,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
             log_format: LogFormat::Text,
+            cors_allowed_origins: "http://localhost:3002,http://127.0.0.1:3002".into(),
         }
     }
 }
@@ -68,6 +73,11 @@ impl Config {
     /// The database URL in effect (PostgreSQL, or the embedded SQLite file).
     pub fn database_url(&self) -> String {
         ServiceDb::Users.url(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The allowed CORS origins, trimmed, empty entries dropped.
+    pub fn cors_allowed_origins(&self) -> Vec<&str> {
+        self.cors_allowed_origins.split(',').map(str::trim).filter(|o| !o.is_empty()).collect()
     }
 
     /// The signing key file in effect.

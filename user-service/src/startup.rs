@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -83,6 +84,7 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let max_body = context.config.max_body_bytes;
     let authenticator = web::Data::new(Authenticator::Local(context.keys.verifier().clone()));
+    let origins = checked_origins(&context.config)?;
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {
         App::new()
@@ -92,6 +94,7 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
             .configure(errors::configure_extractors(max_body))
             .wrap(from_fn(observe_request))
             .wrap(TracingLogger::default())
+            .wrap(cors(&origins))
             .configure(http::configure)
             .service(
                 web::resource("/graphql")
@@ -104,4 +107,37 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Lets the web client (served by chat-service, another origin) call the API from a browser. No
+/// credentials mode: tokens are sent explicitly in `Authorization` or in bodies, never as cookies.
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.send_wildcard().allow_any_origin();
+    }
+    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// The configured origins, refused at start (not at the first request) when one is not an origin.
+fn checked_origins(config: &Config) -> anyhow::Result<Vec<String>> {
+    config
+        .cors_allowed_origins()
+        .into_iter()
+        .map(|origin| {
+            if origin == "*" {
+                return Ok(origin.to_owned());
+            }
+            let uri: actix_web::http::Uri =
+                origin.parse().with_context(|| format!("CORS_ALLOWED_ORIGINS: {origin:?}"))?;
+            let is_origin =
+                uri.scheme().is_some() && uri.host().is_some() && uri.path_and_query().is_none_or(|p| p == "/");
+            anyhow::ensure!(is_origin, "CORS_ALLOWED_ORIGINS: {origin:?} is not scheme://host[:port]");
+            Ok(origin.trim_end_matches('/').to_owned())
+        })
+        .collect()
 }

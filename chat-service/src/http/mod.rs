@@ -3,6 +3,7 @@
 pub mod chats;
 pub mod openapi;
 pub mod ops;
+pub mod web_client;
 
 use actix_web::web;
 use utoipa::OpenApi;
@@ -21,5 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(converge_shared::http::health)
         .service(ops::ready)
         .service(converge_shared::http::metrics)
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .configure(web_client::configure);
 }

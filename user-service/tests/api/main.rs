@@ -2,6 +2,7 @@
 
 mod accounts;
 mod apps;
+mod cors;
 mod errors;
 mod graphql;
 mod helpers;

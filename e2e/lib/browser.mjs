@@ -1,0 +1,86 @@
+// Debian's Chromium driven by playwright-core (never a downloaded browser), and the steps every
+// test takes as a person would: register, open a chat, send.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { expect } from './expect.mjs';
+import { repoRoot } from './stack.mjs';
+
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const args = ['--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+if (process.getuid?.() === 0) args.push('--no-sandbox');
+
+export function launch() {
+  return chromium.launch({ executablePath, args, headless: true });
+}
+
+export const PHONE = { width: 375, height: 740 };
+export const DESKTOP = { width: 1280, height: 800 };
+
+/** A fresh browser profile (its own storage: a different person) with one page on the client. */
+export async function openClient(browser, stack, { viewport = DESKTOP, init } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme: 'light' });
+  if (init) await context.addInitScript(init);
+  const page = await context.newPage();
+  page.dialogs = [];
+  page.on('dialog', (d) => {
+    page.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  await page.goto(stack.url);
+  return { context, page };
+}
+
+let counter = 0;
+/** A unique username for this run. */
+export function uniqueName(base) {
+  counter += 1;
+  return `${base}${Date.now().toString(36)}${counter}`;
+}
+
+/** Registers through the sign-up form and waits for the chat screen. */
+export async function register(page, { username, displayName }) {
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Your name').fill(displayName);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Email').fill(`${username}@example.com`);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+}
+
+/** Starts a direct chat with the person found by `query` and waits for the conversation. */
+export async function startDirectChat(page, query, displayName) {
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await page.getByLabel('Find people').fill(query);
+  await page.getByRole('button', { name: new RegExp(displayName) }).click();
+  await expect(page.getByRole('heading', { level: 2, name: displayName })).toBeVisible();
+}
+
+/** Opens a chat from the list by its title. */
+export async function openChat(page, title) {
+  await page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) }).click();
+  await expect(page.getByRole('heading', { level: 2, name: title })).toBeVisible();
+}
+
+/** Types a message and sends it with Enter. */
+export async function send(page, text) {
+  const box = page.getByRole('textbox', { name: /^Message / });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** The conversation's message texts, in display order. */
+export function messageTexts(page) {
+  return page.locator('.log .msg .text').allTextContents();
+}
+
+/** Saves a screenshot under SCREENSHOT_DIR (docs/screenshots to refresh README's) or e2e/artifacts. */
+export async function screenshot(page, name) {
+  const dir = process.env.SCREENSHOT_DIR ? join(repoRoot, process.env.SCREENSHOT_DIR) : join(repoRoot, 'e2e', 'artifacts');
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, `${name}.png`) });
+}

@@ -1,0 +1,33 @@
+// Arranging data over the services' public REST APIs, for tests that need more of it than a
+// person would type.
+
+async function call(method, url, { token, body } = {}) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = res.status === 204 ? null : await res.json();
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+/** Registers a user; returns {id, username, token}. */
+export async function registerUser(stack, username, displayName) {
+  const body = { username, displayName, email: `${username}@example.com`, password: 'correct horse battery' };
+  const res = await call('POST', `${stack.usersUrl}/auth/register`, { body });
+  return { id: res.user.id, username, token: res.accessToken };
+}
+
+export function createDirectChat(stack, user, otherId) {
+  return call('POST', `${stack.url}/chats`, { token: user.token, body: { kind: 'direct', participantIds: [otherId] } });
+}
+
+export function sendMessage(stack, user, chatId, content) {
+  return call('POST', `${stack.url}/chats/${chatId}/messages`, {
+    token: user.token,
+    body: { clientMsgId: crypto.randomUUID(), content },
+  });
+}
+
+export function markRead(stack, user, chatId, seq) {
+  return call('POST', `${stack.url}/chats/${chatId}/read`, { token: user.token, body: { seq } });
+}

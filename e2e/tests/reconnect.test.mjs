@@ -1,0 +1,76 @@
+// The connection drops while messages arrive: the client shows it is offline, reconnects, resumes
+// from the last seq it has, and ends up with every message exactly once, in order.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { useStackAndBrowser } from '../lib/fixture.mjs';
+import { expect } from '../lib/expect.mjs';
+import { messageTexts, openChat, openClient, register, send, startDirectChat, uniqueName } from '../lib/browser.mjs';
+
+/**
+ * Runs in the page before its scripts: remembers every WebSocket the client opens, and while
+ * `__cutNetwork` is set makes new ones fail (they go to a path with no WebSocket), so the test can
+ * hold the client offline for as long as it needs.
+ */
+function networkSwitch() {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.__cutNetwork = false;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
+      window.__sockets.push(this);
+    }
+  };
+}
+
+const env = useStackAndBrowser();
+
+
+test('messages sent while the connection is cut arrive once each after the reconnect', async () => {
+  const ana = await openClient(env.browser, env.stack, { init: networkSwitch });
+  await register(ana.page, { username: uniqueName('ana'), displayName: 'Ana Cut' });
+  const bob = await openClient(env.browser, env.stack);
+  const bobName = uniqueName('bob');
+  await register(bob.page, { username: bobName, displayName: 'Bob Steady' });
+  await startDirectChat(ana.page, bobName, 'Bob Steady');
+  await send(ana.page, 'before the cut');
+  await openChat(bob.page, 'Ana Cut');
+  await expect(bob.page.locator('.log .msg .text').last()).toHaveText('before the cut');
+
+  // Cut Ana's connection and keep her offline.
+  await ana.page.evaluate(() => {
+    window.__cutNetwork = true;
+    window.__sockets.at(-1).close();
+  });
+  await expect(ana.page.getByRole('status').filter({ hasText: 'You are offline' })).toBeVisible();
+
+  // Bob writes while she is away; Ana writes too (her message waits, shown as sending).
+  const whileAway = ['one', 'two', 'three', 'four', 'five'].map((n) => `while away ${n}`);
+  for (const text of whileAway) await send(bob.page, text);
+  await expect(bob.page.locator('.log .msg').last().locator('.status')).toHaveAttribute('data-state', /sent|delivered/);
+  await send(ana.page, 'written offline');
+  await expect(ana.page.locator('.log .msg.pending .status')).toHaveAttribute('data-state', 'sending');
+
+  // The network comes back (the browser says so with `online`): Ana reconnects without waiting
+  // out the backoff, and resumes.
+  await ana.page.evaluate(() => {
+    window.__cutNetwork = false;
+    window.dispatchEvent(new Event('online'));
+  });
+  await expect(ana.page.getByRole('status').filter({ hasText: 'You are offline' })).toBeHidden();
+
+  const expected = ['before the cut', ...whileAway, 'written offline'];
+  await expect(ana.page.locator('.log .msg .text').last()).toHaveText('written offline');
+  await expect(ana.page.locator('.log .msg')).toHaveCount(expected.length);
+  assert.deepEqual(await messageTexts(ana.page), expected);
+  const seqs = await ana.page.locator('.log .msg').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+  assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6, 7], 'every seq once, in order');
+
+  // Ana's queued message was sent once (same clientMsgId on retry) and reached Bob.
+  await expect(bob.page.locator('.log .msg .text').last()).toHaveText('written offline');
+  assert.deepEqual(await messageTexts(bob.page), expected);
+  assert.ok((await ana.page.evaluate(() => window.__sockets.length)) >= 3, 'the client did reconnect');
+  await ana.context.close();
+  await bob.context.close();
+});

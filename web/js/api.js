@@ -1,0 +1,35 @@
+// api.js — the REST calls the web client makes, through the signed-in session.
+
+export class Api {
+  /**
+   * @param {import('./session.js').Session} session
+   * @param {string} userServiceUrl
+   * @param {string} chatServiceUrl '' for this origin
+   */
+  constructor(session, userServiceUrl, chatServiceUrl = '') {
+    this.session = session;
+    this.users = userServiceUrl;
+    this.chats = chatServiceUrl;
+  }
+
+  /** Active users matching `q` (name or username), first page. */
+  async searchUsers(q) {
+    const page = await this.session.fetchJson(`${this.users}/users?q=${encodeURIComponent(q)}&limit=20`);
+    return page.items;
+  }
+
+  /** Creates a direct chat (or returns the existing one) or a group. */
+  createChat({ kind, title, participantIds }) {
+    const body = { kind, participantIds };
+    if (title) body.title = title;
+    return this.session.fetchJson(`${this.chats}/chats`, { method: 'POST', body });
+  }
+
+  /** A page of a chat's history, ascending by seq; `before` pages backwards. */
+  history(chatId, { before, after, limit = 50 } = {}) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (before != null) params.set('before', String(before));
+    if (after != null) params.set('after', String(after));
+    return this.session.fetchJson(`${this.chats}/chats/${encodeURIComponent(chatId)}/messages?${params}`);
+  }
+}

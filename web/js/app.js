@@ -1,0 +1,234 @@
+// app.js — the Converge web client: wires the session, the protocol client, the store and the views.
+
+import { ConvergeClient } from './converge-client.js';
+import { Api } from './api.js';
+import { Session, requestJson } from './session.js';
+import { Store } from './store.js';
+import { renderAuth } from './ui/auth.js';
+import { renderChatList } from './ui/chat-list.js';
+import { ConversationView } from './ui/conversation.js';
+import { openNewChat } from './ui/new-chat.js';
+import { h, replaceChildren } from './ui/dom.js';
+
+const root = document.getElementById('app');
+const config = await requestJson('/web/config.json').catch(() => ({ userServiceUrl: `${location.protocol}//${location.hostname}:3000` }));
+const session = new Session(config.userServiceUrl);
+const api = new Api(session, config.userServiceUrl);
+
+let app = null;
+
+session.addEventListener('ended', (e) => {
+  app?.stop();
+  app = null;
+  const notice = e.detail.reason === 'expired' ? 'Your session has expired. Please sign in again.' : 'You have signed out.';
+  showAuth(notice);
+});
+
+function showAuth(notice) {
+  document.title = 'Converge — sign in';
+  renderAuth({ root, session, notice, onSignedIn: () => (app = startChat()) });
+}
+
+if (session.signedIn) app = startChat();
+else showAuth();
+
+/** The signed-in app. Returns a handle whose `stop()` tears it down. */
+function startChat() {
+  document.title = 'Converge';
+  const store = new Store();
+  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  const client = new ConvergeClient({ url: wsUrl, getToken: (opts) => session.accessToken(opts) });
+  let activeId = null;
+
+  // --- the frame ---
+  const banner = h('div', { class: 'banner', role: 'status', 'aria-live': 'polite', hidden: true });
+  const list = h('ul', { class: 'chat-list', 'aria-label': 'Chats' });
+  const me = h('span', { class: 'me-name' }, session.user?.displayName ?? '');
+  const pane = h('main', { class: 'pane', id: 'pane' });
+  const shell = h(
+    'div',
+    { class: 'shell' },
+    h(
+      'aside',
+      { class: 'sidebar', 'aria-label': 'Chats' },
+      h(
+        'header',
+        { class: 'side-header' },
+        h('h1', { class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), ' Converge'),
+        h('button', { type: 'button', class: 'link logout', onclick: () => session.logout() }, 'Sign out'),
+      ),
+      h('div', { class: 'side-me' }, 'Signed in as ', me),
+      h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat'),
+      h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list),
+    ),
+    pane,
+  );
+  replaceChildren(root, banner, shell);
+
+  const view = new ConversationView({
+    root: pane,
+    store,
+    api,
+    client,
+    maxChars: config.maxMessageChars,
+    send,
+    onBack: () => {
+      location.hash = '';
+    },
+  });
+  showPlaceholder();
+
+  // --- protocol events → store ---
+  const on = (type, fn) => client.addEventListener(type, (e) => fn(e.detail));
+  on('ready', ({ user, chats, online }) => {
+    me.textContent = user.displayName;
+    store.setChats(user, chats, online);
+    if (!activeId) route();
+  });
+  on('message', ({ message }) => store.addMessage(message));
+  on('read', (r) => store.applyRead(r));
+  on('delivered', (d) => store.applyDelivered(d));
+  on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
+  on('presence', (p) => store.setPresence(p));
+  on('chat', ({ chat }) => store.upsertChat(chat));
+  on('left', ({ chatId }) => {
+    store.removeChat(chatId);
+    if (chatId === activeId) location.hash = '';
+  });
+  on('status', (s) => showStatus(s));
+  // The server refused even a freshly refreshed token: this session cannot chat any more.
+  on('auth-failed', () => {
+    if (!session.signedIn) return;
+    session.clear();
+    session.end('expired');
+  });
+
+  // --- store changes → views ---
+  let listQueued = false;
+  store.addEventListener('change', (e) => {
+    const { chatId, typing, chats } = e.detail;
+    if (chats && !listQueued) {
+      listQueued = true;
+      queueMicrotask(() => {
+        listQueued = false;
+        renderChatList(list, store, activeId, openChat);
+      });
+    }
+    if (chatId && chatId === activeId) {
+      if (!store.chats.has(chatId)) return;
+      if (typing) view.renderTyping();
+      else {
+        view.renderHeader();
+        view.render();
+        view.markRead();
+      }
+    }
+    if (e.detail.presence && activeId) view.renderHeader();
+  });
+
+  window.addEventListener('hashchange', route);
+  document.addEventListener('visibilitychange', onVisible);
+  window.addEventListener('keydown', onKey);
+  client.start();
+
+  // --- behaviour ---
+  function route() {
+    const match = /^#chat\/([0-9a-f-]{36})$/i.exec(location.hash);
+    const id = match && store.chats.has(match[1]) ? match[1] : null;
+    if (id === activeId) return;
+    activeId = id;
+    shell.classList.toggle('in-chat', !!id);
+    renderChatList(list, store, activeId, openChat);
+    if (id) view.open(id);
+    else {
+      view.close();
+      showPlaceholder();
+    }
+  }
+
+  function openChat(chatId) {
+    if (location.hash === `#chat/${chatId}`) route();
+    else location.hash = `#chat/${chatId}`;
+  }
+
+  function showPlaceholder() {
+    replaceChildren(
+      pane,
+      h(
+        'div',
+        { class: 'placeholder' },
+        h('p', { class: 'placeholder-title' }, 'Your conversations'),
+        h('p', {}, 'Pick a chat on the left, or start a new one.'),
+      ),
+    );
+  }
+
+  function newChat() {
+    openNewChat({
+      api,
+      me: store.me ?? session.user,
+      onCreated: (chat) => {
+        store.upsertChat(chat);
+        openChat(chat.id);
+      },
+    });
+  }
+
+  /** Sends a new message (`chatId`, `content`) or retries a failed one (`retryId`). */
+  function send(retryId, chatId, content) {
+    let item;
+    if (retryId) {
+      item = store.retryPending(retryId);
+      if (!item) return;
+    } else {
+      item = { chatId, content, clientMsgId: crypto.randomUUID() };
+      store.addPending(chatId, item.clientMsgId, content);
+    }
+    client.sendMessage(item).then(
+      (message) => store.addMessage(message),
+      (error) => store.failPending(item.clientMsgId, error),
+    );
+  }
+
+  function showStatus({ state, retryAt }) {
+    clearInterval(showStatus.timer);
+    if (state === 'online' || state === 'stopped') {
+      banner.hidden = true;
+      document.body.classList.remove('offline');
+      if (state === 'online') view.markRead();
+      return;
+    }
+    if (state === 'connecting' && banner.hidden) return; // the first connect: no alarm yet
+    document.body.classList.add('offline');
+    banner.hidden = false;
+    const draw = () => {
+      const secs = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
+      replaceChildren(
+        banner,
+        h('span', {}, state === 'connecting' || secs === 0 ? 'You are offline. Reconnecting…' : `You are offline. Reconnecting in ${secs} s…`),
+        ' ',
+        state === 'offline' ? h('button', { type: 'button', class: 'link', onclick: () => client.reconnectNow() }, 'Retry now') : null,
+      );
+    };
+    draw();
+    if (retryAt) showStatus.timer = setInterval(draw, 1000);
+  }
+
+  function onVisible() {
+    if (document.visibilityState === 'visible') view.markRead();
+  }
+
+  function onKey(e) {
+    if (e.key === 'Escape' && activeId && !document.querySelector('dialog[open]')) location.hash = '';
+  }
+
+  return {
+    stop() {
+      client.stop();
+      clearInterval(showStatus.timer);
+      window.removeEventListener('hashchange', route);
+      document.removeEventListener('visibilitychange', onVisible);
+      window.removeEventListener('keydown', onKey);
+    },
+  };
+}

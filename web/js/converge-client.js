@@ -1,0 +1,411 @@
+// converge-client.js — the Converge WebSocket protocol (docs/protocol.md) for any JavaScript app.
+//
+// No DOM, no dependencies: give it the WebSocket URL and a function that returns a fresh access
+// token, listen to its events, call its methods. It takes care of
+//   - authenticating with the `auth` frame (never a token in the URL),
+//   - reconnecting with exponential backoff and jitter, and resuming every known chat from the last
+//     seq it delivered, so nothing is missed or delivered twice,
+//   - detecting dead connections with application pings,
+//   - sending messages idempotently: a send that times out or is cut off is retried with the same
+//     `clientMsgId`, and only a final failure rejects.
+//
+// Events (an EventTarget; each event's `detail` is shown):
+//   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?}
+//   ready      {user, chats, online, resumed}    chats as in the `ready` frame; `online`: ids of the
+//                                                chats' members online now (null if the server has no presence)
+//   message    {message}                         a new message, in seq order per chat, never twice
+//   read       {chatId, userId, seq}             a read watermark moved
+//   delivered  {chatId, userId, seq}             a delivery watermark moved (if the server sends it)
+//   typing     {chatId, userId, typing}
+//   presence   {chatId, userId, online}          a member came online or went offline
+//   chat       {chat}                            you joined a chat (conversation_created)
+//   left       {chatId}                          you left or were removed from a chat
+//   auth-failed {}                               the token was refused even after a refresh
+//   server-error {code, message}                 an error frame that answers nothing of ours
+
+/** Error codes for which resending the same frame cannot succeed. */
+const FINAL_CODES = new Set([
+  'invalid_frame', 'unknown_type', 'payload_too_large', 'validation_failed', 'empty_message',
+  'content_too_long', 'invalid_seq', 'not_found', 'forbidden',
+]);
+
+/** A send that failed for good; `code` is the server's error code, or `timeout`. */
+export class SendError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'SendError';
+    this.code = code;
+  }
+}
+
+export class ConvergeClient extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {string} options.url WebSocket URL, e.g. `wss://chat.example.com/ws`.
+   * @param {(opts: {forceRefresh: boolean}) => Promise<string|null>} options.getToken
+   *   An access token; `forceRefresh` asks for a new one after the server refused the last.
+   *   Return null when there is no session any more: the client stops.
+   * @param {number} [options.ackTimeoutMs] How long a send waits for its ack before it is retried.
+   * @param {number} [options.maxSendAttempts] Attempts (while connected) before a send fails.
+   * @param {number} [options.pingIntervalMs] Application ping interval.
+   * @param {() => WebSocket} [options.WebSocketImpl] For tests and other runtimes.
+   */
+  constructor({ url, getToken, ackTimeoutMs = 8000, maxSendAttempts = 4, pingIntervalMs = 25000, WebSocketImpl }) {
+    super();
+    this.url = url;
+    this.getToken = getToken;
+    this.ackTimeoutMs = ackTimeoutMs;
+    this.maxSendAttempts = maxSendAttempts;
+    this.pingIntervalMs = pingIntervalMs;
+    this.WebSocketImpl = WebSocketImpl || globalThis.WebSocket;
+    /** chatId → highest seq delivered to the app; what a reconnect resumes from. */
+    this.positions = new Map();
+    this.state = 'stopped';
+    this.user = null;
+    this.ws = null;
+    this.nextReq = 1;
+    /** req → {resolve, reject, timer} for frames the server answers (send, ping). */
+    this.waiting = new Map();
+    /** clientMsgId → the outgoing message and its promise callbacks, until acked or failed. */
+    this.outbox = new Map();
+    this.failures = 0;
+    this.authRejected = false;
+    this.nudged = false;
+    this.timers = { retry: null, ping: null };
+    this.onOnline = () => this.reconnectNow();
+  }
+
+  /** Opens the connection (and keeps it open until {@link stop}). */
+  start() {
+    if (this.state !== 'stopped') return;
+    globalThis.addEventListener?.('online', this.onOnline);
+    this.connect();
+  }
+
+  /** Closes for good: no reconnects; pending sends fail. */
+  stop() {
+    this.setState('stopped');
+    globalThis.removeEventListener?.('online', this.onOnline);
+    clearTimeout(this.timers.retry);
+    clearInterval(this.timers.ping);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000);
+    for (const [id, item] of this.outbox) {
+      clearTimeout(item.timer);
+      item.reject(new SendError('stopped', 'the client was stopped'));
+      this.outbox.delete(id);
+    }
+    this.rejectWaiting('stopped');
+    this.positions.clear();
+  }
+
+  /** Skips the backoff wait (a "retry now" button, the browser coming back online). */
+  reconnectNow() {
+    if (this.state === 'connecting') this.nudged = true; // if this attempt fails, retry at once
+    if (this.state !== 'offline') return;
+    clearTimeout(this.timers.retry);
+    this.connect();
+  }
+
+  get online() {
+    return this.state === 'online';
+  }
+
+  /**
+   * Sends a message and resolves with the stored message (its ack). Retries with the same
+   * `clientMsgId` on timeouts and dropped connections; waits while offline.
+   * @returns {Promise<object>} the MessageDto
+   */
+  sendMessage({ chatId, content, clientMsgId = crypto.randomUUID(), replyTo }) {
+    if (this.outbox.has(clientMsgId)) return this.outbox.get(clientMsgId).promise;
+    const item = { chatId, content, clientMsgId, replyTo, attempts: 0, timer: null };
+    item.promise = new Promise((resolve, reject) => {
+      item.resolve = resolve;
+      item.reject = reject;
+    });
+    this.outbox.set(clientMsgId, item);
+    this.transmit(item);
+    return item.promise;
+  }
+
+  /** Says the user has read `chatId` up to `seq`. Fire and forget; a `read` event follows. */
+  markAsRead(chatId, seq) {
+    return this.sendFrame({ type: 'mark_as_read', chatId, seq });
+  }
+
+  /** `typing_start` / `typing_stop`; repeat `typing(chatId, true)` every few seconds while typing. */
+  typing(chatId, typing) {
+    return this.sendFrame({ type: typing ? 'typing_start' : 'typing_stop', chatId });
+  }
+
+  /**
+   * Starts following a chat's live messages from `seq` (its messages above `seq` are delivered as
+   * `message` events); e.g. after loading its history from REST.
+   */
+  track(chatId, seq) {
+    if (!this.positions.has(chatId)) this.positions.set(chatId, seq);
+  }
+
+  // --- connection -----------------------------------------------------------------------------
+
+  async connect() {
+    this.setState('connecting');
+    const token = await this.tokenOrStop(this.authRejected);
+    if (!token || this.state !== 'connecting') return;
+    let ws;
+    try {
+      ws = new this.WebSocketImpl(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let authed = false;
+    ws.onopen = () => {
+      const frame = { type: 'auth', token };
+      // Resume only what we know; chats new to us are followed from their `ready.lastSeq`.
+      if (this.positions.size > 0) frame.resume = Object.fromEntries(this.positions);
+      ws.send(JSON.stringify(frame));
+    };
+    ws.onmessage = (event) => {
+      if (ws !== this.ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.type === 'ready') authed = true;
+      this.handle(frame);
+    };
+    ws.onclose = (event) => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      clearInterval(this.timers.ping);
+      this.rejectWaiting('disconnected');
+      for (const item of this.outbox.values()) clearTimeout(item.timer);
+      if (this.state === 'stopped') return;
+      if (event.code === 4001 && !authed) {
+        // The token was refused: one more try with a refreshed token, then give up.
+        if (this.authRejected) {
+          this.setState('stopped');
+          this.emit('auth-failed', {});
+          return;
+        }
+        this.authRejected = true;
+        this.connect();
+        return;
+      }
+      this.scheduleReconnect();
+    };
+  }
+
+  async tokenOrStop(forceRefresh) {
+    let token = null;
+    try {
+      token = await this.getToken({ forceRefresh });
+    } catch {
+      // The session service is unreachable: that is being offline.
+      this.scheduleReconnect();
+      return null;
+    }
+    if (!token) {
+      this.stop();
+      this.emit('auth-failed', {});
+    }
+    return token;
+  }
+
+  scheduleReconnect() {
+    if (this.state === 'stopped') return;
+    this.failures += 1;
+    // 0.5 s, 1 s, 2 s … capped at 30 s, with full jitter on the upper half.
+    const base = Math.min(30000, 500 * 2 ** (this.failures - 1));
+    const delay = this.nudged ? 0 : base / 2 + Math.random() * (base / 2);
+    this.nudged = false;
+    const retryAt = Date.now() + delay;
+    this.setState('offline', { retryAt, attempt: this.failures });
+    clearTimeout(this.timers.retry);
+    this.timers.retry = setTimeout(() => this.connect(), delay);
+  }
+
+  setState(state, extra = {}) {
+    this.state = state;
+    this.emit('status', { state, ...extra });
+  }
+
+  sendFrame(frame) {
+    if (!this.ws || this.state !== 'online') return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Sends a frame with a `req` and resolves with its answer (`ack`, `pong`…) or rejects on `error`. */
+  request(frame, timeoutMs) {
+    const req = this.nextReq++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(req);
+        reject(new SendError('timeout', 'no answer in time'));
+      }, timeoutMs);
+      this.waiting.set(req, { resolve, reject, timer });
+      if (!this.sendFrame({ ...frame, req })) {
+        clearTimeout(timer);
+        this.waiting.delete(req);
+        reject(new SendError('disconnected', 'not connected'));
+      }
+    });
+  }
+
+  rejectWaiting(code) {
+    for (const [req, w] of this.waiting) {
+      clearTimeout(w.timer);
+      w.reject(new SendError(code, code));
+      this.waiting.delete(req);
+    }
+  }
+
+  startPinging() {
+    clearInterval(this.timers.ping);
+    this.timers.ping = setInterval(() => {
+      const ws = this.ws;
+      this.request({ type: 'ping' }, 10000).catch((e) => {
+        // No pong: the connection is dead even if the socket has not noticed. Drop it.
+        if (e.code === 'timeout' && ws && ws === this.ws) ws.close(4000, 'no pong');
+      });
+    }, this.pingIntervalMs);
+  }
+
+  // --- sending --------------------------------------------------------------------------------
+
+  /** One attempt of an outbox item, if connected; otherwise it waits for the next `online`. */
+  transmit(item) {
+    if (this.state !== 'online' || !this.outbox.has(item.clientMsgId)) return;
+    item.attempts += 1;
+    const frame = { type: 'send_message', chatId: item.chatId, clientMsgId: item.clientMsgId, content: item.content };
+    if (item.replyTo != null) frame.replyTo = item.replyTo;
+    this.request(frame, this.ackTimeoutMs).then(
+      (answer) => this.settle(item, answer.message),
+      (error) => {
+        if (!this.outbox.has(item.clientMsgId)) return; // settled meanwhile by new_message
+        const retryable = !FINAL_CODES.has(error.code);
+        if (retryable && item.attempts < this.maxSendAttempts) {
+          // Disconnects are retried by `flushOutbox` after the reconnect; timeouts and internal
+          // errors here, after a short pause.
+          if (error.code !== 'disconnected' && error.code !== 'stopped') {
+            item.timer = setTimeout(() => this.transmit(item), 500 * item.attempts);
+          }
+          return;
+        }
+        this.outbox.delete(item.clientMsgId);
+        item.reject(error instanceof SendError ? error : new SendError('internal', String(error)));
+      },
+    );
+  }
+
+  settle(item, message) {
+    if (!this.outbox.delete(item.clientMsgId)) return;
+    clearTimeout(item.timer);
+    item.resolve(message);
+  }
+
+  flushOutbox() {
+    for (const item of this.outbox.values()) {
+      clearTimeout(item.timer);
+      this.transmit(item);
+    }
+  }
+
+  // --- receiving ------------------------------------------------------------------------------
+
+  handle(frame) {
+    switch (frame.type) {
+      case 'ready':
+        return this.onReady(frame);
+      case 'resumed':
+        if (frame.req === undefined) this.goOnline();
+        return;
+      case 'new_message':
+        return this.onMessage(frame.message);
+      case 'ack':
+      case 'pong':
+        return this.answer(frame.req, frame);
+      case 'error':
+        if (frame.req !== undefined && this.waiting.has(frame.req)) {
+          const w = this.waiting.get(frame.req);
+          this.waiting.delete(frame.req);
+          clearTimeout(w.timer);
+          w.reject(new SendError(frame.code, frame.message));
+        } else {
+          this.emit('server-error', { code: frame.code, message: frame.message });
+        }
+        return;
+      case 'messages_read':
+        return this.emit('read', { chatId: frame.chatId, userId: frame.userId, seq: frame.seq });
+      case 'messages_delivered':
+        return this.emit('delivered', { chatId: frame.chatId, userId: frame.userId, seq: frame.seq });
+      case 'user_typing':
+        return this.emit('typing', { chatId: frame.chatId, userId: frame.userId, typing: frame.typing });
+      case 'presence':
+        return this.emit('presence', { chatId: frame.chatId, userId: frame.userId, online: !!frame.online });
+      case 'conversation_created':
+        if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
+        return this.emit('chat', { chat: frame.chat });
+      case 'conversation_left':
+        this.positions.delete(frame.chatId);
+        return this.emit('left', { chatId: frame.chatId });
+      default:
+        return undefined; // newer servers may send more; ignore what we do not know
+    }
+  }
+
+  onReady(frame) {
+    this.authRejected = false;
+    this.user = frame.user;
+    const resuming = this.positions.size > 0;
+    const known = new Set(frame.chats.map((c) => c.id));
+    for (const id of [...this.positions.keys()]) {
+      if (!known.has(id)) {
+        this.positions.delete(id);
+        this.emit('left', { chatId: id });
+      }
+    }
+    for (const chat of frame.chats) {
+      if (!this.positions.has(chat.id)) this.positions.set(chat.id, chat.lastSeq);
+    }
+    this.emit('ready', { user: frame.user, chats: frame.chats, online: frame.online ?? null, resumed: resuming });
+    // With a resume, the backlog and `resumed` come next; only then is the connection caught up.
+    if (!resuming) this.goOnline();
+  }
+
+  goOnline() {
+    this.failures = 0;
+    this.setState('online');
+    this.startPinging();
+    this.flushOutbox();
+  }
+
+  onMessage(message) {
+    const position = this.positions.get(message.chatId) ?? 0;
+    if (message.seq <= position) return; // already delivered: never twice
+    this.positions.set(message.chatId, message.seq);
+    const item = this.outbox.get(message.clientMsgId);
+    if (item && item.chatId === message.chatId && this.user && message.senderId === this.user.id) {
+      this.settle(item, message);
+    }
+    this.emit('message', { message });
+  }
+
+  answer(req, frame) {
+    const w = this.waiting.get(req);
+    if (!w) return;
+    this.waiting.delete(req);
+    clearTimeout(w.timer);
+    w.resolve(frame);
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

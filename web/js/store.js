@@ -1,0 +1,236 @@
+// store.js — what the web client knows: chats, their messages (stored and pending), receipts and
+// typing. Events from the protocol client and REST answers go in; views read it and re-render on
+// its `change` events (detail: {chats?: true, chatId?}).
+
+/** How long a typing indicator lasts if no `typing: false` comes (the server's TTL is 6 s). */
+const TYPING_FALLBACK_MS = 8000;
+
+export class Store extends EventTarget {
+  constructor() {
+    super();
+    this.reset();
+  }
+
+  reset() {
+    /** @type {{id: string, displayName: string} | null} */
+    this.me = null;
+    /** chatId → ChatDto (kept current: lastSeq, lastMessage, unreadCount, participants' watermarks). */
+    this.chats = new Map();
+    /** chatId → {bySeq: Map<seq, MessageDto>, oldest: number|null, hasOlder: boolean, loaded: boolean} */
+    this.histories = new Map();
+    /** clientMsgId → {chatId, clientMsgId, content, createdAt, state: 'sending'|'failed', error?} */
+    this.pending = new Map();
+    /** chatId → Map<userId, expiresAt> */
+    this.typing = new Map();
+    /** userId → boolean (only when the server sends presence). */
+    this.presence = new Map();
+  }
+
+  changed(detail) {
+    this.dispatchEvent(new CustomEvent('change', { detail }));
+  }
+
+  // --- chats ----------------------------------------------------------------------------------
+
+  /** `online`: ids of members online now, or null when the server tells nothing of presence. */
+  setChats(me, chats, online = null) {
+    this.me = me;
+    if (online) {
+      this.presence.clear();
+      for (const chat of chats) for (const p of chat.participants) this.presence.set(p.userId, false);
+      for (const id of online) this.presence.set(id, true);
+    }
+    const ids = new Set(chats.map((c) => c.id));
+    for (const id of [...this.chats.keys()]) if (!ids.has(id)) this.removeChat(id, false);
+    for (const chat of chats) this.upsertChat(chat, false);
+    this.changed({ chats: true });
+  }
+
+  upsertChat(chat, notify = true) {
+    const known = this.chats.get(chat.id);
+    // A chat we already follow live may be ahead of a REST answer; never move it backwards.
+    if (known && known.lastSeq > chat.lastSeq) return;
+    this.chats.set(chat.id, { ...chat });
+    if (chat.lastMessage) this.history(chat.id).bySeq.set(chat.lastMessage.seq, chat.lastMessage);
+    if (notify) this.changed({ chats: true, chatId: chat.id });
+  }
+
+  removeChat(chatId, notify = true) {
+    this.chats.delete(chatId);
+    this.histories.delete(chatId);
+    this.typing.delete(chatId);
+    if (notify) this.changed({ chats: true, chatId });
+  }
+
+  /** Chats by most recent activity first. */
+  orderedChats() {
+    const activity = (c) => Date.parse(c.lastMessageAt ?? c.createdAt);
+    return [...this.chats.values()].sort((a, b) => activity(b) - activity(a));
+  }
+
+  /** The other people of a chat. */
+  others(chat) {
+    return chat.participants.filter((p) => p.userId !== this.me?.id);
+  }
+
+  title(chat) {
+    if (chat.kind === 'group') return chat.title || this.others(chat).map((p) => p.displayName).join(', ') || 'Group';
+    return this.others(chat)[0]?.displayName ?? 'Just you';
+  }
+
+  participant(chatId, userId) {
+    return this.chats.get(chatId)?.participants.find((p) => p.userId === userId);
+  }
+
+  myReadSeq(chat) {
+    return chat.participants.find((p) => p.userId === this.me?.id)?.lastReadSeq ?? 0;
+  }
+
+  // --- messages -------------------------------------------------------------------------------
+
+  history(chatId) {
+    let h = this.histories.get(chatId);
+    if (!h) {
+      h = { bySeq: new Map(), oldest: null, hasOlder: true, loaded: false };
+      this.histories.set(chatId, h);
+    }
+    return h;
+  }
+
+  /** A page from REST: merged by seq, so overlaps with live messages never duplicate. */
+  addPage(chatId, page, { older }) {
+    const h = this.history(chatId);
+    for (const m of page.messages) h.bySeq.set(m.seq, m);
+    const first = page.messages[0]?.seq;
+    if (first != null && (h.oldest == null || first < h.oldest)) h.oldest = first;
+    if (older || !h.loaded) h.hasOlder = page.hasMore && (h.oldest ?? 1) > 1;
+    h.loaded = true;
+    this.changed({ chatId });
+  }
+
+  /** A stored message (live, resumed or acked). */
+  addMessage(message) {
+    const chat = this.chats.get(message.chatId);
+    if (!chat) return;
+    const h = this.history(message.chatId);
+    const isNew = !h.bySeq.has(message.seq);
+    h.bySeq.set(message.seq, message);
+    if (message.senderId === this.me?.id) this.pending.delete(message.clientMsgId);
+    if (message.seq > chat.lastSeq) {
+      chat.lastSeq = message.seq;
+      chat.lastMessage = message;
+      chat.lastMessageAt = message.createdAt;
+    }
+    // A sender has read everything up to their own message (no messages_read is sent for that).
+    this.moveWatermark(chat, message.senderId, message.seq, 'lastReadSeq');
+    this.moveWatermark(chat, message.senderId, message.seq, 'lastDeliveredSeq');
+    this.setTyping(message.chatId, message.senderId, false, false);
+    chat.unreadCount = Math.max(0, chat.lastSeq - this.myReadSeq(chat));
+    if (isNew || message.senderId === this.me?.id) this.changed({ chats: true, chatId: message.chatId });
+  }
+
+  addPending(chatId, clientMsgId, content) {
+    this.pending.set(clientMsgId, { chatId, clientMsgId, content, createdAt: new Date().toISOString(), state: 'sending' });
+    this.changed({ chats: true, chatId });
+  }
+
+  failPending(clientMsgId, error) {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    p.state = 'failed';
+    p.error = error;
+    this.changed({ chatId: p.chatId });
+  }
+
+  retryPending(clientMsgId) {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return null;
+    p.state = 'sending';
+    p.error = null;
+    this.changed({ chatId: p.chatId });
+    return p;
+  }
+
+  pendingOf(chatId) {
+    return [...this.pending.values()].filter((p) => p.chatId === chatId);
+  }
+
+  /** Stored messages of a chat in seq order. */
+  messagesOf(chatId) {
+    return [...this.history(chatId).bySeq.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  // --- receipts, typing, presence ---------------------------------------------------------------
+
+  applyRead({ chatId, userId, seq }) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    this.moveWatermark(chat, userId, seq, 'lastReadSeq');
+    if (userId === this.me?.id) chat.unreadCount = Math.max(0, chat.lastSeq - this.myReadSeq(chat));
+    this.changed({ chats: true, chatId });
+  }
+
+  applyDelivered({ chatId, userId, seq }) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    this.moveWatermark(chat, userId, seq, 'lastDeliveredSeq');
+    this.changed({ chatId });
+  }
+
+  moveWatermark(chat, userId, seq, field) {
+    const p = chat.participants.find((x) => x.userId === userId);
+    if (p && seq > p[field]) p[field] = seq;
+  }
+
+  /**
+   * Where one of my messages stands: 'sent' (stored), 'delivered' (every other member's delivery
+   * watermark passed it), 'read' (every other member read it), or, in a group, partly read.
+   */
+  deliveryOf(chat, seq) {
+    const others = this.others(chat);
+    if (others.length === 0) return { state: 'sent' };
+    const readers = others.filter((p) => p.lastReadSeq >= seq).length;
+    if (readers === others.length) return { state: 'read', readers };
+    if (others.every((p) => Math.max(p.lastDeliveredSeq, p.lastReadSeq) >= seq)) return { state: 'delivered', readers };
+    return { state: 'sent', readers };
+  }
+
+  setTyping(chatId, userId, typing, notify = true) {
+    let who = this.typing.get(chatId);
+    if (!who) {
+      if (!typing) return;
+      who = new Map();
+      this.typing.set(chatId, who);
+    }
+    const had = who.has(userId);
+    if (typing) who.set(userId, Date.now() + TYPING_FALLBACK_MS);
+    else who.delete(userId);
+    if (notify || had !== typing) this.changed({ typing: true, chatId });
+    if (typing) setTimeout(() => this.expireTyping(chatId), TYPING_FALLBACK_MS + 50);
+  }
+
+  expireTyping(chatId) {
+    const who = this.typing.get(chatId);
+    if (!who) return;
+    const now = Date.now();
+    let changed = false;
+    for (const [userId, until] of who) {
+      if (until <= now) {
+        who.delete(userId);
+        changed = true;
+      }
+    }
+    if (changed) this.changed({ typing: true, chatId });
+  }
+
+  typingNames(chatId) {
+    const who = this.typing.get(chatId);
+    if (!who) return [];
+    return [...who.keys()].map((id) => this.participant(chatId, id)?.displayName ?? 'Someone');
+  }
+
+  setPresence({ userId, online }) {
+    this.presence.set(userId, online);
+    this.changed({ chats: true, presence: true });
+  }
+}

@@ -1,0 +1,101 @@
+// format.js — names, times and error messages as people read them.
+
+/** Up to two initials of a name, for avatars. */
+export function initials(name) {
+  const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
+  const letters = words.length > 1 ? [words[0], words[words.length - 1]] : [words[0] || '?'];
+  return letters.map((w) => [...w][0].toUpperCase()).join('');
+}
+
+/** A stable palette index (0–7) for an id, so a person keeps their avatar colour. */
+export function colorIndex(id) {
+  let hash = 0;
+  for (const c of String(id)) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  return hash % 8;
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const weekdayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
+const dateFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
+const longDateFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+
+function startOfDay(d) {
+  return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+}
+
+export function dayKey(iso) {
+  return startOfDay(new Date(iso));
+}
+
+/** The time of a message. */
+export function clock(iso) {
+  return timeFmt.format(new Date(iso));
+}
+
+/** A chat list timestamp: the time today, the weekday this week, else the date. */
+export function shortWhen(iso) {
+  const d = new Date(iso);
+  const days = (startOfDay(new Date()) - startOfDay(d)) / 86_400_000;
+  if (days < 1) return timeFmt.format(d);
+  if (days < 7) return weekdayFmt.format(d);
+  return dateFmt.format(d);
+}
+
+/** A day separator: Today, Yesterday, or the full date. */
+export function dayLabel(iso) {
+  const days = Math.round((startOfDay(new Date()) - dayKey(iso)) / 86_400_000);
+  if (days === 0) return 'Today';
+  if (days === 1) return 'Yesterday';
+  return longDateFmt.format(new Date(iso));
+}
+
+/** What went wrong with a send, in words a person understands. */
+export function sendErrorText(error, maxChars) {
+  switch (error?.code) {
+    case 'content_too_long':
+      return `Too long to send: messages can have up to ${maxChars ?? 4000} characters.`;
+    case 'empty_message':
+      return 'An empty message cannot be sent.';
+    case 'forbidden':
+      return 'You are no longer a member of this chat, so the message was not sent.';
+    case 'not_found':
+      return 'This chat no longer exists.';
+    case 'rate_limited':
+      return 'You are sending too fast. Wait a moment, then retry.';
+    case 'timeout':
+    case 'disconnected':
+      return 'Not sent: the connection kept failing.';
+    case 'validation_failed':
+    case 'invalid_seq':
+      return 'The message was refused as invalid.';
+    default:
+      return 'Not sent: something went wrong on our side.';
+  }
+}
+
+/** A REST error (sign-in, search, new chat) for people. */
+export function apiErrorText(error) {
+  switch (error?.code) {
+    case 'network':
+      return 'The server cannot be reached. Check your connection and try again.';
+    case 'invalid_credentials':
+      return 'That username or password is not right.';
+    case 'username_taken':
+      return 'That username is taken. Try another one.';
+    case 'email_taken':
+      return 'An account with that email exists already. Sign in instead?';
+    case 'rate_limited':
+      return 'Too many attempts. Wait a minute, then try again.';
+    case 'account_deactivated':
+      return 'This account has been deactivated.';
+    case 'validation_failed':
+      return 'Some fields need another look.';
+    case 'forbidden':
+      return 'You are not allowed to do that.';
+    case 'internal':
+    case 'unavailable':
+      return 'Something went wrong on our side. Try again in a moment.';
+    default:
+      return error?.message || 'Something went wrong.';
+  }
+}
