@@ -30,8 +30,10 @@ pub type ConnId = u64;
 /// What the hub hands a connection.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// A frame to send as is. Messages carry their seq so the connection can drop what it already sent.
-    Frame { chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, text: ByteString },
+    /// A frame, serialized once for every WebSocket follower (`text`) and typed for GraphQL
+    /// subscribers (`frame`). Messages carry their seq so a follower can drop what it already sent;
+    /// `from` is the user whose action it reports, who does not need to hear of it.
+    Frame { chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: Arc<ServerFrame>, text: ByteString },
     /// The user joined this chat: follow it and announce it.
     Joined(Uuid),
     /// The user left this chat: stop following it.
@@ -203,16 +205,16 @@ impl Hub {
         match (topic, event) {
             (Topic::Chat(_), ChatEvent::Message(message)) => self.on_message(message),
             (Topic::Chat(chat_id), ChatEvent::Read { user_id, seq, .. }) => {
-                let frame = ServerFrame::MessagesRead { chat_id, user_id, seq };
-                self.broadcast(chat_id, None, None, &frame);
+                self.broadcast(chat_id, None, None, ServerFrame::MessagesRead { chat_id, user_id, seq });
+            }
+            (Topic::Chat(chat_id), ChatEvent::Delivered { user_id, seq, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::MessagesDelivered { chat_id, user_id, seq });
             }
             (Topic::Chat(chat_id), ChatEvent::Typing { user_id, typing, .. }) => {
-                let frame = ServerFrame::UserTyping { chat_id, user_id, typing };
-                self.broadcast(chat_id, None, Some(user_id), &frame);
+                self.broadcast(chat_id, None, Some(user_id), ServerFrame::UserTyping { chat_id, user_id, typing });
             }
             (Topic::Chat(chat_id), ChatEvent::Presence { user_id, online, .. }) => {
-                let frame = ServerFrame::Presence { chat_id, user_id, online };
-                self.broadcast(chat_id, None, Some(user_id), &frame);
+                self.broadcast(chat_id, None, Some(user_id), ServerFrame::Presence { chat_id, user_id, online });
             }
             (Topic::User(user_id), ChatEvent::Joined { chat_id, .. }) => {
                 self.to_user(user_id, Delivery::Joined(chat_id))
@@ -297,22 +299,23 @@ impl Hub {
         let latency = (chrono::Utc::now() - message.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
         metrics::histogram!("fanout_latency_seconds").record(latency.max(0.0));
         let (chat_id, seq) = (message.chat_id, message.seq);
-        self.broadcast(chat_id, Some(seq), None, &ServerFrame::NewMessage { message });
+        self.broadcast(chat_id, Some(seq), None, ServerFrame::NewMessage { message });
     }
 
     /// Sends a frame, serialized once, to every local follower of a chat.
-    fn broadcast(&self, chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: &ServerFrame) {
-        let text = match serde_json::to_string(frame) {
+    fn broadcast(&self, chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: ServerFrame) {
+        let text = match serde_json::to_string(&frame) {
             Ok(text) => ByteString::from(text),
             Err(e) => return tracing::error!(error = %e, "cannot serialize a frame"),
         };
         let mut state = self.state();
         let State { conns, feeds, .. } = &mut *state;
         let Some(feed) = feeds.get(&chat_id) else { return };
+        let frame = Arc::new(frame);
         let mut overflowed = Vec::new();
         for conn_id in &feed.subscribers {
             let Some(conn) = conns.get(conn_id) else { continue };
-            let delivery = Delivery::Frame { chat_id, seq, from, text: text.clone() };
+            let delivery = Delivery::Frame { chat_id, seq, from, frame: Arc::clone(&frame), text: text.clone() };
             if conn.tx.try_send(delivery).is_err() {
                 overflowed.push(*conn_id);
             }
@@ -369,7 +372,8 @@ impl Hub {
                 }
             }
         }
-    }}
+    }
+}
 
 /// Pumps events from the relay into the hub until the relay stops.
 pub async fn pump(hub: Arc<Hub>, mut inbound: mpsc::Receiver<(Topic, ChatEvent)>) {

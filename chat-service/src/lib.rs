@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod context;
+pub mod graphql;
 pub mod http;
 pub mod hub;
 pub mod presence;

@@ -17,15 +17,15 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
 use crate::context::AppContext;
-use crate::hub::{self, Hub};
 use crate::hub::MessageSource;
+use crate::hub::{self, Hub};
 use crate::presence::{Presence, RedisPresence};
 use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay};
 use crate::service::messages::DbMessages;
 use crate::window::{HotWindow, NoWindow, RedisWindow, WindowedSource};
-use crate::{http, ws};
+use crate::{graphql, http, ws};
 
 /// Events buffered between the relay and the hub.
 const INBOUND_BUFFER: usize = 16 * 1024;
@@ -149,15 +149,18 @@ async fn wait_for_signal() {
 fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> anyhow::Result<Server> {
     let max_body = context.config.max_body_bytes;
     let auth = web::Data::new(auth);
+    let schema = web::Data::new(graphql::build_schema(context.clone()));
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(auth.clone())
+            .app_data(schema.clone())
             .configure(errors::configure_extractors(max_body))
             .wrap(from_fn(observe_request))
             .wrap(TracingLogger::default())
             .configure(http::configure)
+            .configure(graphql::configure)
             .route("/ws", web::get().to(ws::upgrade))
             .default_service(web::to(errors::not_found))
     })

@@ -101,3 +101,25 @@ impl ResponseError for ApiError {
         response.json(self.envelope())
     }
 }
+
+/// An [`ApiError`] as a GraphQL error with the same `code` (and `fields`, `retryAfter`) in its
+/// extensions, so GraphQL clients branch on the codes REST and WebSocket clients see. Resolvers
+/// convert with `.extend()` (async-graphql's `ResultExt`); a bare `?` would keep the message only.
+#[cfg(feature = "graphql")]
+impl async_graphql::ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "graphql request failed");
+        }
+        let envelope = self.envelope();
+        async_graphql::Error::new(envelope.error.message).extend_with(|_, ext| {
+            ext.set("code", envelope.error.code.as_str());
+            if let Some(fields) = &envelope.error.fields {
+                ext.set("fields", async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default());
+            }
+            if let ApiError::RateLimited { retry_after_secs } = self {
+                ext.set("retryAfter", *retry_after_secs);
+            }
+        })
+    }
+}

@@ -102,6 +102,12 @@ pub enum ServerFrame {
         user_id: Uuid,
         seq: i64,
     },
+    /// `userId`'s devices have received everything up to `seq` in `chatId`.
+    MessagesDelivered {
+        chat_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
     UserTyping {
         chat_id: Uuid,
         user_id: Uuid,

@@ -32,6 +32,12 @@ pub enum ChatEvent {
         user_id: Uuid,
         seq: i64,
     },
+    /// `user_id`'s connections have received everything up to `seq`.
+    Delivered {
+        chat_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
     Typing {
         chat_id: Uuid,
         user_id: Uuid,

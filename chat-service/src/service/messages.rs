@@ -196,25 +196,54 @@ pub async fn after<C: ConnectionTrait>(
         .collect())
 }
 
-/// Moves the reader's read watermark up to `seq` (never down) and tells the chat.
+/// Moves the reader's read watermark up to `seq` (never down) and tells the chat. What is read is
+/// delivered too, so the delivered watermark follows in the same transaction.
 pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) -> ApiResult<()> {
     let chat = find(&ctx.db, chat_id).await?;
     require_participant(&ctx.db, chat_id, reader).await?;
     if seq < 0 || seq > chat.last_seq {
         return Err(ApiError::new(ErrorCode::InvalidSeq, format!("seq must be between 0 and {}", chat.last_seq)));
     }
-    let moved = participant::Entity::update_many()
-        .col_expr(participant::Column::LastReadSeq, Expr::value(seq))
-        .filter(participant::Column::ChatId.eq(chat_id))
-        .filter(participant::Column::UserId.eq(reader))
-        .filter(participant::Column::LastReadSeq.lt(seq))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    if moved > 0 {
+    let txn = ctx.db.begin().await?;
+    let read = raise_watermark(&txn, participant::Column::LastReadSeq, reader, chat_id, seq).await?;
+    let delivered = raise_watermark(&txn, participant::Column::LastDeliveredSeq, reader, chat_id, seq).await?;
+    txn.commit().await?;
+    if delivered {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, user_id: reader, seq }).await;
+    }
+    if read {
         publish(ctx, Topic::Chat(chat_id), ChatEvent::Read { chat_id, user_id: reader, seq }).await;
     }
     Ok(())
+}
+
+/// Moves `user_id`'s delivered watermark up to `seq` (never down) and tells the chat: their
+/// connections have sent them everything up to there. The caller (a connection following the chat)
+/// knows the user is a participant and that `seq` exists.
+pub async fn mark_delivered(ctx: &AppContext, user_id: Uuid, chat_id: Uuid, seq: i64) -> ApiResult<()> {
+    if raise_watermark(&ctx.db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await? {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, user_id, seq }).await;
+    }
+    Ok(())
+}
+
+/// Sets a watermark column to `seq` where it is lower; whether it moved.
+async fn raise_watermark<C: ConnectionTrait>(
+    db: &C,
+    column: participant::Column,
+    user_id: Uuid,
+    chat_id: Uuid,
+    seq: i64,
+) -> ApiResult<bool> {
+    let moved = participant::Entity::update_many()
+        .col_expr(column, Expr::value(seq))
+        .filter(participant::Column::ChatId.eq(chat_id))
+        .filter(participant::Column::UserId.eq(user_id))
+        .filter(column.lt(seq))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(moved > 0)
 }
 
 /// Tells the chat that `user_id` started or stopped typing. The caller checked membership.

@@ -3,6 +3,7 @@
 
 pub mod chats;
 pub mod history;
+pub mod live;
 pub mod messages;
 pub mod users;
 

@@ -10,7 +10,7 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytestring::ByteString;
 use converge_shared::api_error::ApiError;
 use converge_shared::auth::Authenticator;
-use converge_shared::dto::ResumePoints;
+use converge_shared::dto::{ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
 use converge_shared::token::AccessClaims;
@@ -28,6 +28,14 @@ use crate::service::{chats, history, messages, users};
 const BACKLOG_PAGE: u64 = 500;
 /// How long one frame may take to reach a client before it counts as stalled.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Database writes (sends, read marks) a connection may have queued; while full, the connection
+/// stops reading client frames, which pushes back on the client through TCP.
+const MAX_PENDING_WRITES: usize = 32;
+/// How long a connection gathers delivered seqs before it records them: one watermark write per
+/// chat per interval, however many messages went out.
+const DELIVERED_FLUSH: Duration = Duration::from_millis(200);
+/// How long a closing connection waits for its queued writes, so acknowledged means answered.
+const FINISH_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a connection ends: the close code and reason sent, if any.
 struct Close(u16, &'static str);
@@ -45,6 +53,9 @@ pub async fn run(
         Err(Close(code, reason)) => return close(session, code, reason).await,
     };
     let (tx, inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
+    let (writes, jobs) = mpsc::channel(MAX_PENDING_WRITES);
+    let (answer_tx, answers) = mpsc::channel(MAX_PENDING_WRITES);
+    let writer = tokio::spawn(write_worker(ctx.clone(), claims.sub, jobs, answer_tx));
     let conn_id = match ctx.hub.register(claims.sub, tx).await {
         Ok(id) => id,
         Err(e) => {
@@ -65,9 +76,51 @@ pub async fn run(
         last_sent: HashMap::new(),
         typing: HashMap::new(),
         last_heard: Instant::now(),
+        writes,
+        undelivered: HashMap::new(),
+        delivered_due: None,
     };
-    let outcome = connection.serve(stream, inbox, resume).await;
-    connection.finish(outcome).await;
+    let mut answers = answers;
+    let outcome = connection.serve(stream, inbox, &mut answers, resume).await;
+    connection.finish(outcome, writer, answers).await;
+}
+
+/// A database write queued by a connection, done in order by its [`write_worker`].
+enum Write {
+    Send { req: Option<Value>, chat_id: Uuid, request: SendMessageRequest },
+    Read { req: Option<Value>, chat_id: Uuid, seq: i64 },
+    Delivered { chat_id: Uuid, seq: i64 },
+}
+
+/// What the worker hands back for the client.
+enum Answer {
+    Frame(Box<ServerFrame>),
+    Error(Option<Value>, ApiError),
+}
+
+/// Does a connection's writes one after another, off the connection's loop: the loop keeps
+/// draining deliveries while a send waits for its commit, and a client's sends keep their order.
+async fn write_worker(ctx: AppContext, user_id: Uuid, mut jobs: mpsc::Receiver<Write>, answers: mpsc::Sender<Answer>) {
+    while let Some(job) = jobs.recv().await {
+        let answer = match job {
+            Write::Send { req, chat_id, request } => match messages::send(&ctx, user_id, chat_id, request).await {
+                Ok(message) => Answer::Frame(Box::new(ServerFrame::Ack { req, message })),
+                Err(e) => Answer::Error(req, e),
+            },
+            Write::Read { req, chat_id, seq } => match messages::mark_read(&ctx, user_id, chat_id, seq).await {
+                Ok(()) => continue,
+                Err(e) => Answer::Error(req, e),
+            },
+            Write::Delivered { chat_id, seq } => {
+                if let Err(e) = messages::mark_delivered(&ctx, user_id, chat_id, seq).await {
+                    tracing::warn!(%chat_id, error = %e, "cannot record a delivery");
+                }
+                continue;
+            }
+        };
+        // The connection may be gone: the write is done all the same, the client retries by clientMsgId.
+        let _ = answers.send(answer).await;
+    }
 }
 
 /// Waits for a valid `auth` frame (or uses the upgrade request's bearer token).
@@ -154,6 +207,13 @@ struct Connection {
     typing: HashMap<Uuid, Instant>,
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
+    /// Queue of the connection's [`write_worker`].
+    writes: mpsc::Sender<Write>,
+    /// Per chat, the highest seq of another user's message sent to this client and not yet recorded
+    /// as delivered.
+    undelivered: HashMap<Uuid, i64>,
+    /// When `undelivered` is recorded next.
+    delivered_due: Option<Instant>,
 }
 
 impl Connection {
@@ -161,6 +221,7 @@ impl Connection {
         &mut self,
         mut stream: AggregatedMessageStream,
         mut inbox: mpsc::Receiver<Delivery>,
+        answers: &mut mpsc::Receiver<Answer>,
         resume: Option<ResumePoints>,
     ) -> Close {
         if let Err(close) = self.start(resume).await {
@@ -175,8 +236,13 @@ impl Connection {
                 return Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume");
             }
             let typing_expiry = self.typing.values().min().copied();
+            let far = Instant::now() + Duration::from_secs(3600);
             let step = tokio::select! {
-                message = stream.recv() => self.on_client(message).await,
+                message = stream.recv(), if self.writes.capacity() > 0 => self.on_client(message).await,
+                Some(answer) = answers.recv() => match answer {
+                    Answer::Frame(frame) => self.send_frame(&frame).await,
+                    Answer::Error(req, error) => self.send_error(req, error).await,
+                },
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => self.on_delivery(delivery).await,
                     None => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
@@ -192,8 +258,12 @@ impl Connection {
                         self.session.ping(b"").await.map_err(|_| Close(1000, ""))
                     }
                 }
-                _ = sleep_until(typing_expiry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if typing_expiry.is_some() => {
+                _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => {
                     self.expire_typing().await;
+                    Ok(())
+                }
+                _ = sleep_until(self.delivered_due.unwrap_or(far)), if self.delivered_due.is_some() => {
+                    self.record_delivered();
                     Ok(())
                 }
             };
@@ -288,23 +358,45 @@ impl Connection {
                 self.send_error(None, ApiError::new(ErrorCode::InvalidFrame, "already authenticated")).await
             }
             ClientFrame::SendMessage { req, chat_id, client_msg_id, content, attachment_id, reply_to } => {
-                let request =
-                    converge_shared::dto::SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
-                match messages::send(&self.ctx, self.user_id, chat_id, request).await {
-                    Ok(message) => self.send_frame(&ServerFrame::Ack { req, message }).await,
-                    Err(e) => self.send_error(req, e).await,
-                }
+                let request = SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
+                self.queue_write(Write::Send { req, chat_id, request }).await
             }
-            ClientFrame::MarkAsRead { req, chat_id, seq } => {
-                match messages::mark_read(&self.ctx, self.user_id, chat_id, seq).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => self.send_error(req, e).await,
-                }
-            }
+            ClientFrame::MarkAsRead { req, chat_id, seq } => self.queue_write(Write::Read { req, chat_id, seq }).await,
             ClientFrame::TypingStart { chat_id } => self.set_typing(chat_id, true).await,
             ClientFrame::TypingStop { chat_id } => self.set_typing(chat_id, false).await,
             ClientFrame::Resume { req, chats } => self.resume(req, chats).await,
             ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
+        }
+    }
+
+    /// Hands a write to the worker. The loop reads a client frame only while the queue has room,
+    /// so this does not wait.
+    async fn queue_write(&mut self, write: Write) -> Result<(), Close> {
+        match self.writes.try_send(write) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Close(close_code::SERVICE_RESTART, "temporarily unavailable")),
+        }
+    }
+
+    /// Remembers that a message of another user reached this client, for the delivered watermark.
+    fn delivered(&mut self, chat_id: Uuid, seq: i64, sender: Uuid) {
+        if sender == self.user_id {
+            return;
+        }
+        let highest = self.undelivered.entry(chat_id).or_default();
+        *highest = (*highest).max(seq);
+        self.delivered_due.get_or_insert_with(|| Instant::now() + DELIVERED_FLUSH);
+    }
+
+    /// Queues the delivered watermarks gathered since the last time; what does not fit waits.
+    fn record_delivered(&mut self) {
+        self.delivered_due = None;
+        let pending: Vec<(Uuid, i64)> = self.undelivered.drain().collect();
+        for (chat_id, seq) in pending {
+            if self.writes.try_send(Write::Delivered { chat_id, seq }).is_err() {
+                self.undelivered.insert(chat_id, seq);
+                self.delivered_due = Some(Instant::now() + DELIVERED_FLUSH);
+            }
         }
     }
 
@@ -378,9 +470,10 @@ impl Connection {
             };
             let full = page.len() as u64 == BACKLOG_PAGE;
             for message in page.into_iter().filter(|m| m.seq <= until) {
-                let seq = message.seq;
+                let (seq, sender) = (message.seq, message.sender_id);
                 self.send_frame(&ServerFrame::NewMessage { message }).await?;
                 self.last_sent.insert(chat_id, seq);
+                self.delivered(chat_id, seq, sender);
             }
             if !full {
                 return Ok(());
@@ -390,7 +483,7 @@ impl Connection {
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), Close> {
         match delivery {
-            Delivery::Frame { chat_id, seq: Some(seq), text, .. } => {
+            Delivery::Frame { chat_id, seq: Some(seq), text, frame, .. } => {
                 let Some(last) = self.last_sent.get(&chat_id).copied() else { return Ok(()) };
                 if seq <= last {
                     return Ok(());
@@ -401,6 +494,9 @@ impl Connection {
                 }
                 self.send_text(text).await?;
                 self.last_sent.insert(chat_id, seq);
+                if let ServerFrame::NewMessage { message } = &*frame {
+                    self.delivered(chat_id, seq, message.sender_id);
+                }
                 Ok(())
             }
             Delivery::Frame { from: Some(from), .. } if from == self.user_id => Ok(()),
@@ -471,13 +567,42 @@ impl Connection {
         }
     }
 
-    /// Leaves the hub, ends the user's typing, and closes with `outcome`'s code.
-    async fn finish(mut self, outcome: Close) {
+    /// Leaves the hub, ends the user's typing, lets queued writes finish (answering them while the
+    /// client is still there), and closes with `outcome`'s code.
+    async fn finish(
+        mut self,
+        outcome: Close,
+        writer: tokio::task::JoinHandle<()>,
+        mut answers: mpsc::Receiver<Answer>,
+    ) {
         for chat_id in std::mem::take(&mut self.typing).into_keys() {
             messages::typing(&self.ctx, self.user_id, chat_id, false).await;
         }
         self.ctx.hub.unregister(self.conn_id).await;
         self.ctx.presence.disconnected(self.user_id).await;
+        self.record_delivered();
+        // Closing the queue lets the worker end after the writes already in it.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writes, closed));
+        let client_gone = outcome.0 == 1000 || outcome.0 == close_code::TOO_SLOW;
+        let answered = async {
+            while let Some(answer) = answers.recv().await {
+                if client_gone {
+                    continue;
+                }
+                let sent = match answer {
+                    Answer::Frame(frame) => self.send_frame(&frame).await,
+                    Answer::Error(req, error) => self.send_error(req, error).await,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(FINISH_WRITES_TIMEOUT, answered).await.is_err() {
+            tracing::warn!("writes still queued at close; they finish in the background");
+        }
+        drop(writer);
         close(self.session, outcome.0, outcome.1).await;
     }
 }

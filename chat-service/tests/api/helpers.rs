@@ -23,7 +23,8 @@ pub struct TestStack {
     pub chat_url: String,
     pub ws_url: String,
     pub client: reqwest::Client,
-    _chat: chat_service::context::AppContext,
+    /// chat-service's shared state, for the few facts no client can observe.
+    pub chat: chat_service::context::AppContext,
     /// Shuts chat-service down as SIGTERM would.
     pub chat_shutdown: chat_service::startup::ShutdownHandle,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -83,7 +84,7 @@ impl TestStack {
         let chat_shutdown = chat.shutdown_handle();
         tokio::spawn(chat.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Self { users_url, chat_url, ws_url, client, _chat: context, chat_shutdown, _dirs: (user_dir, chat_dir) }
+        Self { users_url, chat_url, ws_url, client, chat: context, chat_shutdown, _dirs: (user_dir, chat_dir) }
     }
 
     pub async fn user(&self, username: &str) -> User {
@@ -212,5 +213,66 @@ impl WsClient {
             }
         }
         seqs
+    }
+}
+
+impl TestStack {
+    /// Runs a GraphQL query or mutation over HTTP and returns the whole response body.
+    pub async fn graphql(&self, user: Option<&User>, query: &str, variables: Value) -> Value {
+        let mut request = self.client.post(format!("{}/graphql", self.chat_url));
+        if let Some(user) = user {
+            request = request.bearer_auth(&user.token);
+        }
+        let res = request.json(&json!({ "query": query, "variables": variables })).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    /// A `graphql-transport-ws` connection whose `connection_init` carries `payload`, before the ack.
+    pub async fn graphql_ws_raw(&self, payload: Value) -> WsClient {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}/graphql", self.chat_url.trim_start_matches("http://"));
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (stream, _) = connect_async(request).await.expect("GraphQL WebSocket connects");
+        let mut client = WsClient { stream };
+        client.send(json!({ "type": "connection_init", "payload": payload })).await;
+        client
+    }
+
+    /// Waits until `count` subscribers follow `chat`: a subscription without a backlog has no
+    /// event that says it is live, so this is the one condition tests poll (with a deadline).
+    pub async fn wait_for_followers(&self, chat: Uuid, count: usize) {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        while self.chat.hub.followers(chat) < count {
+            assert!(tokio::time::Instant::now() < deadline, "{count} followers of {chat} in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// An acknowledged `graphql-transport-ws` connection of `user`.
+    pub async fn graphql_ws(&self, user: &User) -> WsClient {
+        let mut client = self.graphql_ws_raw(json!({ "token": user.token })).await;
+        assert_eq!(client.next().await["type"], "connection_ack");
+        client
+    }
+}
+
+impl WsClient {
+    /// Starts a GraphQL subscription with id `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The payload of the next `next` message of subscription `id` (its `data` or `errors`).
+    pub async fn next_payload(&mut self, id: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            if message["id"] == id {
+                assert_eq!(message["type"], "next", "subscription {id} ended: {message}");
+                return message["payload"].clone();
+            }
+        }
     }
 }

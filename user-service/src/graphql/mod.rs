@@ -44,19 +44,7 @@ pub fn sdl() -> String {
     Schema::build(Query, Mutation, EmptySubscription).finish().sdl()
 }
 
-/// An [`ApiError`] as a GraphQL error with the same `code` (and `fields`) in its extensions.
+/// An [`ApiError`] as a GraphQL error with the same `code` (see `converge_shared::api_error`).
 pub(crate) fn gql_error(err: ApiError) -> async_graphql::Error {
-    if let ApiError::Internal(cause) = &err {
-        tracing::error!(error = format!("{cause:#}"), "graphql request failed");
-    }
-    let envelope = err.envelope();
-    async_graphql::Error::new(envelope.error.message).extend_with(|_, ext| {
-        ext.set("code", envelope.error.code.as_str());
-        if let Some(fields) = &envelope.error.fields {
-            ext.set("fields", async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default());
-        }
-        if let ApiError::RateLimited { retry_after_secs } = err {
-            ext.set("retryAfter", retry_after_secs);
-        }
-    })
+    err.extend()
 }

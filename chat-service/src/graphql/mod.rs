@@ -1,0 +1,118 @@
+//! The GraphQL door at `/graphql`: queries and mutations over HTTP POST (GraphiQL on a plain GET),
+//! subscriptions over the `graphql-transport-ws` protocol on the same path. Resolvers call the same
+//! service functions as REST and the WebSocket, so a message sent through any door reaches every
+//! subscriber of every door.
+
+mod mutation;
+mod query;
+mod subscription;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, guard, web};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{Context, Data, ErrorExtensions, Schema};
+use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use converge_shared::api_error::{ApiError, ApiResult};
+use converge_shared::auth::{Authenticator, bearer_token};
+use converge_shared::error::ErrorCode;
+
+pub use mutation::Mutation;
+pub use query::Query;
+pub use subscription::Subscription;
+
+use crate::context::{AppContext, Caller};
+
+pub type ChatSchema = Schema<Query, Mutation, Subscription>;
+
+/// Builds the schema with limits that keep a single query from costing the server much.
+pub fn build_schema(ctx: AppContext) -> ChatSchema {
+    Schema::build(Query, Mutation, Subscription).data(ctx).limit_depth(8).limit_complexity(500).finish()
+}
+
+/// The schema in SDL, as exported to `docs/chat-service.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
+}
+
+/// Mounts `/graphql`: POST for queries and mutations, a WebSocket upgrade for subscriptions, and
+/// GraphiQL for a browser's GET.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/graphql")
+            .route(web::post().to(execute))
+            .route(web::get().guard(guard::Header("upgrade", "websocket")).to(subscribe))
+            .route(web::get().to(graphiql)),
+    );
+}
+
+/// Who is calling, as the resolvers see it: the verified caller, or why there is none.
+struct Auth(ApiResult<Caller>);
+
+async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<Caller> {
+    let token = token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "an access token is required"))?;
+    let claims = auth.verify(&token).await?;
+    Ok(Caller { user_id: claims.sub, name: claims.name, token })
+}
+
+async fn execute(
+    schema: web::Data<ChatSchema>,
+    auth: web::Data<Authenticator>,
+    req: HttpRequest,
+    gql: GraphQLRequest,
+) -> GraphQLResponse {
+    let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await;
+    schema.execute(gql.into_inner().data(Auth(caller))).await.into()
+}
+
+/// Subscriptions authenticate in `connection_init`: `{"token": "…"}` (or `{"Authorization": "Bearer …"}`);
+/// a bearer header on the upgrade request works too, for clients that can set one.
+async fn subscribe(
+    schema: web::Data<ChatSchema>,
+    auth: web::Data<Authenticator>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let header_token = bearer_token(&req).map(str::to_owned);
+    let auth: Arc<Authenticator> = auth.into_inner();
+    GraphQLSubscription::new(Schema::clone(&schema))
+        .on_connection_init(move |payload| async move {
+            let token = init_token(&payload).or(header_token);
+            let caller = authenticate(&auth, token).await.map_err(|e| e.extend())?;
+            let mut data = Data::default();
+            data.insert(Auth(Ok(caller)));
+            Ok(data)
+        })
+        .start(&req, payload)
+}
+
+fn init_token(payload: &serde_json::Value) -> Option<String> {
+    if let Some(token) = payload.get("token").and_then(|t| t.as_str()) {
+        return Some(token.to_owned());
+    }
+    let header = ["Authorization", "authorization"].iter().find_map(|key| payload.get(*key)?.as_str())?;
+    let (scheme, token) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .title("Converge chats — GraphQL")
+            .finish(),
+    )
+}
+
+fn app<'a>(ctx: &Context<'a>) -> &'a AppContext {
+    ctx.data_unchecked::<AppContext>()
+}
+
+fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    match ctx.data_opt::<Auth>() {
+        Some(Auth(Ok(caller))) => Ok(caller),
+        Some(Auth(Err(e))) => Err(e.extend()),
+        None => Err(ApiError::new(ErrorCode::Unauthorized, "an access token is required").extend()),
+    }
+}

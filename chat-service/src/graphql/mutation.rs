@@ -1,0 +1,46 @@
+use async_graphql::{Context, Object, Result, ResultExt};
+use converge_shared::dto::{ChatDto, CreateChatRequest, MessageDto, SendMessageRequest};
+use uuid::Uuid;
+
+use super::{app, caller};
+use crate::service::{chats, messages};
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a group, or a direct chat (returning the existing one if the pair already has one).
+    async fn create_chat(&self, ctx: &Context<'_>, input: CreateChatRequest) -> Result<ChatDto> {
+        Ok(chats::create(app(ctx), caller(ctx)?, input).await.extend()?.0)
+    }
+
+    /// Stores a message and returns it with its seq once committed. A retry with the same
+    /// `clientMsgId` returns the original message.
+    async fn send_message(&self, ctx: &Context<'_>, chat_id: Uuid, input: SendMessageRequest) -> Result<MessageDto> {
+        messages::send(app(ctx), caller(ctx)?.user_id, chat_id, input).await.extend()
+    }
+
+    /// Marks everything up to `seq` as read (the watermark never moves back).
+    async fn mark_as_read(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64) -> Result<bool> {
+        messages::mark_read(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()?;
+        Ok(true)
+    }
+
+    /// Adds users to a group (owners and admins).
+    async fn add_participants(&self, ctx: &Context<'_>, chat_id: Uuid, user_ids: Vec<Uuid>) -> Result<ChatDto> {
+        chats::add_participants(app(ctx), caller(ctx)?, chat_id, user_ids).await.extend()
+    }
+
+    /// Removes a user from a group (owners and admins; anyone may remove themselves).
+    async fn remove_participant(&self, ctx: &Context<'_>, chat_id: Uuid, user_id: Uuid) -> Result<bool> {
+        chats::remove_participant(app(ctx), caller(ctx)?, chat_id, user_id).await.extend()?;
+        Ok(true)
+    }
+
+    /// Leaves a group.
+    async fn leave_chat(&self, ctx: &Context<'_>, chat_id: Uuid) -> Result<bool> {
+        let caller = caller(ctx)?;
+        chats::remove_participant(app(ctx), caller, chat_id, caller.user_id).await.extend()?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,56 @@
+use async_graphql::connection::{Connection, Edge, EmptyFields, query};
+use async_graphql::{Context, Object, Result, ResultExt};
+use converge_shared::dto::{ChatDto, MessageDto, MessagesQuery};
+use uuid::Uuid;
+
+use super::{app, caller};
+use crate::service::{chats, messages};
+
+/// Messages per page when neither `first` nor `last` is given.
+const DEFAULT_PAGE: usize = 50;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// My chats, most recently active first, with the last message and unread count.
+    async fn chats(&self, ctx: &Context<'_>) -> Result<Vec<ChatDto>> {
+        chats::list(app(ctx), caller(ctx)?.user_id).await.extend()
+    }
+
+    /// One of my chats.
+    async fn chat(&self, ctx: &Context<'_>, id: Uuid) -> Result<ChatDto> {
+        chats::get(app(ctx), caller(ctx)?.user_id, id).await.extend()
+    }
+
+    /// A chat's history as a connection whose cursors are seqs. `first`/`after` pages forward from a
+    /// seq; `last`/`before` pages back (the newest messages when no cursor is given). Edges are in
+    /// ascending seq either way.
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Connection<i64, MessageDto, EmptyFields, EmptyFields>> {
+        let (app, viewer) = (app(ctx), caller(ctx)?.user_id);
+        query(after, before, first, last, |after: Option<i64>, before: Option<i64>, first, last| async move {
+            let forward = after.is_some() || first.is_some();
+            let limit = first.or(last).unwrap_or(DEFAULT_PAGE) as u64;
+            let request = if forward {
+                MessagesQuery { after: Some(after.unwrap_or(0)), before: None, limit: Some(limit) }
+            } else {
+                MessagesQuery { after: None, before, limit: Some(limit) }
+            };
+            let page = messages::page(app, viewer, chat_id, request).await.extend()?;
+            let (has_previous, has_next) =
+                if forward { (after.unwrap_or(0) > 0, page.has_more) } else { (page.has_more, before.is_some()) };
+            let mut connection = Connection::new(has_previous, has_next);
+            connection.edges.extend(page.messages.into_iter().map(|m| Edge::new(m.seq, m)));
+            Ok::<_, async_graphql::Error>(connection)
+        })
+        .await
+    }
+}

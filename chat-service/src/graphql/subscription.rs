@@ -1,0 +1,109 @@
+use async_graphql::{
+    Context, Enum, ErrorExtensions, Result, ResultExt, SimpleObject, Subscription as SubscriptionRoot,
+};
+use converge_shared::api_error::ApiResult;
+use converge_shared::dto::MessageDto;
+use converge_shared::protocol::ServerFrame;
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::{app, caller};
+use crate::service::live::{self, Update};
+
+pub struct Subscription;
+
+/// Someone started or stopped typing.
+#[derive(SimpleObject, Clone)]
+pub struct TypingEvent {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+    pub typing: bool,
+}
+
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// The user's devices have received everything up to `seq`.
+    Delivered,
+    /// The user has read everything up to `seq`.
+    Read,
+}
+
+/// A participant's watermark moved.
+#[derive(SimpleObject, Clone)]
+pub struct Receipt {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+    pub seq: i64,
+    pub kind: ReceiptKind,
+}
+
+#[SubscriptionRoot]
+impl Subscription {
+    /// Every message of a chat in seq order, without gaps or duplicates: first the stored ones after
+    /// `afterSeq` (none when omitted), then new ones as they are stored. To resume after a
+    /// disconnect, subscribe again with the last seq received.
+    async fn message_added(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+        after_seq: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<MessageDto>> + use<>> {
+        let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, after_seq).await.extend()?;
+        Ok(updates.filter_map(|update| async move {
+            match update {
+                Ok(Update::Message(message)) => Some(Ok(message)),
+                Ok(Update::Event(_)) => None,
+                Err(e) => Some(Err(e.extend())),
+            }
+        }))
+    }
+
+    /// Other participants starting and stopping to type (typing stops by itself after a few seconds).
+    async fn typing(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<TypingEvent>> + use<>> {
+        let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
+        Ok(events(updates, |frame| match *frame {
+            ServerFrame::UserTyping { chat_id, user_id, typing } => Some(TypingEvent { chat_id, user_id, typing }),
+            _ => None,
+        }))
+    }
+
+    /// Read receipts of a chat's participants; with `includeDelivered`, delivery receipts too.
+    async fn read_receipts(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+        #[graphql(default = false)] include_delivered: bool,
+    ) -> Result<impl Stream<Item = Result<Receipt>> + use<>> {
+        let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
+        Ok(events(updates, move |frame| match *frame {
+            ServerFrame::MessagesRead { chat_id, user_id, seq } => {
+                Some(Receipt { chat_id, user_id, seq, kind: ReceiptKind::Read })
+            }
+            ServerFrame::MessagesDelivered { chat_id, user_id, seq } if include_delivered => {
+                Some(Receipt { chat_id, user_id, seq, kind: ReceiptKind::Delivered })
+            }
+            _ => None,
+        }))
+    }
+}
+
+/// The events of a chat's live stream that `pick` recognizes (messages are left out), and its end.
+fn events<T>(
+    updates: impl Stream<Item = ApiResult<Update>>,
+    pick: impl Fn(&ServerFrame) -> Option<T> + Clone,
+) -> impl Stream<Item = Result<T>> {
+    updates.filter_map(move |update| {
+        let pick = pick.clone();
+        async move {
+            match update {
+                Ok(Update::Event(frame)) => pick(&frame).map(Ok),
+                Ok(Update::Message(_)) => None,
+                Err(e) => Some(Err(e.extend())),
+            }
+        }
+    })
+}

@@ -1,0 +1,141 @@
+//! One chat, live, for a subscriber that is not a WebSocket connection (GraphQL subscriptions):
+//! every message after a seq in order, with no gap and no duplicate at the join between the stored
+//! backlog and the live stream, then the chat's receipts and typing as they happen.
+
+use std::sync::Arc;
+
+use converge_shared::api_error::{ApiError, ApiResult};
+use converge_shared::dto::MessageDto;
+use converge_shared::error::ErrorCode;
+use converge_shared::protocol::ServerFrame;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::chats::{find, require_participant};
+use super::messages;
+use crate::context::AppContext;
+use crate::hub::{ConnId, Delivery, Hub};
+
+/// Messages read from the database per query while catching up.
+const BACKLOG_PAGE: u64 = 500;
+
+/// What a chat's live stream yields.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The next message, in seq order.
+    Message(MessageDto),
+    /// A receipt or typing change by another user (the subscriber's own typing is left out).
+    Event(Arc<ServerFrame>),
+}
+
+/// Follows `chat_id` for `user_id`: the messages after `after_seq` (or only new ones when `None`),
+/// then everything live. The stream ends with an error if the user leaves the chat or reads too
+/// slowly to keep up (subscribe again from the last seq received).
+pub async fn follow_chat(
+    ctx: &AppContext,
+    user_id: Uuid,
+    chat_id: Uuid,
+    after_seq: Option<i64>,
+) -> ApiResult<impl Stream<Item = ApiResult<Update>> + use<>> {
+    let chat = find(&ctx.db, chat_id).await?;
+    require_participant(&ctx.db, chat_id, user_id).await?;
+    if let Some(seq) = after_seq
+        && (seq < 0 || seq > chat.last_seq)
+    {
+        return Err(ApiError::new(ErrorCode::InvalidSeq, format!("afterSeq must be between 0 and {}", chat.last_seq)));
+    }
+
+    let (tx, mut inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
+    let hub = Arc::clone(&ctx.hub);
+    let registration = Registration { conn: hub.register(user_id, tx).await?, hub };
+    let db = ctx.db.clone();
+    let follow_db = db.clone();
+    registration
+        .hub
+        .follow(registration.conn, chat_id, || async move {
+            Ok(find(&follow_db, chat_id).await.map_err(|e| anyhow::anyhow!("{e}"))?.last_seq)
+        })
+        .await?;
+    // Read after following: every message newer than this arrives live.
+    let mut last = match after_seq {
+        Some(seq) => seq,
+        None => find(&db, chat_id).await?.last_seq,
+    };
+
+    Ok(async_stream::stream! {
+        let _registration = registration;
+        // The first pass reads the whole backlog; later passes fill a gap before a held message.
+        let mut until = i64::MAX;
+        let mut held: Option<MessageDto> = None;
+        loop {
+            while last < until {
+                let page = match messages::after(&db, chat_id, last, BACKLOG_PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        yield Err(e);
+                        return;
+                    }
+                };
+                let full = page.len() as u64 == BACKLOG_PAGE;
+                for message in page.into_iter().filter(|m| m.seq <= until) {
+                    last = message.seq;
+                    yield Ok(Update::Message(message));
+                }
+                if !full {
+                    break;
+                }
+            }
+            if let Some(message) = held.take() {
+                last = message.seq;
+                yield Ok(Update::Message(message));
+            }
+            until = last;
+            let Some(delivery) = inbox.recv().await else {
+                yield Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the subscriber fell behind: subscribe again with afterSeq set to the last seq received",
+                ));
+                return;
+            };
+            match delivery {
+                Delivery::Frame { seq: Some(seq), frame, .. } => {
+                    let ServerFrame::NewMessage { message } = &*frame else { continue };
+                    if seq <= last {
+                        continue;
+                    }
+                    if seq > last + 1 {
+                        // Never skip: what is missing before `seq` comes from the database first.
+                        until = seq - 1;
+                        held = Some(message.clone());
+                        continue;
+                    }
+                    last = seq;
+                    yield Ok(Update::Message(message.clone()));
+                }
+                Delivery::Frame { from: Some(from), .. } if from == user_id => {}
+                Delivery::Frame { frame, .. } => yield Ok(Update::Event(frame)),
+                Delivery::Left(left) if left == chat_id => {
+                    yield Err(super::forbidden());
+                    return;
+                }
+                Delivery::Joined(_) | Delivery::Left(_) => {}
+            }
+        }
+    })
+}
+
+/// Leaves the hub when the subscriber goes away (the stream is dropped).
+struct Registration {
+    hub: Arc<Hub>,
+    conn: ConnId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let (hub, conn) = (Arc::clone(&self.hub), self.conn);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { hub.unregister(conn).await });
+        }
+    }
+}
