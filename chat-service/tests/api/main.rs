@@ -3,5 +3,6 @@
 
 mod graphql;
 mod helpers;
+mod ops;
 mod rest;
 mod ws;
