@@ -95,6 +95,21 @@ test('a reload keeps the session and the history', async () => {
   await expect(ana.page.locator('.log .msg .text').last()).toHaveText('Done');
 });
 
+test('presence: a dot and the header say whether the other person is online', async () => {
+  // Ana's reload above brought `ready.online`, which names Bob.
+  const item = ana.page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: /^Bob Stone/ });
+  await expect(item.locator('.presence.on')).toBeVisible();
+  await expect(ana.page.locator('.conv-subtitle')).toHaveText('Online');
+  // Bob's only tab goes away; he comes back.
+  const bobUrl = bob.page.url();
+  await bob.page.goto('about:blank');
+  await expect(item.locator('.presence.off')).toBeVisible();
+  await expect(ana.page.locator('.conv-subtitle')).toHaveText('Offline');
+  await bob.page.goto(bobUrl);
+  await expect(item.locator('.presence.on')).toBeVisible();
+  await expect(bob.page.getByRole('heading', { level: 2, name: anaUser.displayName })).toBeVisible();
+});
+
 test('markup in a message is shown as text and never runs', async () => {
   const xss = '<img src=x onerror=alert(1)>';
   await send(ana.page, xss);
