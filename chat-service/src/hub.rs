@@ -216,6 +216,12 @@ impl Hub {
             (Topic::Chat(chat_id), ChatEvent::Presence { user_id, online, .. }) => {
                 self.broadcast(chat_id, None, Some(user_id), ServerFrame::Presence { chat_id, user_id, online });
             }
+            (Topic::Chat(chat_id), ChatEvent::Joined { user_id, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::ParticipantJoined { chat_id, user_id });
+            }
+            (Topic::Chat(chat_id), ChatEvent::Left { user_id, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::ParticipantLeft { chat_id, user_id });
+            }
             (Topic::User(user_id), ChatEvent::Joined { chat_id, .. }) => {
                 self.to_user(user_id, Delivery::Joined(chat_id))
             }
@@ -332,10 +338,17 @@ impl Hub {
     }
 
     fn to_user(&self, user_id: Uuid, delivery: Delivery) {
-        let state = self.state();
-        for conn_id in state.by_user.get(&user_id).into_iter().flatten() {
-            if let Some(conn) = state.conns.get(conn_id) {
-                let _ = conn.tx.try_send(delivery.clone());
+        let mut state = self.state();
+        let State { conns, by_user, .. } = &mut *state;
+        for conn_id in by_user.get(&user_id).into_iter().flatten() {
+            if let Some(conn) = conns.get_mut(conn_id)
+                && conn.tx.try_send(delivery.clone()).is_err()
+            {
+                // Like a lost message, a lost membership change must not go unnoticed: the
+                // connection is cut and learns its chats again from `ready` when it reconnects.
+                let (closed, _) = mpsc::channel(1);
+                conn.tx = closed;
+                metrics::counter!("ws_slow_disconnects_total").increment(1);
             }
         }
     }

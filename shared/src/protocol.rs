@@ -125,6 +125,16 @@ pub enum ServerFrame {
         user_id: Uuid,
         online: bool,
     },
+    /// `userId` was added to a group this user is in (a `conversation_created` goes to them).
+    ParticipantJoined {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+    /// `userId` left or was removed from a group this user is in.
+    ParticipantLeft {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
     /// The user left or was removed from a chat: no more of its events.
     ConversationLeft {
         chat_id: Uuid,

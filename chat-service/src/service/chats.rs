@@ -165,7 +165,9 @@ pub async fn add_participants(
     }
     txn.commit().await?;
     for user_id in &added {
-        publish(ctx, Topic::User(*user_id), ChatEvent::Joined { chat_id, user_id: *user_id }).await;
+        let joined = ChatEvent::Joined { chat_id, user_id: *user_id };
+        publish(ctx, Topic::Chat(chat_id), joined.clone()).await;
+        publish(ctx, Topic::User(*user_id), joined).await;
     }
     view(&ctx.db, caller.user_id, chat).await
 }
@@ -206,6 +208,8 @@ pub async fn remove_participant(ctx: &AppContext, caller: &Caller, chat_id: Uuid
         }
     }
     txn.commit().await?;
+    // The chat hears first: the one who left still follows it until their own event arrives.
+    publish(ctx, Topic::Chat(chat_id), ChatEvent::Left { chat_id, user_id }).await;
     publish(ctx, Topic::User(user_id), ChatEvent::Left { chat_id, user_id }).await;
     Ok(())
 }

@@ -212,6 +212,28 @@ on_both_backends! {
         assert_eq!(bob_ws.next_of("new_message").await["message"]["content"], "hello");
     }
 
+    async fn members_hear_who_joins_and_leaves_a_group(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let cat = stack.user("cat").await;
+        let chat = stack.group(&ana, &[&bob]).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut cat_ws = stack.connect(&cat).await;
+
+        let res = stack.post(&ana, &format!("/chats/{chat}/participants"), &json!({ "userIds": [cat.id] })).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let joined = bob_ws.next_of("participant_joined").await;
+        assert_eq!(joined, json!({ "type": "participant_joined", "chatId": chat, "userId": cat.id }));
+        assert_eq!(cat_ws.next_of("conversation_created").await["chat"]["id"], chat.to_string());
+
+        let res = stack.post(&cat, &format!("/chats/{chat}/leave"), &json!({})).await;
+        assert_eq!(res.status().as_u16(), 204);
+        let left = bob_ws.next_of("participant_left").await;
+        assert_eq!(left, json!({ "type": "participant_left", "chatId": chat, "userId": cat.id }));
+        assert_eq!(cat_ws.next_of("conversation_left").await["chatId"], chat.to_string());
+    }
+
     async fn shutdown_tells_clients_to_reconnect_elsewhere(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;
