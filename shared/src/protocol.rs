@@ -157,6 +157,8 @@ pub mod close_code {
     pub const SERVICE_RESTART: u16 = 1012;
     /// A frame larger than the hard limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Frames that break the WebSocket protocol itself (bad opcode, continuation out of place…).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// Binary frames, or frames faster than the per-connection rate limit.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// No valid `auth` frame in time, or a bad token.

@@ -100,7 +100,7 @@ pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessag
 
 fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
     let id = &req.client_msg_id;
-    if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID || id.chars().any(char::is_control) {
+    if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID || id.chars().any(char::is_control) {
         return Err(ApiError::field("clientMsgId", "must be 1 to 64 characters"));
     }
     if req.attachment_id.is_some() {

@@ -141,7 +141,13 @@ async fn authenticate(
             match message {
                 Some(Ok(AggregatedMessage::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
                     Ok(ClientFrame::Auth { token, resume }) => break (token, resume),
-                    _ => return Err(Close(close_code::UNAUTHORIZED, "the first frame must be auth")),
+                    Ok(_) => return Err(Close(close_code::UNAUTHORIZED, "the first frame must be auth")),
+                    Err(e) => {
+                        // Say what was wrong (a malformed resume, say) before closing.
+                        let (req, error) = describe_bad_frame(&text, e);
+                        send_before_close(session, req, error).await;
+                        return Err(Close(close_code::UNAUTHORIZED, "the first frame must be a valid auth frame"));
+                    }
                 },
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     let _ = session.pong(&bytes).await;
@@ -151,23 +157,38 @@ async fn authenticate(
                     return Err(Close(close_code::POLICY_VIOLATION, "binary frames are not supported"));
                 }
                 Some(Ok(AggregatedMessage::Close(_))) | None => return Err(Close(1000, "")),
-                Some(Err(_)) => return Err(Close(close_code::MESSAGE_TOO_BIG, "frame too large")),
+                Some(Err(e)) => return Err(protocol_error(e)),
             }
         },
     };
     match auth.verify(&token).await {
         Ok(claims) => Ok((claims, resume)),
-        Err(_) => {
-            let frame = ServerFrame::Error {
-                req: None,
-                code: ErrorCode::InvalidToken,
-                message: "the access token is invalid or expired".into(),
-            };
-            if let Ok(text) = serde_json::to_string(&frame) {
-                let _ = session.text(text).await;
-            }
+        Err(e) => {
+            // token_expired tells the client to refresh and retry; invalid_token to sign in again.
+            send_before_close(session, None, ApiError::from(e)).await;
             Err(Close(close_code::UNAUTHORIZED, "invalid token"))
         }
+    }
+}
+
+/// An `error` frame on a connection about to close.
+async fn send_before_close(session: &mut Session, req: Option<Value>, error: ApiError) {
+    let envelope = error.envelope();
+    let frame = ServerFrame::Error { req, code: envelope.error.code, message: envelope.error.message };
+    if let Ok(text) = serde_json::to_string(&frame) {
+        let _ = session.text(text).await;
+    }
+}
+
+/// How a connection whose frames break the WebSocket protocol is closed.
+fn protocol_error(error: actix_ws::ProtocolError) -> Close {
+    match error {
+        actix_ws::ProtocolError::Overflow => Close(close_code::MESSAGE_TOO_BIG, "frame too large"),
+        // actix-ws reports a fragmented message over the limit only by this text.
+        actix_ws::ProtocolError::Io(e) if e.to_string().contains("maximum continuation size") => {
+            Close(close_code::MESSAGE_TOO_BIG, "message too large")
+        }
+        _ => Close(close_code::PROTOCOL_ERROR, "WebSocket protocol error"),
     }
 }
 
@@ -324,7 +345,7 @@ impl Connection {
         self.last_heard = Instant::now();
         let message = match message {
             None | Some(Ok(AggregatedMessage::Close(_))) => return Err(Close(1000, "")),
-            Some(Err(_)) => return Err(Close(close_code::MESSAGE_TOO_BIG, "frame too large")),
+            Some(Err(e)) => return Err(protocol_error(e)),
             Some(Ok(message)) => message,
         };
         match message {

@@ -188,6 +188,11 @@ on_both_backends! {
         assert_eq!(bad_token.next_of("error").await["code"], "invalid_token");
         assert_eq!(bad_token.closed_with().await, 4001);
 
+        let mut bad_resume = stack.connect_raw().await;
+        bad_resume.send(json!({ "type": "auth", "token": ana.token, "resume": ["not", "a", "map"] })).await;
+        assert_eq!(bad_resume.next_of("error").await["code"], "invalid_frame");
+        assert_eq!(bad_resume.closed_with().await, 4001);
+
         let mut binary = stack.connect(&ana).await;
         binary.send_raw(Message::binary(vec![0u8; 16])).await;
         assert_eq!(binary.closed_with().await, 1008);
