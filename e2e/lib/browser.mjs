@@ -56,7 +56,7 @@ export async function register(page, { username, displayName }) {
 export async function startDirectChat(page, query, displayName) {
   await page.getByRole('button', { name: 'New chat' }).click();
   await page.getByLabel('Find people').fill(query);
-  await page.getByRole('button', { name: new RegExp(displayName) }).click();
+  await page.getByRole('dialog').getByRole('button', { name: new RegExp(displayName) }).click();
   await expect(page.getByRole('heading', { level: 2, name: displayName })).toBeVisible();
 }
 

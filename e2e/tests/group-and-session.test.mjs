@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { messageTexts, openChat, openClient, register, send, uniqueName } from '../lib/browser.mjs';
+import { messageTexts, openChat, openClient, register, send, startDirectChat, uniqueName } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser();
 
@@ -18,13 +18,15 @@ test('a group of three: everyone sees every message with its sender, in order', 
     people.push({ ...client, username, name: `${name} Group` });
   }
   const [cara, dan, eve] = people;
+  await startDirectChat(cara.page, dan.username, dan.name);
+  await send(cara.page, 'Hi Dan');
 
   await cara.page.getByRole('button', { name: 'New chat' }).click();
   await cara.page.getByRole('tab', { name: 'Group' }).click();
   await cara.page.getByLabel('Group name').fill('Launch team');
   for (const p of [dan, eve]) {
     await cara.page.getByLabel('Find people').fill(p.username);
-    await cara.page.getByRole('button', { name: new RegExp(p.name) }).click();
+    await cara.page.getByRole('dialog').getByRole('button', { name: new RegExp(p.name) }).click();
     await expect(cara.page.getByRole('button', { name: `Remove ${p.name}` })).toBeVisible();
   }
   await cara.page.getByRole('button', { name: 'Create group' }).click();
@@ -47,6 +49,13 @@ test('a group of three: everyone sees every message with its sender, in order', 
   await expect(cara.page.locator('.group.theirs .sender').last()).toHaveText('Eve Group');
   await expect(cara.page.locator('.group.mine .msg .status').last()).toHaveAttribute('data-state', 'read');
   await expect(dan.page.locator('.conv-subtitle')).toContainText('3 members');
+
+  // The list is ordered by activity and follows it live: Dan's direct message lifts that chat.
+  const titles = () => cara.page.locator('.chat-list .chat-title').allTextContents();
+  assert.deepEqual(await titles(), ['Launch team', 'Dan Group']);
+  await openChat(dan.page, 'Cara Group');
+  await send(dan.page, 'Separate question');
+  await expect.poll(titles, (t) => assert.deepEqual(t, ['Dan Group', 'Launch team']));
   for (const p of people) await p.context.close();
 });
 
@@ -58,7 +67,7 @@ test('a message the server refuses is marked, with the reason in words, and can 
   await register(b.page, { username: bName, displayName: 'Mo Short' });
   await a.page.getByRole('button', { name: 'New chat' }).click();
   await a.page.getByLabel('Find people').fill(bName);
-  await a.page.getByRole('button', { name: /Mo Short/ }).click();
+  await a.page.getByRole('dialog').getByRole('button', { name: /Mo Short/ }).click();
 
   await send(a.page, 'x'.repeat(4001));
   const failed = a.page.locator('.log .msg.pending.failed');

@@ -16,10 +16,30 @@ function networkSwitch() {
   const Native = window.WebSocket;
   window.__sockets = [];
   window.__cutNetwork = false;
+  /** While set, the next `ack` and the echo of its message are lost on the way in. */
+  window.__loseNextAck = false;
+  let lost = null;
+  const arrives = (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === 'ack' && window.__loseNextAck) {
+      window.__loseNextAck = false;
+      lost = frame.message.clientMsgId;
+      return false;
+    }
+    if (frame.type === 'new_message' && frame.message.clientMsgId === lost) {
+      lost = null;
+      return false;
+    }
+    return true;
+  };
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
       super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
       window.__sockets.push(this);
+    }
+
+    set onmessage(handler) {
+      super.onmessage = (event) => arrives(event) && handler(event);
     }
   };
 }
@@ -76,6 +96,31 @@ test('messages sent while the connection is cut arrive once each after the recon
     socketsBefore,
   );
   assert.ok(reconnected, 'the messages came over a new connection');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+test('a send whose ack is lost is retried with the same clientMsgId and stored once', async () => {
+  const ana = await openClient(env.browser, env.stack, { init: networkSwitch });
+  await register(ana.page, { username: uniqueName('ana'), displayName: 'Ana Retry' });
+  const bob = await openClient(env.browser, env.stack);
+  const bobName = uniqueName('bob');
+  await register(bob.page, { username: bobName, displayName: 'Bob Receiver' });
+  await startDirectChat(ana.page, bobName, 'Bob Receiver');
+
+  await ana.page.evaluate(() => {
+    window.__loseNextAck = true;
+  });
+  await send(ana.page, 'did you get this?');
+  // No ack: the message stays "sending" until the client's ack timeout, then it is resent.
+  await expect(ana.page.locator('.log .msg.pending .status')).toHaveAttribute('data-state', 'sending');
+  await expect(ana.page.locator('.log .msg[data-seq] .text'), { timeout: 30_000 }).toHaveText('did you get this?');
+  await expect(ana.page.locator('.log .msg')).toHaveCount(1);
+
+  await openChat(bob.page, 'Ana Retry');
+  await expect(bob.page.locator('.log .msg .text')).toHaveText('did you get this?');
+  const seqs = await bob.page.locator('.log .msg').evaluateAll((els) => els.map((e) => e.dataset.seq));
+  assert.deepEqual(seqs, ['1'], 'stored once');
   await ana.context.close();
   await bob.context.close();
 });
