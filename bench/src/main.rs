@@ -52,6 +52,9 @@ pub struct Cli {
     /// Tasks multiplexing the connections.
     #[arg(long, default_value_t = 4, global = true)]
     shards: usize,
+    /// Runtime worker threads: few, so the generator does not take the cores from the system under test.
+    #[arg(long, default_value_t = 1, global = true)]
+    threads: usize,
     /// Connections opened at a time.
     #[arg(long, default_value_t = 64, global = true)]
     connect_concurrency: usize,
@@ -93,10 +96,17 @@ pub fn note(text: impl std::fmt::Display) {
     eprintln!("[{elapsed:7.1}s] {text}");
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     fleet::origin();
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let file = match &cli.out {
         Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         None => None,

@@ -20,19 +20,20 @@ pub struct GridArgs {
     #[arg(long, default_value_t = 10)]
     members: usize,
     /// Offered rates in messages/s, one step each.
-    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000,8000")]
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000,8000")]
     rates: Vec<f64>,
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
-    /// Quiet time after each step for in-flight messages to arrive.
+    /// After a step, wait until every acknowledged message has reached every member, or until
+    /// nothing new arrived for this long; what is missing then counts as lost.
     #[arg(long, default_value_t = 3.0)]
     drain_secs: f64,
     /// A step is sustainable with p99 send→deliver at most this (and nothing lost or reordered).
     #[arg(long, default_value_t = 100.0)]
     p99_limit_ms: f64,
-    /// Run every step even after one breaks.
-    #[arg(long)]
-    keep_going: bool,
+    /// Stop after this many broken steps (0: run every step).
+    #[arg(long, default_value_t = 1)]
+    stop_after_broken: usize,
 }
 
 #[derive(clap::Args)]
@@ -194,20 +195,39 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
     let mut targets: HashMap<u32, i64> = HashMap::new();
     let (mut lost_before, mut dups_before, mut order_before) = (0, 0, 0);
     let mut best: Option<f64> = None;
+    let mut broken = 0;
     for (step, &rate) in args.rates.iter().enumerate() {
         fleet.report().await?;
         let before = ctx.procs.sample();
         let load_before = load_average();
         let step_time = Duration::from_secs_f64(args.step_secs);
         fleet.send(&senders, rate, step_time, None).await?;
-        tokio::time::sleep(step_time + Duration::from_secs_f64(args.drain_secs)).await;
+        tokio::time::sleep(step_time).await;
         let after = ctx.procs.sample();
-        let report = fleet.report().await?;
-        for (chat, seq) in &report.acked_max {
-            let max = targets.entry(*chat).or_insert(*seq);
-            *max = (*max).max(*seq);
-        }
-        let complete = fleet.completeness(&targets).await?;
+        let drain_started = Instant::now();
+        let mut report = fleet.report().await?;
+        let mut quiet_since = Instant::now();
+        let complete = loop {
+            for (chat, seq) in &report.acked_max {
+                let max = targets.entry(*chat).or_insert(*seq);
+                *max = (*max).max(*seq);
+            }
+            let complete = fleet.completeness(&targets).await?;
+            let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
+            if settled || quiet_since.elapsed().as_secs_f64() >= args.drain_secs {
+                break complete;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let more = fleet.report().await?;
+            if more.deliveries > 0 || more.acked > 0 {
+                quiet_since = Instant::now();
+            }
+            let (dups, order) = (more.duplicates, more.order_violations);
+            report.merge(more);
+            // Those two are running totals, not increments.
+            (report.duplicates, report.order_violations) = (dups, order);
+        };
+        let drain_s = drain_started.elapsed().as_secs_f64();
         let lost = complete.lost.saturating_sub(lost_before);
         let duplicates = report.duplicates - dups_before;
         let order_violations = report.order_violations - order_before;
@@ -229,7 +249,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             && achieved >= 0.95 * rate;
         let line = json!({
             "scenario": "grid", "step": step, "offered_rate": rate, "step_s": args.step_secs,
-            "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1),
+            "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1), "drain_s": round(drain_s, 2),
             "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes),
             "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
             "deliveries_per_s": round(report.deliveries as f64 / args.step_secs, 1),
@@ -249,8 +269,11 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         ));
         if sustainable {
             best = Some(best.map_or(rate, |b: f64| b.max(rate)));
-        } else if !args.keep_going {
-            break;
+        } else {
+            broken += 1;
+            if broken == args.stop_after_broken {
+                break;
+            }
         }
     }
     fleet.shutdown().await;
