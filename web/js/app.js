@@ -44,7 +44,7 @@ function startChat() {
   const banner = h('div', { class: 'banner', role: 'status', 'aria-live': 'polite', hidden: true });
   const list = h('ul', { class: 'chat-list', 'aria-label': 'Chats' });
   const me = h('span', { class: 'me-name' }, session.user?.displayName ?? '');
-  const pane = h('main', { class: 'pane', id: 'pane' });
+  const pane = h('main', { class: 'pane', id: 'pane', 'aria-label': 'Conversation' });
   const shell = h(
     'div',
     { class: 'shell' },
