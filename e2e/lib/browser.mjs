@@ -82,5 +82,5 @@ export function messageTexts(page) {
 export async function screenshot(page, name) {
   const dir = process.env.SCREENSHOT_DIR ? join(repoRoot, process.env.SCREENSHOT_DIR) : join(repoRoot, 'e2e', 'artifacts');
   mkdirSync(dir, { recursive: true });
-  await page.screenshot({ path: join(dir, `${name}.png`) });
+  await page.screenshot({ path: join(dir, `${name}.png`), animations: 'disabled' });
 }

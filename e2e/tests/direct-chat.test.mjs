@@ -64,6 +64,9 @@ test('they talk both ways; the other sees typing, the sender sees sent then read
   assert.deepEqual(await messageTexts(bob.page), ['Hi Bob! Are we still on for 3pm?', 'Yes, room 4B\nSee you there']);
 
   await screenshot(ana.page, 'conversation-desktop');
+  await ana.page.emulateMedia({ colorScheme: 'dark' });
+  await screenshot(ana.page, 'conversation-dark');
+  await ana.page.emulateMedia({ colorScheme: 'light' });
 });
 
 test('the chat list shows the last message and an unread badge; opening the chat marks the first unread', async () => {
@@ -71,11 +74,14 @@ test('the chat list shows the last message and an unread badge; opening the chat
   await bob.page.evaluate(() => {
     location.hash = '';
   });
+  const item = bob.page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: /^Ana Lima/ });
+  await ana.page.getByRole('textbox', { name: /^Message / }).pressSequentially('Bring');
+  await expect(item.locator('.chat-preview')).toHaveText('typing…');
   await send(ana.page, 'Bring the slides');
   await send(ana.page, 'And coffee');
-  const item = bob.page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: /^Ana Lima/ });
   await expect(item.locator('.badge')).toHaveText('2');
   await expect(item.locator('.chat-preview')).toHaveText('And coffee');
+  assert.equal(await bob.page.title(), '(2) Converge');
   await screenshot(bob.page, 'chat-list-desktop');
   await openChat(bob.page, anaUser.displayName);
   await expect(item.locator('.badge')).toHaveCount(0);

@@ -107,11 +107,13 @@ function startChat() {
   let listQueued = false;
   store.addEventListener('change', (e) => {
     const { chatId, typing, chats } = e.detail;
-    if (chats && !listQueued) {
+    if ((chats || typing) && !listQueued) {
       listQueued = true;
       queueMicrotask(() => {
         listQueued = false;
         renderChatList(list, store, activeId, openChat);
+        const unread = [...store.chats.values()].reduce((n, c) => n + c.unreadCount, 0);
+        document.title = unread ? `(${unread}) Converge` : 'Converge';
       });
     }
     if (chatId && chatId === activeId) {

@@ -22,6 +22,12 @@
 //   left       {chatId}                          you left or were removed from a chat
 //   auth-failed {}                               the token was refused even after a refresh
 //   server-error {code, message}                 an error frame that answers nothing of ours
+//
+// Use:
+//   const client = new ConvergeClient({ url: 'wss://chat.example.com/ws', getToken: () => myToken() });
+//   client.addEventListener('message', (e) => show(e.detail.message));
+//   client.start();
+//   const stored = await client.sendMessage({ chatId, content: 'hi' }); // retried until acked or refused
 
 /** Error codes for which resending the same frame cannot succeed. */
 const FINAL_CODES = new Set([

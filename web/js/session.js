@@ -9,6 +9,8 @@
 const STORAGE_KEY = 'converge.session';
 /** Refresh this long before the access token expires. */
 const REFRESH_MARGIN_MS = 60_000;
+/** Wait before retrying a refresh that could not reach user-service. */
+const RETRY_MS = 15_000;
 
 /** An error answer of a Converge service: `code` and `message` from the envelope. */
 export class ApiError extends Error {
@@ -166,13 +168,16 @@ export class Session extends EventTarget {
     localStorage.removeItem(STORAGE_KEY);
   }
 
-  /** Refreshes silently ahead of expiry, so a reconnect never waits for it. */
-  schedule() {
+  /**
+   * Refreshes silently ahead of expiry, so a reconnect never waits for it. `retryMs`: after a
+   * failed attempt (user-service unreachable), try again that much later instead.
+   */
+  schedule(retryMs) {
     clearTimeout(this.timer);
     if (!this.data) return;
-    const due = Math.max(1000, this.data.expiresAt - REFRESH_MARGIN_MS - Date.now());
+    const due = retryMs ?? Math.max(1000, this.data.expiresAt - REFRESH_MARGIN_MS - Date.now());
     this.timer = setTimeout(() => {
-      if (this.data) this.refresh(this.data.refreshToken).catch(() => this.schedule());
+      if (this.data) this.refresh(this.data.refreshToken).catch(() => this.schedule(RETRY_MS));
     }, Math.min(due, 2 ** 31 - 1));
   }
 

@@ -36,6 +36,7 @@ function item(store, chat, active, onOpen) {
   const title = store.title(chat);
   const other = chat.kind === 'direct' ? store.others(chat)[0] : null;
   const last = lastLine(store, chat);
+  const typing = store.typingNames(chat.id);
   const when = chat.lastMessageAt ?? chat.createdAt;
   const unread = chat.unreadCount;
   const label = [title, unread ? `${unread} unread` : null, last ? `last message: ${last}` : null].filter(Boolean).join(', ');
@@ -65,7 +66,9 @@ function item(store, chat, active, onOpen) {
         h(
           'span',
           { class: 'chat-item-bottom' },
-          h('span', { class: 'chat-preview' }, last ?? (chat.kind === 'group' ? 'Group created' : 'Say hello 👋')),
+          typing.length
+            ? h('span', { class: 'chat-preview typing-preview' }, chat.kind === 'group' ? `${typing[0]} is typing…` : 'typing…')
+            : h('span', { class: 'chat-preview' }, last ?? (chat.kind === 'group' ? 'Group created' : 'Say hello 👋')),
           unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
         ),
       ),
