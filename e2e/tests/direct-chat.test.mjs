@@ -2,6 +2,7 @@
 // and read receipts, reload without losing anything, and stay safe against markup in messages.
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
@@ -24,6 +25,24 @@ test('the page is served with a strict Content-Security-Policy', async () => {
   assert.match(csp, /default-src 'none'/);
   assert.ok(csp.includes(env.stack.usersUrl), `user-service may be called: ${csp}`);
   assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval'));
+});
+
+test('its files come with their types and the same policy; config names user-service; paths stay inside web/', async () => {
+  const script = await fetch(`${env.stack.url}/web/js/converge-client.js`);
+  assert.equal(script.status, 200);
+  assert.match(script.headers.get('content-type'), /javascript/);
+  assert.equal(script.headers.get('content-security-policy'), (await fetch(env.stack.url)).headers.get('content-security-policy'));
+  const config = await (await fetch(`${env.stack.url}/web/config.json`)).json();
+  assert.equal(config.userServiceUrl, env.stack.usersUrl);
+  // Sent as raw request targets: fetch would normalise the dots away before they left.
+  const status = (path) =>
+    new Promise((resolve, reject) => {
+      http.get(`${env.stack.url}/`, { path }, (res) => resolve(res.resume().statusCode)).on('error', reject);
+    });
+  for (const path of ['/web/../Cargo.toml', '/web/%2e%2e/Cargo.toml', '/web/..%2fCargo.toml', '/web/js/..%2F..%2FCargo.toml', '/web/.gitignore']) {
+    assert.equal(await status(path), 404, path);
+  }
+  assert.equal(await status('/web/js/app.js'), 200);
 });
 
 test('two people register and start a direct chat that appears for both at once', async () => {
