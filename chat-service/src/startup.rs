@@ -24,6 +24,7 @@ use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay};
 use crate::service::messages::DbMessages;
+use crate::service::writer::MessageWriter;
 use crate::window::{HotWindow, NoWindow, RedisWindow, WindowedSource};
 use crate::{graphql, http, ws};
 
@@ -70,6 +71,7 @@ impl Application {
         }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let context = AppContext {
+            writer: MessageWriter::spawn(db.clone()),
             db,
             hub,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,

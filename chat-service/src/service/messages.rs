@@ -1,14 +1,13 @@
 //! Messages: the seq, idempotent sends, history, read watermarks and typing.
 
-use chrono::Utc;
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::{MessageDto, MessagePage, MessagesQuery, SendMessageRequest};
-use converge_shared::entities::chat::{chat, message, participant};
+use converge_shared::entities::chat::{message, participant};
 use converge_shared::error::ErrorCode;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use uuid::Uuid;
 use validator::Validate;
@@ -27,75 +26,18 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 ///
 /// The seq comes from incrementing the chat's `last_seq` in the same transaction that inserts the
 /// message: the row lock orders concurrent senders, a rolled-back send gives its number back, so
-/// seqs are gap-free; and the message is acknowledged (returned) only once committed.
-/// A retry with the same `clientMsgId` returns the stored message, from any door and any instance.
+/// seqs are gap-free; and the message is acknowledged (returned) only once committed. Sends are
+/// committed in batches by the [`super::writer`]. A retry with the same `clientMsgId` returns the
+/// stored message, from any door and any instance, and publishes nothing.
 pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessageRequest) -> ApiResult<MessageDto> {
     validate_send(ctx, &req)?;
-    find(&ctx.db, chat_id).await?;
-    require_participant(&ctx.db, chat_id, sender).await?;
-    if let Some(existing) = find_sent(&ctx.db, chat_id, sender, &req.client_msg_id).await? {
-        return Ok(existing.to_dto());
+    let stored = ctx.writer.store(sender, chat_id, req).await?;
+    if stored.fresh {
+        metrics::counter!("chat_messages_total").increment(1);
+        super::history::remember(ctx, &stored.message).await;
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Message(stored.message.clone())).await;
     }
-
-    let txn = ctx.db.begin().await?;
-    // Write first: on SQLite this takes the write lock at once instead of upgrading a read lock.
-    let now = Utc::now();
-    let bumped = chat::Entity::update_many()
-        .col_expr(chat::Column::LastSeq, Expr::col(chat::Column::LastSeq).add(1))
-        .col_expr(chat::Column::LastMessageAt, Expr::value(now))
-        .filter(chat::Column::Id.eq(chat_id))
-        .exec_with_returning(&txn)
-        .await?;
-    let seq = bumped.first().map(|c| c.last_seq).ok_or_else(super::chat_not_found)?;
-    if let Some(reply_to) = req.reply_to
-        && (reply_to < 1 || reply_to >= seq)
-    {
-        txn.rollback().await?;
-        return Err(ApiError::new(ErrorCode::InvalidSeq, "replyTo must be the seq of an earlier message"));
-    }
-    let inserted = message::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        chat_id: Set(chat_id),
-        seq: Set(seq),
-        sender_id: Set(sender),
-        client_msg_id: Set(req.client_msg_id.clone()),
-        content: Set(req.content),
-        attachment_id: Set(None),
-        image_url: Set(None),
-        reply_to: Set(req.reply_to),
-        created_at: Set(now),
-        edited_at: Set(None),
-        deleted_at: Set(None),
-    }
-    .insert(&txn)
-    .await;
-    let message = match inserted {
-        Ok(message) => message,
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            // A concurrent retry of the same clientMsgId won; ours gives its seq back.
-            txn.rollback().await?;
-            return find_sent(&ctx.db, chat_id, sender, &req.client_msg_id)
-                .await?
-                .map(|m| m.to_dto())
-                .ok_or_else(|| anyhow::anyhow!("a duplicate send vanished").into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // The sender has read what they wrote.
-    participant::Entity::update_many()
-        .col_expr(participant::Column::LastReadSeq, Expr::value(seq))
-        .col_expr(participant::Column::LastDeliveredSeq, Expr::value(seq))
-        .filter(participant::Column::ChatId.eq(chat_id))
-        .filter(participant::Column::UserId.eq(sender))
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
-    metrics::counter!("chat_messages_total").increment(1);
-
-    let dto = message.to_dto();
-    super::history::remember(ctx, &dto).await;
-    publish(ctx, Topic::Chat(chat_id), ChatEvent::Message(dto.clone())).await;
-    Ok(dto)
+    Ok(stored.message)
 }
 
 fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
@@ -114,20 +56,6 @@ fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
         return Err(ApiError::new(ErrorCode::ContentTooLong, format!("a message has at most {max} characters")));
     }
     Ok(())
-}
-
-async fn find_sent<C: ConnectionTrait>(
-    db: &C,
-    chat_id: Uuid,
-    sender: Uuid,
-    client_msg_id: &str,
-) -> ApiResult<Option<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::ChatId.eq(chat_id))
-        .filter(message::Column::SenderId.eq(sender))
-        .filter(message::Column::ClientMsgId.eq(client_msg_id))
-        .one(db)
-        .await?)
 }
 
 /// A page of a chat's history, in ascending seq.

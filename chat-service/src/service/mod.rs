@@ -6,6 +6,7 @@ pub mod history;
 pub mod live;
 pub mod messages;
 pub mod users;
+pub mod writer;
 
 use converge_shared::api_error::ApiError;
 use converge_shared::error::ErrorCode;

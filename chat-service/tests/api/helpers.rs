@@ -276,3 +276,12 @@ impl WsClient {
         }
     }
 }
+
+/// The value of the first sample whose line starts with `series` (name and labels) in a `/metrics`
+/// text, or 0. Metrics are process-wide and tests run in parallel: compare before and after.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -1,6 +1,7 @@
 //! chat-service driven as clients would: a real user-service issuing tokens, real WebSocket
 //! clients, REST, on PostgreSQL and on SQLite. One binary, one link.
 
+mod batching;
 mod graphql;
 mod helpers;
 mod ops;

@@ -2,16 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestStack, on_both_backends};
-
-/// The value of the first sample whose line starts with `series` (name and labels), or 0.
-/// Metrics are process-wide and tests run in parallel, so tests compare before and after.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::helpers::{TestStack, metric, on_both_backends};
 
 async fn metrics(stack: &TestStack) -> String {
     stack.client.get(format!("{}/metrics", stack.chat_url)).send().await.unwrap().text().await.unwrap()
@@ -35,11 +26,11 @@ on_both_backends! {
         assert_eq!(refused["code"], "empty_message");
 
         let after = metrics(&stack).await;
-        assert!(sample(&after, "chat_messages_total") >= sample(&before, "chat_messages_total") + 3.0, "{after}");
-        assert!(sample(&after, "fanout_deliveries_total") >= sample(&before, "fanout_deliveries_total") + 6.0);
-        assert!(sample(&after, "fanout_latency_seconds_count") >= sample(&before, "fanout_latency_seconds_count") + 3.0);
+        assert!(metric(&after, "chat_messages_total") >= metric(&before, "chat_messages_total") + 3.0, "{after}");
+        assert!(metric(&after, "fanout_deliveries_total") >= metric(&before, "fanout_deliveries_total") + 6.0);
+        assert!(metric(&after, "fanout_latency_seconds_count") >= metric(&before, "fanout_latency_seconds_count") + 3.0);
         let errors = r#"ws_errors_total{code="empty_message"}"#;
-        assert!(sample(&after, errors) >= sample(&before, errors) + 1.0, "{after}");
+        assert!(metric(&after, errors) >= metric(&before, errors) + 1.0, "{after}");
         // A gauge set by each instance: in this process other tests' instances set it too.
         assert!(after.lines().any(|line| line.starts_with("ws_connections ")), "{after}");
     }
