@@ -43,6 +43,7 @@ test('its files come with their types and the same policy; config names user-ser
     assert.equal(await status(path), 404, path);
   }
   assert.equal(await status('/web/js/app.js'), 200);
+  assert.equal((await fetch(env.stack.url, { method: 'HEAD' })).status, 200, 'HEAD / works too');
 });
 
 test('two people register and start a direct chat that appears for both at once', async () => {

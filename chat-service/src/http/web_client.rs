@@ -19,11 +19,13 @@ use crate::context::AppContext;
 
 /// Mounts the web client. The `/web` scope owns that prefix; `/` is the page alone.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/").wrap(from_fn(security_headers)).route(web::get().to(index))).service(
+    let page = web::resource("/").route(web::get().to(index)).route(web::head().to(index));
+    let files = web::resource("/{path:.+}").route(web::get().to(asset)).route(web::head().to(asset));
+    cfg.service(page.wrap(from_fn(security_headers))).service(
         web::scope("/web")
             .wrap(from_fn(security_headers))
             .route("/config.json", web::get().to(client_config))
-            .route("/{path:.+}", web::get().to(asset)),
+            .service(files),
     );
 }
 
