@@ -197,7 +197,10 @@ function startChat() {
     if (state === 'online' || state === 'stopped') {
       banner.hidden = true;
       document.body.classList.remove('offline');
-      if (state === 'online') view.markRead();
+      if (state === 'online') {
+        view.readRequested.clear(); // a mark_as_read may have been lost with the old connection
+        view.markRead();
+      }
       return;
     }
     if (state === 'connecting' && banner.hidden) return; // the first connect: no alarm yet

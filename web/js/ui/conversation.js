@@ -27,6 +27,8 @@ export class ConversationView {
   constructor(deps) {
     Object.assign(this, deps);
     this.chatId = null;
+    /** chatId → the seq last sent in mark_as_read, so re-renders do not repeat it. */
+    this.readRequested = new Map();
     this.loadingOlder = false;
     this.typingSentAt = 0;
     this.typingIdle = null;
@@ -291,7 +293,8 @@ export class ConversationView {
     if (!chat || document.visibilityState !== 'visible') return;
     const log = this.log;
     if (log.scrollHeight - log.scrollTop - log.clientHeight >= BOTTOM_SLACK) return;
-    if (chat.lastSeq > this.store.myReadSeq(chat)) this.client.markAsRead(chat.id, chat.lastSeq);
+    if (chat.lastSeq <= Math.max(this.store.myReadSeq(chat), this.readRequested.get(chat.id) ?? 0)) return;
+    if (this.client.markAsRead(chat.id, chat.lastSeq)) this.readRequested.set(chat.id, chat.lastSeq);
   }
 
   // --- composing ------------------------------------------------------------------------------
