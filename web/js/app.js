@@ -1,6 +1,6 @@
 // app.js — the Converge web client: wires the session, the protocol client, the store and the views.
 
-import { ConvergeClient } from './converge-client.js';
+import { ConvergeClient, uuid } from './converge-client.js';
 import { Api } from './api.js';
 import { Session, requestJson } from './session.js';
 import { Store } from './store.js';
@@ -183,7 +183,7 @@ function startChat() {
       item = store.retryPending(retryId);
       if (!item) return;
     } else {
-      item = { chatId, content, clientMsgId: crypto.randomUUID() };
+      item = { chatId, content, clientMsgId: uuid() };
       store.addPending(chatId, item.clientMsgId, content);
     }
     client.sendMessage(item).then(

@@ -35,6 +35,19 @@ const FINAL_CODES = new Set([
   'content_too_long', 'invalid_seq', 'not_found', 'forbidden',
 ]);
 
+/**
+ * A random UUID (v4) for `clientMsgId`. `crypto.randomUUID` exists only in secure contexts
+ * (https, localhost); `getRandomValues` everywhere, so a page on plain http still works.
+ */
+export function uuid() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  const b = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 /** A send that failed for good; `code` is the server's error code, or `timeout`. */
 export class SendError extends Error {
   constructor(code, message) {
@@ -123,7 +136,7 @@ export class ConvergeClient extends EventTarget {
    * `clientMsgId` on timeouts and dropped connections; waits while offline.
    * @returns {Promise<object>} the MessageDto
    */
-  sendMessage({ chatId, content, clientMsgId = crypto.randomUUID(), replyTo }) {
+  sendMessage({ chatId, content, clientMsgId = uuid(), replyTo }) {
     if (this.outbox.has(clientMsgId)) return this.outbox.get(clientMsgId).promise;
     const item = { chatId, content, clientMsgId, replyTo, attempts: 0, timer: null };
     item.promise = new Promise((resolve, reject) => {

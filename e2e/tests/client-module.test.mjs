@@ -1,0 +1,67 @@
+// web/js/converge-client.js on its own, as another app would use it: no UI, just the module.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { useStackAndBrowser } from '../lib/fixture.mjs';
+import { createDirectChat, registerUser } from '../lib/rest.mjs';
+
+const env = useStackAndBrowser();
+
+test('the protocol module alone connects, sends idempotently and delivers to the other side', async () => {
+  const stamp = Date.now().toString(36);
+  const ivy = await registerUser(env.stack, `ivy${stamp}`, 'Ivy Module');
+  const jon = await registerUser(env.stack, `jon${stamp}`, 'Jon Module');
+  const chat = await createDirectChat(env.stack, ivy, jon.id);
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${env.stack.url}/web/config.json`); // any page of the origin: the module is same-origin
+
+  const result = await page.evaluate(
+    async ({ ivyToken, jonToken, chatId }) => {
+      const { ConvergeClient } = await import('/web/js/converge-client.js');
+      const url = `ws://${location.host}/ws`;
+      const connect = (token) => {
+        const client = new ConvergeClient({ url, getToken: async () => token });
+        const ready = new Promise((resolve) => client.addEventListener('ready', (e) => resolve(e.detail), { once: true }));
+        client.start();
+        return { client, ready };
+      };
+      const ivy = connect(ivyToken);
+      const jon = connect(jonToken);
+      const [ivyReady] = await Promise.all([ivy.ready, jon.ready]);
+      const received = new Promise((resolve) => jon.client.addEventListener('message', (e) => resolve(e.detail.message), { once: true }));
+      const first = await ivy.client.sendMessage({ chatId, content: 'from the module', clientMsgId: 'module-1' });
+      const again = await ivy.client.sendMessage({ chatId, content: 'ignored: same id', clientMsgId: 'module-1' });
+      const got = await received;
+      ivy.client.stop();
+      jon.client.stop();
+      return { chats: ivyReady.chats.map((c) => c.id), first, again, got };
+    },
+    { ivyToken: ivy.token, jonToken: jon.token, chatId: chat.id },
+  );
+
+  assert.deepEqual(result.chats, [chat.id]);
+  assert.equal(result.first.seq, 1);
+  assert.equal(result.again.id, result.first.id, 'the same clientMsgId gives back the stored message');
+  assert.equal(result.got.content, 'from the module');
+  await context.close();
+});
+
+test('clientMsgIds are UUIDs even where crypto.randomUUID is missing (plain http)', async () => {
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${env.stack.url}/web/config.json`);
+  const ids = await page.evaluate(async () => {
+    const { uuid } = await import('/web/js/converge-client.js');
+    const native = crypto.randomUUID;
+    Object.defineProperty(crypto, 'randomUUID', { value: undefined, configurable: true });
+    try {
+      return [uuid(), uuid()];
+    } finally {
+      Object.defineProperty(crypto, 'randomUUID', { value: native, configurable: true });
+    }
+  });
+  for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.notEqual(ids[0], ids[1]);
+  await context.close();
+});
