@@ -60,6 +60,20 @@ export async function startDirectChat(page, query, displayName) {
   await expect(page.getByRole('heading', { level: 2, name: displayName })).toBeVisible();
 }
 
+/**
+ * Two people, each in their own browser profile, registered through the UI; the first starts a
+ * direct chat with the second. `init` runs in the first one's pages before their scripts.
+ */
+export async function twoInADirectChat({ browser, stack }, firstName, secondName, { init } = {}) {
+  const first = await openClient(browser, stack, { init });
+  await register(first.page, { username: uniqueName('a'), displayName: firstName });
+  const second = await openClient(browser, stack);
+  const username = uniqueName('b');
+  await register(second.page, { username, displayName: secondName });
+  await startDirectChat(first.page, username, secondName);
+  return [first, second];
+}
+
 /** Opens a chat from the list by its title. */
 export async function openChat(page, title) {
   await page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) }).click();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { messageTexts, openChat, openClient, register, send, startDirectChat, uniqueName } from '../lib/browser.mjs';
+import { messageTexts, openChat, openClient, register, send, startDirectChat, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser();
 
@@ -60,20 +60,18 @@ test('a group of three: everyone sees every message with its sender, in order', 
 });
 
 test('a message the server refuses is marked, with the reason in words, and can be retried', async () => {
-  const a = await openClient(env.browser, env.stack);
-  await register(a.page, { username: uniqueName('long'), displayName: 'Lena Long' });
-  const b = await openClient(env.browser, env.stack);
-  const bName = uniqueName('mo');
-  await register(b.page, { username: bName, displayName: 'Mo Short' });
-  await a.page.getByRole('button', { name: 'New chat' }).click();
-  await a.page.getByLabel('Find people').fill(bName);
-  await a.page.getByRole('dialog').getByRole('button', { name: /Mo Short/ }).click();
+  const [a, b] = await twoInADirectChat(env, 'Lena Long', 'Mo Short');
 
   await send(a.page, 'x'.repeat(4001));
   const failed = a.page.locator('.log .msg.pending.failed');
   await expect(failed.locator('.send-error')).toContainText('Too long to send: messages can have up to 4000 characters.');
   await expect(failed.locator('.status')).toHaveAttribute('data-state', 'failed');
-  await expect(failed.getByRole('button', { name: 'Retry' })).toBeVisible();
+  // Retry resends it (same clientMsgId): refused again, for the same reason, still one bubble.
+  const before = await failed.getAttribute('data-client-msg-id');
+  await failed.getByRole('button', { name: 'Retry' }).click();
+  await expect(failed.locator('.send-error')).toContainText('Too long to send');
+  await expect(a.page.locator('.log .msg.pending')).toHaveCount(1);
+  assert.equal(await failed.getAttribute('data-client-msg-id'), before);
   // Other messages still go through.
   await send(a.page, 'short one');
   await expect(a.page.locator('.log .msg[data-seq]')).toHaveCount(1);

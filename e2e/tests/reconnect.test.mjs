@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { messageTexts, openChat, openClient, register, send, startDirectChat, uniqueName } from '../lib/browser.mjs';
+import { messageTexts, openChat, send, twoInADirectChat } from '../lib/browser.mjs';
 
 /**
  * Runs in the page before its scripts: remembers every WebSocket the client opens, and while
@@ -48,12 +48,7 @@ const env = useStackAndBrowser();
 
 
 test('messages sent while the connection is cut arrive once each after the reconnect', async () => {
-  const ana = await openClient(env.browser, env.stack, { init: networkSwitch });
-  await register(ana.page, { username: uniqueName('ana'), displayName: 'Ana Cut' });
-  const bob = await openClient(env.browser, env.stack);
-  const bobName = uniqueName('bob');
-  await register(bob.page, { username: bobName, displayName: 'Bob Steady' });
-  await startDirectChat(ana.page, bobName, 'Bob Steady');
+  const [ana, bob] = await twoInADirectChat(env, 'Ana Cut', 'Bob Steady', { init: networkSwitch });
   await send(ana.page, 'before the cut');
   await openChat(bob.page, 'Ana Cut');
   await expect(bob.page.locator('.log .msg .text').last()).toHaveText('before the cut');
@@ -101,12 +96,7 @@ test('messages sent while the connection is cut arrive once each after the recon
 });
 
 test('a send whose ack is lost is retried with the same clientMsgId and stored once', async () => {
-  const ana = await openClient(env.browser, env.stack, { init: networkSwitch });
-  await register(ana.page, { username: uniqueName('ana'), displayName: 'Ana Retry' });
-  const bob = await openClient(env.browser, env.stack);
-  const bobName = uniqueName('bob');
-  await register(bob.page, { username: bobName, displayName: 'Bob Receiver' });
-  await startDirectChat(ana.page, bobName, 'Bob Receiver');
+  const [ana, bob] = await twoInADirectChat(env, 'Ana Retry', 'Bob Receiver', { init: networkSwitch });
 
   await ana.page.evaluate(() => {
     window.__loseNextAck = true;
