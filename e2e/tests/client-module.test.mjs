@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { createDirectChat, registerUser } from '../lib/rest.mjs';
+import { expect } from '../lib/expect.mjs';
+import { send, twoInADirectChat } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser();
 
@@ -64,4 +66,42 @@ test('clientMsgIds are UUIDs even where crypto.randomUUID is missing (plain http
   for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.notEqual(ids[0], ids[1]);
   await context.close();
+});
+
+test('the message view shows image messages (imageUrl), and only from https or this origin', async () => {
+  // The server does not send images yet (uploads come later): feed the page's socket the frames
+  // it will send.
+  const trackSockets = () => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(url, protocols) {
+        super(url, protocols);
+        window.__sockets.push(this);
+      }
+    };
+  };
+  const [ana, bob] = await twoInADirectChat(env, 'Ana Picture', 'Bob Picture', { init: trackSockets });
+  await send(ana.page, 'a photo follows');
+  await expect(ana.page.locator('.log .msg[data-seq="1"]')).toBeVisible();
+
+  await ana.page.evaluate(() => {
+    const chatId = location.hash.slice('#chat/'.length);
+    const me = JSON.parse(localStorage.getItem('converge.session')).user.id;
+    const frame = (seq, extra) => ({
+      type: 'new_message',
+      message: { id: crypto.randomUUID(), chatId, seq, senderId: me, clientMsgId: `img-${seq}`, createdAt: new Date().toISOString(), content: '', ...extra },
+    });
+    const ws = window.__sockets.at(-1);
+    ws.onmessage({ data: JSON.stringify(frame(2, { imageUrl: '/web/img/icon.svg' })) });
+    ws.onmessage({ data: JSON.stringify(frame(3, { imageUrl: '//elsewhere.example/x.png', content: 'no picture from there' })) });
+  });
+
+  const picture = ana.page.locator('.log .msg[data-seq="2"] img.msg-image');
+  await expect(picture).toHaveAttribute('alt', 'Image');
+  await expect.poll(() => picture.evaluate((img) => img.complete && img.naturalWidth > 0), (loaded) => assert.ok(loaded));
+  await expect(ana.page.locator('.log .msg[data-seq="3"] .text')).toHaveText('no picture from there');
+  assert.equal(await ana.page.locator('.log .msg[data-seq="3"] img').count(), 0);
+  await ana.context.close();
+  await bob.context.close();
 });

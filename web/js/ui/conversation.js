@@ -202,8 +202,9 @@ export class ConversationView {
     const attrs = { class: `msg${m.pending ? ` pending ${m.state}` : ''}`, dataset: { clientMsgId: m.clientMsgId } };
     if (!m.pending) attrs.dataset.seq = String(m.seq);
     const parts = [];
-    // Image messages (uploads come later): shown when the server gives an https or same-origin URL.
-    if (m.imageUrl && /^(https:\/\/|\/)/i.test(m.imageUrl)) {
+    // Image messages (uploads come later): shown when the server gives an https URL or a path on
+    // this origin (not a protocol-relative `//host/…`).
+    if (m.imageUrl && /^(https:\/\/|\/(?!\/))/i.test(m.imageUrl)) {
       parts.push(h('img', { class: 'msg-image', src: m.imageUrl, alt: 'Image', loading: 'lazy', referrerpolicy: 'no-referrer' }));
     }
     if (m.content) parts.push(h('p', { class: 'text' }, m.content));
