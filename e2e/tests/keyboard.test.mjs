@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
 import { openClient } from '../lib/browser.mjs';
-import { createDirectChat, registerUser } from '../lib/rest.mjs';
+import { createDirectChat, registerUser, sendMessage } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
 
@@ -81,5 +81,9 @@ test('every control has a name a screen reader can say', async () => {
   );
   assert.deepEqual(unnamed, []);
   await expect(page.getByRole('log', { name: 'Messages' })).toBeVisible();
+
+  // A message from Ned is announced to screen readers (the log itself is not re-read).
+  await sendMessage(env.stack, ned, chat.id, 'Are you there?');
+  await expect(page.locator('.sr-only[aria-live="polite"]')).toHaveText('Ned Label: Are you there?');
   await context.close();
 });

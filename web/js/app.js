@@ -42,6 +42,8 @@ function startChat() {
 
   // --- the frame ---
   const banner = h('div', { class: 'banner', role: 'status', 'aria-live': 'polite', hidden: true });
+  /** Says new messages from others to screen readers, one at a time. */
+  const announcer = h('div', { class: 'sr-only', 'aria-live': 'polite' });
   const list = h('ul', { class: 'chat-list', 'aria-label': 'Chats' });
   const me = h('span', { class: 'me-name' }, session.user?.displayName ?? '');
   const pane = h('main', { class: 'pane', id: 'pane', 'aria-label': 'Conversation' });
@@ -63,7 +65,7 @@ function startChat() {
     ),
     pane,
   );
-  replaceChildren(root, banner, shell);
+  replaceChildren(root, banner, shell, announcer);
 
   const view = new ConversationView({
     root: pane,
@@ -85,7 +87,15 @@ function startChat() {
     store.setChats(user, chats, online);
     if (!activeId) route();
   });
-  on('message', ({ message }) => store.addMessage(message));
+  on('message', ({ message }) => {
+    store.addMessage(message);
+    const chat = store.chats.get(message.chatId);
+    if (chat && message.senderId !== store.me?.id) {
+      const who = store.participant(chat.id, message.senderId)?.displayName ?? 'Someone';
+      const where = chat.id === activeId ? '' : ` in ${store.title(chat)}`;
+      announcer.textContent = `${who}${where}: ${message.content || 'sent an image'}`;
+    }
+  });
   on('read', (r) => store.applyRead(r));
   on('delivered', (d) => store.applyDelivered(d));
   on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
@@ -199,7 +209,9 @@ function startChat() {
       document.body.classList.remove('offline');
       if (state === 'online') {
         view.readRequested.clear(); // a mark_as_read may have been lost with the old connection
-        view.markRead();
+        // A chat opened while offline could not load its history: load it now.
+        if (activeId && !store.history(activeId).loaded) view.open(activeId);
+        else view.markRead();
       }
       return;
     }

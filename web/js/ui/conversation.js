@@ -37,7 +37,9 @@ export class ConversationView {
 
   get log() {
     if (!this._log) {
-      this._log = h('div', { class: 'log', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', tabindex: '0' });
+      // Not a live region: it is rebuilt on every change, which a screen reader would read out
+      // whole. New messages are announced one by one by the app's announcer instead.
+      this._log = h('div', { class: 'log', role: 'log', 'aria-label': 'Messages', 'aria-live': 'off', tabindex: '0' });
     }
     return this._log;
   }
