@@ -16,11 +16,15 @@ pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// Creates an empty database with a unique name and returns its URL. `scripts/test` drops them.
+/// Creates an empty database with a unique name and returns its URL. Names start with
+/// `CONVERGE_TEST_DB_PREFIX` (default `converge_test_`): `scripts/test` gives each run its own
+/// prefix and drops exactly its run's databases, so runs side by side do not pull databases from
+/// under each other.
 pub async fn fresh_postgres_database() -> String {
     let admin_url = postgres_admin_url();
     let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable at TEST_DATABASE_URL");
-    let name = format!("converge_test_{}", uuid::Uuid::new_v4().simple());
+    let prefix = std::env::var("CONVERGE_TEST_DB_PREFIX").unwrap_or_else(|_| "converge_test_".into());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
     format!("{base}/{name}")
