@@ -25,6 +25,8 @@ pub struct TestStack {
     pub client: reqwest::Client,
     /// chat-service's shared state, for the few facts no client can observe.
     pub chat: chat_service::context::AppContext,
+    /// Stops user-service, to see chat-service carry on without it.
+    pub users_handle: actix_web::dev::ServerHandle,
     /// Shuts chat-service down as SIGTERM would.
     pub chat_shutdown: chat_service::startup::ShutdownHandle,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -62,6 +64,7 @@ impl TestStack {
         };
         let users = user_service::Application::build(user_config).await.expect("user-service builds");
         let users_url = format!("http://127.0.0.1:{}", users.port());
+        let users_handle = users.server_handle();
         tokio::spawn(users.run_until_stopped());
 
         let mut config = chat_service::Config {
@@ -84,7 +87,16 @@ impl TestStack {
         let chat_shutdown = chat.shutdown_handle();
         tokio::spawn(chat.run_until_stopped());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Self { users_url, chat_url, ws_url, client, chat: context, chat_shutdown, _dirs: (user_dir, chat_dir) }
+        Self {
+            users_url,
+            users_handle,
+            chat_url,
+            ws_url,
+            client,
+            chat: context,
+            chat_shutdown,
+            _dirs: (user_dir, chat_dir),
+        }
     }
 
     pub async fn user(&self, username: &str) -> User {

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{TestStack, on_both_backends};
@@ -237,6 +237,31 @@ on_both_backends! {
         let left = bob_ws.next_of("participant_left").await;
         assert_eq!(left, json!({ "type": "participant_left", "chatId": chat, "userId": cat.id }));
         assert_eq!(cat_ws.next_of("conversation_left").await["chatId"], chat.to_string());
+    }
+
+    async fn chatting_carries_on_while_user_service_is_down(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let cat = stack.user("cat").await;
+        let chat = stack.direct(&ana, &bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+
+        stack.users_handle.stop(true).await;
+        assert!(stack.client.get(format!("{}/health", stack.users_url)).send().await.is_err(), "user-service is down");
+
+        // Tokens verify with the cached keys, known users need no lookup.
+        let mut bob_ws = stack.connect(&bob).await;
+        assert_eq!(ana_ws.send_message(chat, "while-down", "still here?").await["type"], "ack");
+        assert_eq!(bob_ws.next_of("new_message").await["message"]["content"], "still here?");
+        let chats: Value = stack.get(&bob, "/chats").await.json().await.unwrap();
+        assert_eq!(chats[0]["participants"].as_array().unwrap().len(), 2);
+        // A user chat-service has never met cannot be checked: a clear 503, nothing created.
+        let res = stack.post(&ana, "/chats", &json!({ "kind": "direct", "participantIds": [cat.id] })).await;
+        assert_eq!(res.status().as_u16(), 503);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "unavailable");
+        let chats: Value = stack.get(&ana, "/chats").await.json().await.unwrap();
+        assert_eq!(chats.as_array().unwrap().len(), 1);
     }
 
     async fn shutdown_tells_clients_to_reconnect_elsewhere(backend) {
