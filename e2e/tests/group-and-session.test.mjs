@@ -62,7 +62,10 @@ test('a group of three: everyone sees every message with its sender, in order', 
 test('a message the server refuses is marked, with the reason in words, and can be retried', async () => {
   const [a, b] = await twoInADirectChat(env, 'Lena Long', 'Mo Short');
 
-  await send(a.page, 'x'.repeat(4001));
+  const box = a.page.getByRole('textbox', { name: /^Message / });
+  await box.fill('x'.repeat(4001));
+  await expect(a.page.locator('.composer .counter.over')).toHaveText('4001 / 4000');
+  await box.press('Enter');
   const failed = a.page.locator('.log .msg.pending.failed');
   await expect(failed.locator('.send-error')).toContainText('Too long to send: messages can have up to 4000 characters.');
   await expect(failed.locator('.status')).toHaveAttribute('data-state', 'failed');

@@ -43,5 +43,23 @@ test('a long chat opens at the first unread, and older messages load on scrollin
   const seqs = await page.locator('.log .msg').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
   assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), 'each message once, in order');
   await expect(page.locator('.log .older')).toHaveCount(0);
+
+  // Reading far up when Gil writes: a button offers the way down.
+  await sendMessage(env.stack, gil, chat.id, 'are you still there?');
+  const below = page.getByRole('button', { name: 'New messages' });
+  await below.click();
+  await expect(below).toBeHidden();
+  const atBottom = await page.locator('.log').evaluate((log) => log.scrollHeight - log.scrollTop - log.clientHeight < 80);
+  assert.ok(atBottom, 'scrolled to the newest message');
+  await expect(page.locator('.log .msg .text').last()).toHaveText('are you still there?');
+
+  // A draft waits while you look elsewhere.
+  await page.getByRole('textbox', { name: 'Message Gil History' }).fill('half-written reply');
+  await page.keyboard.press('Escape');
+  await openChat(page, 'Gil History');
+  await expect.poll(
+    () => page.getByRole('textbox', { name: 'Message Gil History' }).inputValue(),
+    (v) => assert.equal(v, 'half-written reply'),
+  );
   await context.close();
 });

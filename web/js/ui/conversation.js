@@ -29,6 +29,8 @@ export class ConversationView {
     this.chatId = null;
     /** chatId → the seq last sent in mark_as_read, so re-renders do not repeat it. */
     this.readRequested = new Map();
+    /** chatId → unsent text, kept while you look at other chats. */
+    this.drafts = new Map();
     this.loadingOlder = false;
     this.typingSentAt = 0;
     this.typingIdle = null;
@@ -83,6 +85,13 @@ export class ConversationView {
     this.subtitle = h('p', { class: 'conv-subtitle', 'aria-live': 'polite' });
     this.typingLine = h('p', { class: 'typing', 'aria-live': 'polite' });
     this.jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => this.jumpToUnread() }, 'Jump to first unread');
+    this.below = h(
+      'button',
+      { type: 'button', class: 'jump below', hidden: true, onclick: () => this.scrollToEnd() },
+      h('span', { 'aria-hidden': 'true' }, '↓ '),
+      'New messages',
+    );
+    this.counter = h('span', { class: 'counter', 'aria-live': 'polite' });
     this.composer = h('textarea', {
       class: 'composer-input',
       rows: '1',
@@ -96,6 +105,7 @@ export class ConversationView {
       'form',
       { class: 'composer', onsubmit: (e) => (e.preventDefault(), this.submit()) },
       this.composer,
+      this.counter,
       h('button', { type: 'submit', class: 'send', 'aria-label': 'Send' }, h('span', { 'aria-hidden': 'true' }, '➤')),
     );
     replaceChildren(
@@ -110,11 +120,14 @@ export class ConversationView {
           avatar({ id: other?.userId ?? chat.id, name: this.store.title(chat), url: other?.avatarUrl }),
           h('div', { class: 'conv-heading' }, this.title, this.subtitle),
         ),
-        h('div', { class: 'log-wrap' }, this.log, this.jump),
+        h('div', { class: 'log-wrap' }, this.log, this.jump, this.below),
         this.typingLine,
         form,
       ),
     );
+    this.composer.value = this.drafts.get(chat.id) ?? '';
+    this.updateCounter();
+    this.lastSeen = chat.lastSeq;
     this.renderHeader();
   }
 
@@ -182,7 +195,20 @@ export class ConversationView {
     } else {
       log.scrollTop = top;
     }
+    // Someone wrote while you were reading further up: offer the way down.
+    if (chat.lastSeq > (this.lastSeen ?? 0) && !this.atBottom()) this.below.hidden = false;
+    if (this.atBottom()) this.lastSeen = chat.lastSeq;
     this.updateJump();
+  }
+
+  atBottom() {
+    const log = this.log;
+    return log.scrollHeight - log.scrollTop - log.clientHeight < BOTTOM_SLACK;
+  }
+
+  scrollToEnd() {
+    this.log.scrollTop = this.log.scrollHeight;
+    this.onScroll();
   }
 
   group(chat, senderId) {
@@ -272,7 +298,11 @@ export class ConversationView {
   async onScroll() {
     this.updateJump();
     const log = this.log;
-    if (log.scrollHeight - log.scrollTop - log.clientHeight < BOTTOM_SLACK) this.markRead();
+    if (this.atBottom()) {
+      this.below.hidden = true;
+      this.lastSeen = this.store.chats.get(this.chatId)?.lastSeq ?? this.lastSeen;
+      this.markRead();
+    }
     const hist = this.chatId && this.store.history(this.chatId);
     if (!hist || !hist.loaded || !hist.hasOlder || this.loadingOlder || log.scrollTop > 200) return;
     this.loadingOlder = true;
@@ -311,6 +341,8 @@ export class ConversationView {
 
   onInput() {
     if (!this.chatId) return;
+    this.drafts.set(this.chatId, this.composer.value);
+    this.updateCounter();
     if (this.composer.value.trim() === '') {
       this.stopTyping();
       return;
@@ -332,9 +364,19 @@ export class ConversationView {
     if (!content.trim() || !this.chatId) return;
     this.stopTyping();
     this.composer.value = '';
+    this.drafts.delete(this.chatId);
+    this.updateCounter();
     this.unreadFrom = null;
     this.send(undefined, this.chatId, content);
     this.render({ stick: 'bottom' });
+  }
+
+  /** Shows the length near and over the limit (counted as the server counts: code points). */
+  updateCounter() {
+    const length = [...this.composer.value].length;
+    const max = this.maxChars ?? 4000;
+    this.counter.textContent = length > max * 0.9 ? `${length} / ${max}` : '';
+    this.counter.classList.toggle('over', length > max);
   }
 
   renderTyping() {
