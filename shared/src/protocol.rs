@@ -38,9 +38,13 @@ pub enum ClientFrame {
         seq: i64,
     },
     TypingStart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
         chat_id: Uuid,
     },
     TypingStop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
         chat_id: Uuid,
     },
     /// Sends every message after each chat's seq, in order, then continues live.

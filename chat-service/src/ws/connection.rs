@@ -383,8 +383,8 @@ impl Connection {
                 self.queue_write(Write::Send { req, chat_id, request }).await
             }
             ClientFrame::MarkAsRead { req, chat_id, seq } => self.queue_write(Write::Read { req, chat_id, seq }).await,
-            ClientFrame::TypingStart { chat_id } => self.set_typing(chat_id, true).await,
-            ClientFrame::TypingStop { chat_id } => self.set_typing(chat_id, false).await,
+            ClientFrame::TypingStart { req, chat_id } => self.set_typing(req, chat_id, true).await,
+            ClientFrame::TypingStop { req, chat_id } => self.set_typing(req, chat_id, false).await,
             ClientFrame::Resume { req, chats } => self.resume(req, chats).await,
             ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
         }
@@ -421,9 +421,9 @@ impl Connection {
         }
     }
 
-    async fn set_typing(&mut self, chat_id: Uuid, typing: bool) -> Result<(), Close> {
+    async fn set_typing(&mut self, req: Option<Value>, chat_id: Uuid, typing: bool) -> Result<(), Close> {
         if !self.last_sent.contains_key(&chat_id) {
-            return self.send_error(None, crate::service::forbidden()).await;
+            return self.send_error(req, crate::service::forbidden()).await;
         }
         let was_typing = if typing {
             let ttl = Duration::from_millis(self.ctx.config.typing_ttl_ms);
@@ -562,6 +562,10 @@ impl Connection {
     async fn send_error(&mut self, req: Option<Value>, error: ApiError) -> Result<(), Close> {
         let envelope = error.envelope();
         let mut message = envelope.error.message;
+        if envelope.error.code == ErrorCode::Internal {
+            // There is no response header to quote on a WebSocket; the cause is in the server log.
+            message = "internal error; try again (a send with the same clientMsgId)".into();
+        }
         if let Some(fields) = envelope.error.fields {
             let details: Vec<String> = fields.iter().map(|(field, why)| format!("{field} {why}")).collect();
             message = format!("{message}: {}", details.join("; "));
