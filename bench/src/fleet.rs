@@ -148,6 +148,22 @@ struct IncomingMessage<'a> {
     client_msg_id: &'a str,
 }
 
+/// The frame types counted (not checked) by name; anything else is `other`.
+fn other_kind(kind: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "messages_delivered",
+        "messages_read",
+        "presence",
+        "user_typing",
+        "participant_joined",
+        "participant_left",
+        "conversation_created",
+        "resumed",
+        "pong",
+    ];
+    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
 /// Reads `{scheduled µs}-{instance}-{n}`.
 fn parse_client_msg_id(id: &str) -> Option<(u64, u8)> {
     let mut parts = id.split('-');
@@ -196,6 +212,8 @@ pub struct ShardReport {
     pub acked: u64,
     pub errors: HashMap<String, u64>,
     pub closes: HashMap<String, u64>,
+    /// Frames other than `new_message`, `ack` and `error`, by type.
+    pub other_frames: HashMap<&'static str, u64>,
     pub deliveries: u64,
     pub deliver: Histogram<u64>,
     pub deliver_cross: Histogram<u64>,
@@ -217,6 +235,7 @@ impl ShardReport {
             acked: 0,
             errors: HashMap::new(),
             closes: HashMap::new(),
+            other_frames: HashMap::new(),
             deliveries: 0,
             deliver: histogram(),
             deliver_cross: histogram(),
@@ -238,6 +257,9 @@ impl ShardReport {
         }
         for (code, n) in other.closes {
             *self.closes.entry(code).or_default() += n;
+        }
+        for (kind, n) in other.other_frames {
+            *self.other_frames.entry(kind).or_default() += n;
         }
         self.deliveries += other.deliveries;
         // Same bounds everywhere: adding cannot fail.
@@ -540,7 +562,7 @@ impl Shard {
             "error" => {
                 *self.report.errors.entry(frame.code.unwrap_or("unknown").to_owned()).or_default() += 1;
             }
-            _ => {}
+            other => *self.report.other_frames.entry(other_kind(other)).or_default() += 1,
         }
     }
 }

@@ -13,6 +13,9 @@ use crate::fleet::{ConnSpec, Fleet, ShardReport, histogram};
 use crate::procs::{Procs, Sample, round};
 use crate::{Cli, Output, Scenario, note};
 
+/// The longest a grid step waits for its stragglers.
+const MAX_DRAIN: Duration = Duration::from_secs(60);
+
 #[derive(clap::Args)]
 pub struct GridArgs {
     #[arg(long, default_value_t = 200)]
@@ -214,7 +217,8 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             }
             let complete = fleet.completeness(&targets).await?;
             let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
-            if settled || quiet_since.elapsed().as_secs_f64() >= args.drain_secs {
+            let quiet = quiet_since.elapsed().as_secs_f64() >= args.drain_secs;
+            if settled || quiet || drain_started.elapsed() >= MAX_DRAIN {
                 break complete;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -252,6 +256,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1), "drain_s": round(drain_s, 2),
             "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes),
             "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
+            "other_frames": report.other_frames,
             "deliveries_per_s": round(report.deliveries as f64 / args.step_secs, 1),
             "lost": lost, "duplicates": duplicates, "order_violations": order_violations,
             "deliver": summary(&report.deliver), "deliver_cross_instance": summary(&report.deliver_cross),
@@ -398,6 +403,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2),
         "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes),
         "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
+        "other_frames": report.other_frames,
         "last_recipient": summary(&last), "messages_not_reaching_everyone": incomplete,
         "deliver": summary(&report.deliver), "ack": summary(&report.ack),
         "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
