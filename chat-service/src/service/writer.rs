@@ -21,7 +21,7 @@ use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    QueryOrder, QuerySelect, Set, SqlErr, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -215,8 +215,9 @@ async fn insert_all(db: &DatabaseConnection, sends: &[Pending]) -> anyhow::Resul
     let mut chat_ids: Vec<Uuid> = per_chat.keys().copied().collect();
     chat_ids.sort();
 
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
     let txn = db.begin().await?;
-    if db.get_database_backend() == DbBackend::Postgres {
+    if postgres {
         // Lock the chats in one order so two instances' batches cannot deadlock on them.
         chat::Entity::find()
             .select_only()
@@ -228,17 +229,18 @@ async fn insert_all(db: &DatabaseConnection, sends: &[Pending]) -> anyhow::Resul
             .all(&txn)
             .await?;
     }
+    let last_seqs = if postgres {
+        bump_chats_at_once(&txn, &per_chat, now).await?
+    } else {
+        bump_chats_one_by_one(&txn, &chat_ids, &per_chat, now).await?
+    };
     let mut next_seq: HashMap<Uuid, i64> = HashMap::new();
-    for chat_id in &chat_ids {
-        let count = per_chat[chat_id];
-        let bumped = chat::Entity::update_many()
-            .col_expr(chat::Column::LastSeq, Expr::col(chat::Column::LastSeq).add(Expr::value(count).cast_as("bigint")))
-            .col_expr(chat::Column::LastMessageAt, Expr::value(now))
-            .filter(chat::Column::Id.eq(*chat_id))
-            .exec_with_returning(&txn)
-            .await?;
-        let last = bumped.first().map(|c| c.last_seq).ok_or_else(|| anyhow::anyhow!("a chat vanished"))?;
-        next_seq.insert(*chat_id, last - count + 1);
+    for (chat_id, last) in last_seqs {
+        let count = per_chat.get(&chat_id).copied().ok_or_else(|| anyhow::anyhow!("a chat not in the batch"))?;
+        next_seq.insert(chat_id, last - count + 1);
+    }
+    if next_seq.len() != per_chat.len() {
+        anyhow::bail!("a chat vanished");
     }
     let mut messages = Vec::with_capacity(sends.len());
     let mut newest_of_sender: HashMap<(Uuid, Uuid), i64> = HashMap::new();
@@ -253,11 +255,84 @@ async fn insert_all(db: &DatabaseConnection, sends: &[Pending]) -> anyhow::Resul
         messages.push(new_message(send.chat_id, send.sender, &send.request, seq, now));
     }
     message::Entity::insert_many(messages.iter().map(row)).exec_without_returning(&txn).await?;
-    for ((chat_id, sender), seq) in newest_of_sender {
-        raise_own_watermarks(&txn, chat_id, sender, seq).await?;
+    if postgres {
+        raise_own_watermarks_at_once(&txn, &newest_of_sender).await?;
+    } else {
+        for ((chat_id, sender), seq) in newest_of_sender {
+            raise_own_watermarks(&txn, chat_id, sender, seq).await?;
+        }
     }
     txn.commit().await?;
     Ok(messages.into_iter().map(|message| Ok(Stored { message, fresh: true })).collect())
+}
+
+/// Raises each chat's `last_seq` by its share of the batch, one statement per chat; the new values.
+async fn bump_chats_one_by_one<C: ConnectionTrait>(
+    txn: &C,
+    chat_ids: &[Uuid],
+    per_chat: &HashMap<Uuid, i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(Uuid, i64)>> {
+    let mut last_seqs = Vec::with_capacity(chat_ids.len());
+    for chat_id in chat_ids {
+        let count = per_chat[chat_id];
+        let bumped = chat::Entity::update_many()
+            .col_expr(chat::Column::LastSeq, Expr::col(chat::Column::LastSeq).add(Expr::value(count).cast_as("bigint")))
+            .col_expr(chat::Column::LastMessageAt, Expr::value(now))
+            .filter(chat::Column::Id.eq(*chat_id))
+            .exec_with_returning(txn)
+            .await?;
+        if let Some(chat) = bumped.first() {
+            last_seqs.push((chat.id, chat.last_seq));
+        }
+    }
+    Ok(last_seqs)
+}
+
+/// The same in one PostgreSQL statement, whatever the number of chats (the rows are already locked
+/// in id order).
+async fn bump_chats_at_once<C: ConnectionTrait>(
+    txn: &C,
+    per_chat: &HashMap<Uuid, i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(Uuid, i64)>> {
+    let mut values: Vec<sea_orm::Value> = vec![now.into()];
+    let mut rows = Vec::with_capacity(per_chat.len());
+    for (chat_id, count) in per_chat {
+        values.push((*chat_id).into());
+        values.push((*count).into());
+        rows.push(format!("(${}::uuid, ${}::bigint)", values.len() - 1, values.len()));
+    }
+    let sql = format!(
+        "UPDATE chats AS c SET last_seq = c.last_seq + v.n, last_message_at = $1 \
+         FROM (VALUES {}) AS v(id, n) WHERE c.id = v.id RETURNING c.id, c.last_seq",
+        rows.join(", ")
+    );
+    let result = txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    result.iter().map(|row| Ok((row.try_get::<Uuid>("", "id")?, row.try_get::<i64>("", "last_seq")?))).collect()
+}
+
+/// Every sender's read and delivered watermarks raised to their newest seq, in one PostgreSQL
+/// statement.
+async fn raise_own_watermarks_at_once<C: ConnectionTrait>(
+    txn: &C,
+    newest: &HashMap<(Uuid, Uuid), i64>,
+) -> anyhow::Result<()> {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(newest.len() * 3);
+    let mut rows = Vec::with_capacity(newest.len());
+    for ((chat_id, sender), seq) in newest {
+        values.extend([(*chat_id).into(), (*sender).into(), (*seq).into()]);
+        let at = values.len();
+        rows.push(format!("(${}::uuid, ${}::uuid, ${}::bigint)", at - 2, at - 1, at));
+    }
+    let sql = format!(
+        "UPDATE chat_participants AS p SET last_read_seq = GREATEST(p.last_read_seq, v.seq), \
+         last_delivered_seq = GREATEST(p.last_delivered_seq, v.seq) \
+         FROM (VALUES {}) AS v(chat_id, user_id, seq) WHERE p.chat_id = v.chat_id AND p.user_id = v.user_id",
+        rows.join(", ")
+    );
+    txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(())
 }
 
 /// Now, at the precision the databases keep (microseconds), so an acknowledged message equals
