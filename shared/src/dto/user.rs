@@ -23,7 +23,7 @@ pub struct UserDto {
     pub created_at: DateTime<Utc>,
 }
 
-/// The signed-in user's own profile: a [`UserDto`] plus private fields.
+/// The signed-in user's own profile: the public profile plus private fields (email).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Me"))]
