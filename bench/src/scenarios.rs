@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::api::{Api, User};
-use crate::fleet::{ConnSpec, Fleet, ShardReport, histogram};
+use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
 use crate::procs::{Procs, Sample, round};
 use crate::{Cli, Output, Scenario, note};
 
@@ -207,31 +207,8 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         fleet.send(&senders, rate, step_time, None).await?;
         tokio::time::sleep(step_time).await;
         let after = ctx.procs.sample();
-        let drain_started = Instant::now();
-        let mut report = fleet.report().await?;
-        let mut quiet_since = Instant::now();
-        let complete = loop {
-            for (chat, seq) in &report.acked_max {
-                let max = targets.entry(*chat).or_insert(*seq);
-                *max = (*max).max(*seq);
-            }
-            let complete = fleet.completeness(&targets).await?;
-            let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
-            let quiet = quiet_since.elapsed().as_secs_f64() >= args.drain_secs;
-            if settled || quiet || drain_started.elapsed() >= MAX_DRAIN {
-                break complete;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let more = fleet.report().await?;
-            if more.deliveries > 0 || more.acked > 0 {
-                quiet_since = Instant::now();
-            }
-            let (dups, order) = (more.duplicates, more.order_violations);
-            report.merge(more);
-            // Those two are running totals, not increments.
-            (report.duplicates, report.order_violations) = (dups, order);
-        };
-        let drain_s = drain_started.elapsed().as_secs_f64();
+        let (report, complete, drain_s) = settle(&fleet, &mut targets, args.drain_secs).await?;
+        let settled = ctx.procs.sample();
         let lost = complete.lost.saturating_sub(lost_before);
         let duplicates = report.duplicates - dups_before;
         let order_violations = report.order_violations - order_before;
@@ -262,7 +239,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "deliver": summary(&report.deliver), "deliver_cross_instance": summary(&report.deliver_cross),
             "ack": summary(&report.ack),
             "procs": Procs::describe(&before, &after),
-            "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &after, &report),
+            "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
             "load_before": load_before, "load_after": load_average(),
             "sustainable": sustainable,
         });
@@ -286,6 +263,41 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         "scenario": "grid", "phase": "summary", "max_sustainable_rate": best,
         "p99_limit_ms": args.p99_limit_ms, "instances": ctx.instances(),
     }))
+}
+
+/// After sending stops: collects reports until every acknowledged message has reached every
+/// member (or nothing arrived for `quiet_secs`, or [`MAX_DRAIN`] passed). `targets` (per chat,
+/// the highest acknowledged seq) grows with the acks seen. Returns the merged report, the
+/// completeness against `targets`, and the seconds it took.
+async fn settle(
+    fleet: &Fleet,
+    targets: &mut HashMap<u32, i64>,
+    quiet_secs: f64,
+) -> Result<(ShardReport, Completeness, f64)> {
+    let started = Instant::now();
+    let mut report = fleet.report().await?;
+    let mut quiet_since = Instant::now();
+    loop {
+        for (chat, seq) in &report.acked_max {
+            let max = targets.entry(*chat).or_insert(*seq);
+            *max = (*max).max(*seq);
+        }
+        let complete = fleet.completeness(targets).await?;
+        let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
+        let quiet = quiet_since.elapsed().as_secs_f64() >= quiet_secs;
+        if settled || quiet || started.elapsed() >= MAX_DRAIN {
+            return Ok((report, complete, started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let more = fleet.report().await?;
+        if more.deliveries > 0 || more.acked > 0 {
+            quiet_since = Instant::now();
+        }
+        let (dups, order) = (more.duplicates, more.order_violations);
+        report.merge(more);
+        // Those two are running totals, not increments.
+        (report.duplicates, report.order_violations) = (dups, order);
+    }
 }
 
 fn cpu_per_delivery(before: &Sample, after: &Sample, report: &ShardReport) -> Value {
@@ -383,11 +395,11 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let before = ctx.procs.sample();
     let senders: Vec<usize> = (0..users.len()).collect();
     fleet.send(&senders, args.rate, Duration::from_secs_f64(args.secs), None).await?;
-    tokio::time::sleep(Duration::from_secs_f64(args.secs + 3.0)).await;
+    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
     let after = ctx.procs.sample();
-    let report = fleet.report().await?;
-    let targets: HashMap<u32, i64> = report.acked_max.clone();
-    let complete = fleet.completeness(&targets).await?;
+    let mut targets = HashMap::new();
+    let (report, complete, drain_s) = settle(&fleet, &mut targets, 3.0).await?;
+    let settled = ctx.procs.sample();
     let mut last = histogram();
     let mut incomplete = 0;
     for (_, slowest, count) in report.last_recipient.values() {
@@ -400,7 +412,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     fleet.shutdown().await;
     out.emit(&json!({
         "scenario": "large-group", "members": args.members, "instances": ctx.instances(),
-        "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2),
+        "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2), "drain_s": round(drain_s, 2),
         "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes),
         "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
         "other_frames": report.other_frames,
@@ -408,7 +420,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "deliver": summary(&report.deliver), "ack": summary(&report.ack),
         "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
         "procs": Procs::describe(&before, &after),
-        "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &after, &report),
+        "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
         "load_after": load_average(),
     }))
 }
