@@ -64,6 +64,62 @@ def main(results: str, out_dir: str) -> None:
         plt.close(fig)
 
 
+def summary(results: str) -> str:
+    """The results as Markdown tables (bench/results/summary.md)."""
+    lines = [json.loads(line) for line in open(results) if line.strip()]
+    out = []
+    machine = next((l for l in lines if l.get("scenario") == "machine" and "cpus" in l), {})
+    after = next((l for l in lines if l.get("scenario") == "machine" and "load_after" in l), {})
+    out.append(f"Machine: {machine.get('cpus')} × {machine.get('cpu_model')}, {machine.get('mem_gib')} GiB, "
+               f"kernel {machine.get('kernel')}; {machine.get('postgres', '').split(' on ')[0]} "
+               f"(synchronous_commit={machine.get('synchronous_commit')}); {machine.get('redis', '').split(' sha')[0]}; "
+               f"commit {machine.get('commit')}; {machine.get('instances')} chat-service instance(s); "
+               f"load average {machine.get('load_before', 0):.2f} before, {after.get('load_after', 0):.2f} after.\n")
+    steps = [l for l in lines if l.get("scenario") == "grid" and "step" in l]
+    if steps:
+        out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | ack p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for s in steps:
+            d, c, a, p = s["deliver"], s["deliver_cross_instance"], s["ack"], s["procs"]
+            chats = " + ".join(f"{v['cpu_pct']:.0f}" for k, v in sorted(p.items()) if k.startswith("chat"))
+            cpu = f"{chats}, {p.get('postgres', {}).get('cpu_pct', 0):.0f}, {p.get('redis', {}).get('cpu_pct', 0):.0f}, {p['bench']['cpu_pct']:.0f}"
+            out.append(f"| {s['offered_rate']:.0f} | {s['achieved_rate']:.0f} | {s['deliveries_per_s']:.0f} | "
+                       f"{d.get('p50_ms')} / {d.get('p90_ms')} / {d.get('p99_ms')} / {d.get('max_ms')} | "
+                       f"{c.get('p50_ms')} / {c.get('p99_ms')} | {a.get('p50_ms')} / {a.get('p99_ms')} | "
+                       f"{s['lost']} | {s['duplicates']} | {s['order_violations']} | {cpu} | {s['bench_cpu_us_per_delivery']} | "
+                       f"{'yes' if s['sustainable'] else 'no'} |")
+        grid = next((l for l in lines if l.get("scenario") == "grid" and l.get("phase") == "summary"), {})
+        out.append(f"\nMaximum sustainable rate: {grid.get('max_sustainable_rate')} messages/s.\n")
+    idle = next((l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "summary"), None)
+    if idle:
+        out.append(f"Idle: {idle['connections']} connections, RSS slope {idle['rss_slope_bytes_per_connection']:.0f} B/connection, "
+                   f"{idle['rss_after_hold_bytes_per_connection']:.0f} B/connection after a {idle['hold_s']:.0f} s hold "
+                   f"(baseline {idle['server_rss_baseline_kib'] / 1024:.0f} MiB → {idle['server_rss_held_kib'] / 1024:.0f} MiB); "
+                   f"closes during the hold: {idle['closes_during_hold']}.\n")
+    large = next((l for l in lines if l.get("scenario") == "large-group"), None)
+    if large:
+        lr = large["last_recipient"]
+        out.append(f"Large group: {large['members']} members, {large['rate']:.0f} msg/s offered for {large['duration_s']:.0f} s: "
+                   f"{large['acked']} of {large['sent']} acked; last recipient p50 {lr.get('p50_ms')} ms, p99 {lr.get('p99_ms')} ms, "
+                   f"max {lr.get('max_ms')} ms; lost {large['lost']}, duplicates {large['duplicates']}, order violations "
+                   f"{large['order_violations']}; other frames {large.get('other_frames')}.\n")
+    storm = next((l for l in lines if l.get("scenario") == "resume-storm"), None)
+    if storm:
+        out.append(f"Resume storm: {storm['clients']} clients × {storm['messages_per_chat']} missed messages: all reconnected in "
+                   f"{storm['all_reconnected_s']} s, all caught up in {storm['all_caught_up_s']} s (per client p50 "
+                   f"{storm['caught_up'].get('p50_ms')} ms, p99 {storm['caught_up'].get('p99_ms')} ms); backlog deliveries "
+                   f"{storm['backlog_deliveries']} of {storm['expected_backlog_deliveries']}; lost {storm['lost']}, duplicates "
+                   f"{storm['duplicates']}, order violations {storm['order_violations']}.\n")
+    for ref in (l for l in lines if l.get("scenario") == "reference"):
+        if "rps" in ref:
+            out.append(f"- {ref['name']}, pipeline {ref['pipeline']}, {ref['clients']} clients: {ref['rps']:.0f} requests/s")
+        else:
+            out.append(f"- {ref['name']}, {ref['clients']} clients, {ref['seconds']} s: {ref['tps']:.0f} transactions/s")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/results.jsonl",
-         sys.argv[2] if len(sys.argv) > 2 else "bench/results")
+    results = sys.argv[1] if len(sys.argv) > 1 else "bench/results/results.jsonl"
+    out_dir = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
+    main(results, out_dir)
+    (Path(out_dir) / "summary.md").write_text(summary(results))
