@@ -43,6 +43,10 @@ pub struct Cli {
     /// Processes to report CPU and RSS of, as name=pid (a pid counts with its direct children).
     #[arg(long = "proc", global = true)]
     procs: Vec<Watched>,
+    /// PostgreSQL URL of the database under test: commits, WAL syncs and rows written per message
+    /// are reported (read with psql).
+    #[arg(long, env = "BENCH_PG_STATS_URL", global = true)]
+    pg_stats_url: Option<String>,
     /// Also append the JSON lines to this file.
     #[arg(long, global = true)]
     out: Option<PathBuf>,

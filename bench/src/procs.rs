@@ -96,6 +96,37 @@ impl Procs {
     }
 }
 
+/// PostgreSQL's running totals of one database, read with `psql` (no driver in the generator).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgCounters {
+    pub commits: i64,
+    pub wal_syncs: i64,
+    pub rows_written: i64,
+}
+
+impl PgCounters {
+    /// Reads the counters of `url`'s database; `None` when psql or the server does not answer.
+    pub fn read(url: &str) -> Option<Self> {
+        let sql = "SELECT d.xact_commit, w.wal_sync, d.tup_inserted + d.tup_updated + d.tup_deleted \
+                   FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = current_database()";
+        let output = std::process::Command::new("psql").args([url, "-XAtF", " ", "-c", sql]).output().ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<i64>().ok());
+        Some(Self { commits: fields.next()??, wal_syncs: fields.next()??, rows_written: fields.next()?? })
+    }
+
+    /// Per message between two readings: `{commits, wal_syncs, rows_written}`.
+    pub fn per_message(from: Option<Self>, to: Option<Self>, messages: u64) -> Value {
+        let (Some(from), Some(to)) = (from, to) else { return Value::Null };
+        let per = |a: i64, b: i64| round((b - a) as f64 / messages.max(1) as f64, 2);
+        json!({
+            "commits": per(from.commits, to.commits),
+            "wal_syncs": per(from.wal_syncs, to.wal_syncs),
+            "rows_written": per(from.rows_written, to.rows_written),
+        })
+    }
+}
+
 pub fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale

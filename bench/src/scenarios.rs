@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, User};
 use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
-use crate::procs::{Procs, Sample, round};
+use crate::procs::{PgCounters, Procs, Sample, round};
 use crate::{Cli, Output, Scenario, note};
 
 /// The longest a grid step waits for its stragglers.
@@ -92,6 +92,10 @@ impl Ctx<'_> {
         let base = base.trim_end_matches('/');
         let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
         format!("{base}/ws")
+    }
+
+    fn pg_counters(&self) -> Option<PgCounters> {
+        self.cli.pg_stats_url.as_deref().and_then(PgCounters::read)
     }
 
     fn instances(&self) -> usize {
@@ -202,6 +206,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
     for (step, &rate) in args.rates.iter().enumerate() {
         fleet.report().await?;
         let before = ctx.procs.sample();
+        let pg_before = ctx.pg_counters();
         let load_before = load_average();
         let step_time = Duration::from_secs_f64(args.step_secs);
         fleet.send(&senders, rate, step_time, None).await?;
@@ -209,6 +214,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         let after = ctx.procs.sample();
         let (report, complete, drain_s) = settle(&fleet, &mut targets, args.drain_secs).await?;
         let settled = ctx.procs.sample();
+        let pg_after = ctx.pg_counters();
         let lost = complete.lost.saturating_sub(lost_before);
         let duplicates = report.duplicates - dups_before;
         let order_violations = report.order_violations - order_before;
@@ -240,6 +246,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "ack": summary(&report.ack),
             "procs": Procs::describe(&before, &after),
             "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
+            "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
             "load_before": load_before, "load_after": load_average(),
             "sustainable": sustainable,
         });
@@ -393,6 +400,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let connect_s = ctx.connect(&mut fleet, "large-group", specs).await?;
     fleet.report().await?;
     let before = ctx.procs.sample();
+    let pg_before = ctx.pg_counters();
     let senders: Vec<usize> = (0..users.len()).collect();
     fleet.send(&senders, args.rate, Duration::from_secs_f64(args.secs), None).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
@@ -400,6 +408,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let mut targets = HashMap::new();
     let (report, complete, drain_s) = settle(&fleet, &mut targets, 3.0).await?;
     let settled = ctx.procs.sample();
+    let pg_after = ctx.pg_counters();
     let mut last = histogram();
     let mut incomplete = 0;
     for (_, slowest, count) in report.last_recipient.values() {
@@ -421,6 +430,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
         "procs": Procs::describe(&before, &after),
         "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
+        "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
         "load_after": load_average(),
     }))
 }
