@@ -167,6 +167,9 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> any
             .default_service(web::to(errors::not_found))
     })
     .shutdown_timeout(10)
+    // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
+    // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
+    .tcp_nodelay(true)
     // Signals are handled in `run_until_stopped`, which tells WebSocket clients before stopping.
     .disable_signals()
     .listen(listener)?

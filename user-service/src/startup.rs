@@ -104,6 +104,9 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
             .default_service(web::to(errors::not_found))
     })
     .shutdown_timeout(10)
+    // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
+    // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
+    .tcp_nodelay(true)
     .listen(listener)?
     .run();
     Ok(server)
