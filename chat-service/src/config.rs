@@ -34,6 +34,10 @@ pub struct Config {
     pub ws_idle_timeout_secs: u64,
     /// Milliseconds a `typing_start` lasts without another one or a `typing_stop`.
     pub typing_ttl_ms: u64,
+    /// Milliseconds delivery receipts are gathered before they are recorded and announced: one
+    /// watermark write and one `messages_delivered` per user and chat per interval, however many
+    /// messages reached them.
+    pub delivery_receipt_ms: u64,
     /// Largest JSON body accepted by REST, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -70,6 +74,7 @@ impl Default for Config {
             ws_heartbeat_secs: 20,
             ws_idle_timeout_secs: 60,
             typing_ttl_ms: 6000,
+            delivery_receipt_ms: 1000,
             max_body_bytes: 64 * 1024,
             log_format: LogFormat::Text,
             redis_url: None,

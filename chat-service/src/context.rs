@@ -22,6 +22,8 @@ pub struct AppContext {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Each chat's recent messages (Redis in the scaled deployment, none embedded).
     pub window: Arc<dyn crate::window::HotWindow>,
+    /// Gathers delivery receipts and records them every `DELIVERY_RECEIPT_MS`.
+    pub receipts: crate::service::receipts::DeliveryReceipts,
     /// Commits sends in batches (one transaction, one WAL flush for many messages).
     pub writer: crate::service::writer::MessageWriter,
     /// Who is online, across instances.

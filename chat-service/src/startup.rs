@@ -24,6 +24,7 @@ use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay};
 use crate::service::messages::DbMessages;
+use crate::service::receipts::{self, DeliveryReceipts};
 use crate::service::writer::MessageWriter;
 use crate::window::{HotWindow, NoWindow, RedisWindow, WindowedSource};
 use crate::{graphql, http, ws};
@@ -70,7 +71,9 @@ impl Application {
             });
         }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (receipts, receipt_reports) = DeliveryReceipts::new();
         let context = AppContext {
+            receipts,
             writer: MessageWriter::spawn(db.clone()),
             db,
             hub,
@@ -80,6 +83,8 @@ impl Application {
             window: scale.window,
             presence: scale.presence,
         };
+        let receipt_interval = std::time::Duration::from_millis(context.config.delivery_receipt_ms.max(1));
+        tokio::spawn(receipts::run(context.clone(), receipt_reports, receipt_interval));
         let listener = TcpListener::bind((context.config.host.as_str(), context.config.chat_service_port))
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();

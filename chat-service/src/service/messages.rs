@@ -145,18 +145,8 @@ pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) 
     Ok(())
 }
 
-/// Moves `user_id`'s delivered watermark up to `seq` (never down) and tells the chat: their
-/// connections have sent them everything up to there. The caller (a connection following the chat)
-/// knows the user is a participant and that `seq` exists.
-pub async fn mark_delivered(ctx: &AppContext, user_id: Uuid, chat_id: Uuid, seq: i64) -> ApiResult<()> {
-    if raise_watermark(&ctx.db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await? {
-        publish(ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, user_id, seq }).await;
-    }
-    Ok(())
-}
-
 /// Sets a watermark column to `seq` where it is lower; whether it moved.
-async fn raise_watermark<C: ConnectionTrait>(
+pub(crate) async fn raise_watermark<C: ConnectionTrait>(
     db: &C,
     column: participant::Column,
     user_id: Uuid,

@@ -5,6 +5,7 @@ pub mod chats;
 pub mod history;
 pub mod live;
 pub mod messages;
+pub mod receipts;
 pub mod users;
 pub mod writer;
 

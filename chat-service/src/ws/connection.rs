@@ -31,9 +31,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Database writes (sends, read marks) a connection may have queued; while full, the connection
 /// stops reading client frames, which pushes back on the client through TCP.
 const MAX_PENDING_WRITES: usize = 32;
-/// How long a connection gathers delivered seqs before it records them: one watermark write per
-/// chat per interval, however many messages went out.
-const DELIVERED_FLUSH: Duration = Duration::from_millis(200);
 /// How long a closing connection waits for its queued writes, so acknowledged means answered.
 const FINISH_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,8 +74,6 @@ pub async fn run(
         typing: HashMap::new(),
         last_heard: Instant::now(),
         writes,
-        undelivered: HashMap::new(),
-        delivered_due: None,
     };
     let mut answers = answers;
     let outcome = connection.serve(stream, inbox, &mut answers, resume).await;
@@ -89,7 +84,6 @@ pub async fn run(
 enum Write {
     Send { req: Option<Value>, chat_id: Uuid, request: SendMessageRequest },
     Read { req: Option<Value>, chat_id: Uuid, seq: i64 },
-    Delivered { chat_id: Uuid, seq: i64 },
 }
 
 /// What the worker hands back for the client.
@@ -111,12 +105,6 @@ async fn write_worker(ctx: AppContext, user_id: Uuid, mut jobs: mpsc::Receiver<W
                 Ok(()) => continue,
                 Err(e) => Answer::Error(req, e),
             },
-            Write::Delivered { chat_id, seq } => {
-                if let Err(e) = messages::mark_delivered(&ctx, user_id, chat_id, seq).await {
-                    tracing::warn!(%chat_id, error = %e, "cannot record a delivery");
-                }
-                continue;
-            }
         };
         // The connection may be gone: the write is done all the same, the client retries by clientMsgId.
         let _ = answers.send(answer).await;
@@ -230,11 +218,6 @@ struct Connection {
     limiter: DefaultDirectRateLimiter,
     /// Queue of the connection's [`write_worker`].
     writes: mpsc::Sender<Write>,
-    /// Per chat, the highest seq of another user's message sent to this client and not yet recorded
-    /// as delivered.
-    undelivered: HashMap<Uuid, i64>,
-    /// When `undelivered` is recorded next.
-    delivered_due: Option<Instant>,
 }
 
 impl Connection {
@@ -281,10 +264,6 @@ impl Connection {
                 }
                 _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => {
                     self.expire_typing().await;
-                    Ok(())
-                }
-                _ = sleep_until(self.delivered_due.unwrap_or(far)), if self.delivered_due.is_some() => {
-                    self.record_delivered();
                     Ok(())
                 }
             };
@@ -399,25 +378,10 @@ impl Connection {
         }
     }
 
-    /// Remembers that a message of another user reached this client, for the delivered watermark.
-    fn delivered(&mut self, chat_id: Uuid, seq: i64, sender: Uuid) {
-        if sender == self.user_id {
-            return;
-        }
-        let highest = self.undelivered.entry(chat_id).or_default();
-        *highest = (*highest).max(seq);
-        self.delivered_due.get_or_insert_with(|| Instant::now() + DELIVERED_FLUSH);
-    }
-
-    /// Queues the delivered watermarks gathered since the last time; what does not fit waits.
-    fn record_delivered(&mut self) {
-        self.delivered_due = None;
-        let pending: Vec<(Uuid, i64)> = self.undelivered.drain().collect();
-        for (chat_id, seq) in pending {
-            if self.writes.try_send(Write::Delivered { chat_id, seq }).is_err() {
-                self.undelivered.insert(chat_id, seq);
-                self.delivered_due = Some(Instant::now() + DELIVERED_FLUSH);
-            }
+    /// Reports that a message of another user reached this client, for the delivered watermark.
+    fn delivered(&self, chat_id: Uuid, seq: i64, sender: Uuid) {
+        if sender != self.user_id {
+            self.ctx.receipts.delivered(chat_id, self.user_id, seq);
         }
     }
 
@@ -605,7 +569,6 @@ impl Connection {
         }
         self.ctx.hub.unregister(self.conn_id).await;
         self.ctx.presence.disconnected(self.user_id).await;
-        self.record_delivered();
         // Closing the queue lets the worker end after the writes already in it.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.writes, closed));
