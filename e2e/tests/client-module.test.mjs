@@ -22,22 +22,33 @@ test('the protocol module alone connects, sends idempotently and delivers to the
     async ({ ivyToken, jonToken, chatId }) => {
       const { ConvergeClient } = await import('/web/js/converge-client.js');
       const url = `ws://${location.host}/ws`;
-      const connect = (token) => {
+      /** Every status a client went through, to say what happened if a step never ends. */
+      const history = [];
+      const within = (promise, what) =>
+        Promise.race([
+          promise,
+          new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} took over 20 s; statuses: ${history.join(', ')}`)), 20_000)),
+        ]);
+      const connect = (name, token) => {
         const client = new ConvergeClient({ url, getToken: async () => token });
+        client.addEventListener('status', (e) => history.push(`${name} ${e.detail.state}`));
         const ready = new Promise((resolve) => client.addEventListener('ready', (e) => resolve(e.detail), { once: true }));
         client.start();
         return { client, ready };
       };
-      const ivy = connect(ivyToken);
-      const jon = connect(jonToken);
-      const [ivyReady] = await Promise.all([ivy.ready, jon.ready]);
-      const received = new Promise((resolve) => jon.client.addEventListener('message', (e) => resolve(e.detail.message), { once: true }));
-      const first = await ivy.client.sendMessage({ chatId, content: 'from the module', clientMsgId: 'module-1' });
-      const again = await ivy.client.sendMessage({ chatId, content: 'ignored: same id', clientMsgId: 'module-1' });
-      const got = await received;
-      ivy.client.stop();
-      jon.client.stop();
-      return { chats: ivyReady.chats.map((c) => c.id), first, again, got };
+      const ivy = connect('ivy', ivyToken);
+      const jon = connect('jon', jonToken);
+      try {
+        const [ivyReady] = await within(Promise.all([ivy.ready, jon.ready]), 'ready');
+        const received = new Promise((resolve) => jon.client.addEventListener('message', (e) => resolve(e.detail.message), { once: true }));
+        const first = await within(ivy.client.sendMessage({ chatId, content: 'from the module', clientMsgId: 'module-1' }), 'the ack');
+        const again = await within(ivy.client.sendMessage({ chatId, content: 'ignored: same id', clientMsgId: 'module-1' }), 'the second ack');
+        const got = await within(received, "Jon's message");
+        return { chats: ivyReady.chats.map((c) => c.id), first, again, got };
+      } finally {
+        ivy.client.stop();
+        jon.client.stop();
+      }
     },
     { ivyToken: ivy.token, jonToken: jon.token, chatId: chat.id },
   );
