@@ -30,14 +30,24 @@ pub type ConnId = u64;
 /// What the hub hands a connection.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// A frame, serialized once for every WebSocket follower (`text`) and typed for GraphQL
-    /// subscribers (`frame`). Messages carry their seq so a follower can drop what it already sent;
-    /// `from` is the user whose action it reports, who does not need to hear of it.
-    Frame { chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: Arc<ServerFrame>, text: ByteString },
+    /// A frame of a chat, one allocation shared by every follower.
+    Frame(Arc<Fanout>),
     /// The user joined this chat: follow it and announce it.
     Joined(Uuid),
     /// The user left this chat: stop following it.
     Left(Uuid),
+}
+
+/// A chat event as the hub fans it out: serialized once for every WebSocket follower (`text`) and
+/// typed for GraphQL subscribers (`frame`). Messages carry their seq so a follower can drop what it
+/// already sent; `from` is the user whose action it reports, who does not need to hear of it.
+#[derive(Debug)]
+pub struct Fanout {
+    pub chat_id: Uuid,
+    pub seq: Option<i64>,
+    pub from: Option<Uuid>,
+    pub frame: ServerFrame,
+    pub text: ByteString,
 }
 
 /// Reads what the feeds need from the database: the messages of a gap.
@@ -317,11 +327,11 @@ impl Hub {
         let mut state = self.state();
         let State { conns, feeds, .. } = &mut *state;
         let Some(feed) = feeds.get(&chat_id) else { return };
-        let frame = Arc::new(frame);
+        let fanout = Arc::new(Fanout { chat_id, seq, from, frame, text });
         let mut overflowed = Vec::new();
         for conn_id in &feed.subscribers {
             let Some(conn) = conns.get(conn_id) else { continue };
-            let delivery = Delivery::Frame { chat_id, seq, from, frame: Arc::clone(&frame), text: text.clone() };
+            let delivery = Delivery::Frame(Arc::clone(&fanout));
             if conn.tx.try_send(delivery).is_err() {
                 overflowed.push(*conn_id);
             }

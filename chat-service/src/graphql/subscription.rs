@@ -100,7 +100,7 @@ fn events<T>(
         let pick = pick.clone();
         async move {
             match update {
-                Ok(Update::Event(frame)) => pick(&frame).map(Ok),
+                Ok(Update::Event(fanout)) => pick(&fanout.frame).map(Ok),
                 Ok(Update::Message(_)) => None,
                 Err(e) => Some(Err(e.extend())),
             }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::chats::{find, require_participant};
 use super::messages;
 use crate::context::AppContext;
-use crate::hub::{ConnId, Delivery, Hub};
+use crate::hub::{ConnId, Delivery, Fanout, Hub};
 
 /// Messages read from the database per query while catching up.
 const BACKLOG_PAGE: u64 = 500;
@@ -25,8 +25,8 @@ const BACKLOG_PAGE: u64 = 500;
 pub enum Update {
     /// The next message, in seq order.
     Message(MessageDto),
-    /// A receipt or typing change by another user (the subscriber's own typing is left out).
-    Event(Arc<ServerFrame>),
+    /// A receipt, typing change or membership change (the subscriber's own typing is left out).
+    Event(Arc<Fanout>),
 }
 
 /// Follows `chat_id` for `user_id`: the messages after `after_seq` (or only new ones when `None`),
@@ -99,8 +99,9 @@ pub async fn follow_chat(
                 return;
             };
             match delivery {
-                Delivery::Frame { seq: Some(seq), frame, .. } => {
-                    let ServerFrame::NewMessage { message } = &*frame else { continue };
+                Delivery::Frame(fanout) if fanout.seq.is_some() => {
+                    let ServerFrame::NewMessage { message } = &fanout.frame else { continue };
+                    let seq = message.seq;
                     if seq <= last {
                         continue;
                     }
@@ -113,8 +114,8 @@ pub async fn follow_chat(
                     last = seq;
                     yield Ok(Update::Message(message.clone()));
                 }
-                Delivery::Frame { from: Some(from), .. } if from == user_id => {}
-                Delivery::Frame { frame, .. } => yield Ok(Update::Event(frame)),
+                Delivery::Frame(fanout) if fanout.from == Some(user_id) => {}
+                Delivery::Frame(fanout) => yield Ok(Update::Event(fanout)),
                 Delivery::Left(left) if left == chat_id => {
                     yield Err(super::forbidden());
                     return;

@@ -45,7 +45,10 @@ pub async fn run(
     header_token: Option<String>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(ctx.config.ws_auth_timeout_secs);
-    let (claims, resume) = match authenticate(&auth, &mut session, &mut stream, header_token, deadline).await {
+    // The steps before and after serving are boxed: a task is as large as its largest state, and an
+    // idle connection should only carry the serving loop.
+    let authenticated = Box::pin(authenticate(&auth, &mut session, &mut stream, header_token, deadline)).await;
+    let (claims, resume) = match authenticated {
         Ok(authenticated) => authenticated,
         Err(Close(code, reason)) => return close(session, code, reason).await,
     };
@@ -53,7 +56,7 @@ pub async fn run(
     let (writes, jobs) = mpsc::channel(MAX_PENDING_WRITES);
     let (answer_tx, answers) = mpsc::channel(MAX_PENDING_WRITES);
     let writer = tokio::spawn(write_worker(ctx.clone(), claims.sub, jobs, answer_tx));
-    let conn_id = match ctx.hub.register(claims.sub, tx).await {
+    let conn_id = match Box::pin(ctx.hub.register(claims.sub, tx)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "cannot register a connection");
@@ -77,7 +80,7 @@ pub async fn run(
     };
     let mut answers = answers;
     let outcome = connection.serve(stream, inbox, &mut answers, resume).await;
-    connection.finish(outcome, writer, answers).await;
+    Box::pin(connection.finish(outcome, writer, answers)).await;
 }
 
 /// A database write queued by a connection, done in order by its [`write_worker`].
@@ -97,11 +100,15 @@ enum Answer {
 async fn write_worker(ctx: AppContext, user_id: Uuid, mut jobs: mpsc::Receiver<Write>, answers: mpsc::Sender<Answer>) {
     while let Some(job) = jobs.recv().await {
         let answer = match job {
-            Write::Send { req, chat_id, request } => match messages::send(&ctx, user_id, chat_id, request).await {
-                Ok(message) => Answer::Frame(Box::new(ServerFrame::Ack { req, message })),
-                Err(e) => Answer::Error(req, e),
-            },
-            Write::Read { req, chat_id, seq } => match messages::mark_read(&ctx, user_id, chat_id, seq).await {
+            // Boxed: the worker waits with an empty queue most of its life.
+            Write::Send { req, chat_id, request } => {
+                match Box::pin(messages::send(&ctx, user_id, chat_id, request)).await {
+                    Ok(message) => Answer::Frame(Box::new(ServerFrame::Ack { req, message })),
+                    Err(e) => Answer::Error(req, e),
+                }
+            }
+            Write::Read { req, chat_id, seq } => match Box::pin(messages::mark_read(&ctx, user_id, chat_id, seq)).await
+            {
                 Ok(()) => continue,
                 Err(e) => Answer::Error(req, e),
             },
@@ -228,7 +235,7 @@ impl Connection {
         answers: &mut mpsc::Receiver<Answer>,
         resume: Option<ResumePoints>,
     ) -> Close {
-        if let Err(close) = self.start(resume).await {
+        if let Err(close) = Box::pin(self.start(resume)).await {
             return close;
         }
         let heartbeat_every = Duration::from_secs(self.ctx.config.ws_heartbeat_secs.max(1));
@@ -263,7 +270,7 @@ impl Connection {
                     }
                 }
                 _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => {
-                    self.expire_typing().await;
+                    Box::pin(self.expire_typing()).await;
                     Ok(())
                 }
             };
@@ -362,9 +369,9 @@ impl Connection {
                 self.queue_write(Write::Send { req, chat_id, request }).await
             }
             ClientFrame::MarkAsRead { req, chat_id, seq } => self.queue_write(Write::Read { req, chat_id, seq }).await,
-            ClientFrame::TypingStart { req, chat_id } => self.set_typing(req, chat_id, true).await,
-            ClientFrame::TypingStop { req, chat_id } => self.set_typing(req, chat_id, false).await,
-            ClientFrame::Resume { req, chats } => self.resume(req, chats).await,
+            ClientFrame::TypingStart { req, chat_id } => Box::pin(self.set_typing(req, chat_id, true)).await,
+            ClientFrame::TypingStop { req, chat_id } => Box::pin(self.set_typing(req, chat_id, false)).await,
+            ClientFrame::Resume { req, chats } => Box::pin(self.resume(req, chats)).await,
             ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
         }
     }
@@ -468,38 +475,38 @@ impl Connection {
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), Close> {
         match delivery {
-            Delivery::Frame { chat_id, seq: Some(seq), text, frame, .. } => {
+            Delivery::Frame(fanout) => {
+                let chat_id = fanout.chat_id;
+                let Some(seq) = fanout.seq else {
+                    if fanout.from == Some(self.user_id) || !self.last_sent.contains_key(&chat_id) {
+                        return Ok(());
+                    }
+                    return self.send_text(fanout.text.clone()).await;
+                };
                 let Some(last) = self.last_sent.get(&chat_id).copied() else { return Ok(()) };
                 if seq <= last {
                     return Ok(());
                 }
                 if seq > last + 1 {
                     // Never skip: whatever this client lacks before `seq` comes from the database.
-                    self.catch_up(chat_id, seq - 1).await?;
+                    Box::pin(self.catch_up(chat_id, seq - 1)).await?;
                 }
-                self.send_text(text).await?;
+                self.send_text(fanout.text.clone()).await?;
                 self.last_sent.insert(chat_id, seq);
-                if let ServerFrame::NewMessage { message } = &*frame {
+                if let ServerFrame::NewMessage { message } = &fanout.frame {
                     self.delivered(chat_id, seq, message.sender_id);
                 }
                 Ok(())
-            }
-            Delivery::Frame { from: Some(from), .. } if from == self.user_id => Ok(()),
-            Delivery::Frame { chat_id, text, .. } => {
-                if self.last_sent.contains_key(&chat_id) {
-                    self.send_text(text).await
-                } else {
-                    Ok(())
-                }
             }
             Delivery::Joined(chat_id) => {
                 if self.last_sent.contains_key(&chat_id) {
                     return Ok(());
                 }
-                let joined = async {
+                // Rare and deep: boxed, so an idle connection's task does not carry its size.
+                let joined = Box::pin(async {
                     self.follow(chat_id).await?;
                     chats::get(&self.ctx, self.user_id, chat_id).await
-                }
+                })
                 .await;
                 match joined {
                     Ok(chat) => {
@@ -517,7 +524,7 @@ impl Connection {
                     return Ok(());
                 }
                 self.typing.remove(&chat_id);
-                self.ctx.hub.unfollow(self.conn_id, chat_id).await;
+                Box::pin(self.ctx.hub.unfollow(self.conn_id, chat_id)).await;
                 self.send_frame(&ServerFrame::ConversationLeft { chat_id }).await
             }
         }
