@@ -31,3 +31,11 @@ export function sendMessage(stack, user, chatId, content) {
 export function markRead(stack, user, chatId, seq) {
   return call('POST', `${stack.url}/chats/${chatId}/read`, { token: user.token, body: { seq } });
 }
+
+export function addParticipants(stack, token, chatId, userIds) {
+  return call('POST', `${stack.url}/chats/${chatId}/participants`, { token, body: { userIds } });
+}
+
+export function leaveChat(stack, user, chatId) {
+  return call('POST', `${stack.url}/chats/${chatId}/leave`, { token: user.token });
+}

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
+import { addParticipants, leaveChat, registerUser } from '../lib/rest.mjs';
 import { messageTexts, openChat, openClient, register, send, startDirectChat, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser();
@@ -48,6 +49,16 @@ test('a group of three: everyone sees every message with its sender, in order', 
   // Others' messages carry their sender's name; Cara's last message is read by both.
   await expect(cara.page.locator('.group.theirs .sender').last()).toHaveText('Eve Group');
   await expect(cara.page.locator('.group.mine .msg .status').last()).toHaveAttribute('data-state', 'read');
+  await expect(dan.page.locator('.conv-subtitle')).toContainText('3 members');
+
+  // Members come and go (participant_joined / participant_left): the header follows.
+  const finn = await registerUser(env.stack, uniqueName('finn'), 'Finn Late');
+  const chatId = await cara.page.evaluate(() => location.hash.slice('#chat/'.length));
+  const caraToken = await cara.page.evaluate(() => JSON.parse(localStorage.getItem('converge.session')).accessToken);
+  await addParticipants(env.stack, caraToken, chatId, [finn.id]);
+  await expect(dan.page.locator('.conv-subtitle')).toContainText('4 members');
+  await expect(dan.page.locator('.conv-subtitle')).toContainText('Finn Late');
+  await leaveChat(env.stack, finn, chatId);
   await expect(dan.page.locator('.conv-subtitle')).toContainText('3 members');
 
   // The list is ordered by activity and follows it live: Dan's direct message lifts that chat.

@@ -25,6 +25,11 @@ export class Api {
     return this.session.fetchJson(`${this.chats}/chats`, { method: 'POST', body });
   }
 
+  /** One chat as the signed-in user sees it (participants, watermarks, unread). */
+  getChat(chatId) {
+    return this.session.fetchJson(`${this.chats}/chats/${encodeURIComponent(chatId)}`);
+  }
+
   /** A page of a chat's history, ascending by seq; `before` pages backwards. */
   history(chatId, { before, after, limit = 50 } = {}) {
     const params = new URLSearchParams({ limit: String(limit) });

@@ -91,7 +91,7 @@ function startChat() {
     store.addMessage(message);
     const chat = store.chats.get(message.chatId);
     if (chat && message.senderId !== store.me?.id) {
-      const who = store.participant(chat.id, message.senderId)?.displayName ?? 'Someone';
+      const who = store.nameOf(message.senderId);
       const where = chat.id === activeId ? '' : ` in ${store.title(chat)}`;
       announcer.textContent = `${who}${where}: ${message.content || 'sent an image'}`;
     }
@@ -101,6 +101,15 @@ function startChat() {
   on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
   on('presence', (p) => store.setPresence(p));
   on('chat', ({ chat }) => store.upsertChat(chat));
+  on('member', async ({ chatId, userId, joined }) => {
+    if (!joined) {
+      if (userId !== store.me?.id) store.removeParticipant(chatId, userId);
+      return;
+    }
+    // The frame names only the id: the chat as REST has it now brings the newcomer's name.
+    const chat = await api.getChat(chatId).catch(() => null);
+    if (chat && store.chats.has(chatId)) store.upsertChat(chat);
+  });
   on('left', ({ chatId }) => {
     store.removeChat(chatId);
     if (chatId === activeId) location.hash = '';

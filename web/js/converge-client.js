@@ -20,6 +20,7 @@
 //   presence   {chatId, userId, online}          a member came online or went offline
 //   chat       {chat}                            you joined a chat (conversation_created)
 //   left       {chatId}                          you left or were removed from a chat
+//   member     {chatId, userId, joined}          someone joined or left a group you are in
 //   auth-failed {}                               the token was refused even after a refresh
 //   server-error {code, message}                 an error frame that answers nothing of ours
 //
@@ -371,6 +372,9 @@ export class ConvergeClient extends EventTarget {
       case 'conversation_created':
         if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
         return this.emit('chat', { chat: frame.chat });
+      case 'participant_joined':
+      case 'participant_left':
+        return this.emit('member', { chatId: frame.chatId, userId: frame.userId, joined: frame.type === 'participant_joined' });
       case 'conversation_left':
         this.positions.delete(frame.chatId);
         return this.emit('left', { chatId: frame.chatId });

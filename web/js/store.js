@@ -22,6 +22,8 @@ export class Store extends EventTarget {
     this.pending = new Map();
     /** chatId → Map<userId, expiresAt> */
     this.typing = new Map();
+    /** userId → display name of everyone met in a chat, kept after they leave it. */
+    this.names = new Map();
     /** userId → boolean (only when the server sends presence). */
     this.presence = new Map();
   }
@@ -51,6 +53,7 @@ export class Store extends EventTarget {
     // A chat we already follow live may be ahead of a REST answer; never move it backwards.
     if (known && known.lastSeq > chat.lastSeq) return;
     this.chats.set(chat.id, { ...chat });
+    for (const p of chat.participants) this.names.set(p.userId, p.displayName);
     if (chat.lastMessage) this.history(chat.id).bySeq.set(chat.lastMessage.seq, chat.lastMessage);
     if (notify) this.changed({ chats: true, chatId: chat.id });
   }
@@ -76,6 +79,19 @@ export class Store extends EventTarget {
   title(chat) {
     if (chat.kind === 'group') return chat.title || this.others(chat).map((p) => p.displayName).join(', ') || 'Group';
     return this.others(chat)[0]?.displayName ?? 'Just you';
+  }
+
+  /** A member left a group: they go from its participants (their messages keep their name). */
+  removeParticipant(chatId, userId) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    chat.participants = chat.participants.filter((p) => p.userId !== userId);
+    this.changed({ chats: true, chatId });
+  }
+
+  /** A name for anyone met, members or former members. */
+  nameOf(userId) {
+    return this.names.get(userId) ?? 'Someone';
   }
 
   participant(chatId, userId) {
@@ -226,7 +242,7 @@ export class Store extends EventTarget {
   typingNames(chatId) {
     const who = this.typing.get(chatId);
     if (!who) return [];
-    return [...who.keys()].map((id) => this.participant(chatId, id)?.displayName ?? 'Someone');
+    return [...who.keys()].map((id) => this.nameOf(id));
   }
 
   setPresence({ userId, online }) {

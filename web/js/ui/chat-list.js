@@ -84,6 +84,6 @@ function lastLine(store, chat) {
   if (!m) return null;
   const text = m.content || (m.imageUrl ? '📷 Photo' : '');
   if (m.senderId === store.me?.id) return `You: ${text}`;
-  if (chat.kind === 'group') return `${store.participant(chat.id, m.senderId)?.displayName ?? 'Someone'}: ${text}`;
+  if (chat.kind === 'group') return `${store.nameOf(m.senderId)}: ${text}`;
   return text;
 }

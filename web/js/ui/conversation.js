@@ -214,7 +214,7 @@ export class ConversationView {
   group(chat, senderId) {
     const mine = senderId === this.store.me?.id;
     const p = this.store.participant(chat.id, senderId);
-    const name = p?.displayName ?? 'Former member';
+    const name = p?.displayName ?? this.store.nameOf(senderId);
     const body = h('div', { class: 'group-body' });
     const el = h(
       'div',
