@@ -184,9 +184,18 @@ struct Conn {
     /// Bumped on every (re)connection, so the end of an old stream is told from the new one.
     generation: u32,
     instance: u8,
+    url: String,
+    token: String,
     tracks: Vec<Track>,
     sends_in: Option<usize>,
     sent: u64,
+}
+
+impl Conn {
+    /// Where the client stands in each chat: what it resumes from.
+    fn resume_points(&self) -> ResumePoints {
+        self.tracks.iter().map(|t| (t.id.parse().unwrap_or_default(), t.check.last_seen())).collect()
+    }
 }
 
 /// Open-loop sending: send `i` is due at `start + i × interval`, whatever happened before.
@@ -212,6 +221,8 @@ pub struct ShardReport {
     pub acked: u64,
     pub errors: HashMap<String, u64>,
     pub closes: HashMap<String, u64>,
+    /// Reconnections (with resume) after the server closed a connection.
+    pub reconnects: u64,
     /// Frames other than `new_message`, `ack` and `error`, by type.
     pub other_frames: HashMap<&'static str, u64>,
     pub deliveries: u64,
@@ -235,6 +246,7 @@ impl ShardReport {
             acked: 0,
             errors: HashMap::new(),
             closes: HashMap::new(),
+            reconnects: 0,
             other_frames: HashMap::new(),
             deliveries: 0,
             deliver: histogram(),
@@ -262,6 +274,7 @@ impl ShardReport {
             *self.other_frames.entry(kind).or_default() += n;
         }
         self.deliveries += other.deliveries;
+        self.reconnects += other.reconnects;
         // Same bounds everywhere: adding cannot fail.
         let _ = self.deliver.add(&other.deliver);
         let _ = self.deliver_cross.add(&other.deliver_cross);
@@ -319,6 +332,8 @@ struct Shard {
     order_violations: u64,
     track_last: bool,
     watch: Option<CatchUpWatch>,
+    /// This shard's own command queue, for reconnections to hand their streams back.
+    commands: mpsc::WeakSender<Cmd>,
 }
 
 impl Shard {
@@ -358,6 +373,8 @@ impl Shard {
                         sink: None,
                         generation: 0,
                         instance: spec.instance,
+                        url: spec.url.clone(),
+                        token: spec.token.clone(),
                         tracks: spec
                             .chats
                             .iter()
@@ -410,9 +427,7 @@ impl Shard {
                         let _ = sink.close().await;
                     }
                     conn.generation += 1;
-                    let resume =
-                        conn.tracks.iter().map(|t| (t.id.parse().unwrap_or_default(), t.check.last_seen())).collect();
-                    points.push((slot, resume));
+                    points.push((slot, conn.resume_points()));
                 }
                 let _ = reply.send(points);
             }
@@ -441,6 +456,29 @@ impl Shard {
             }
             Cmd::Shutdown(_) => unreachable!("handled by run"),
         }
+    }
+
+    /// Does what the protocol asks of a client the server closed on (4008 too slow, 1012 restart,
+    /// or a dropped connection): reconnect and resume from the last seq seen, in the background.
+    fn reconnect(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
+        conn.sink = None;
+        // Whatever the old stream still yields is stale from now on.
+        conn.generation += 1;
+        let Some(commands) = self.commands.upgrade() else { return };
+        self.report.reconnects += 1;
+        let (url, token, resume) = (conn.url.clone(), conn.token.clone(), conn.resume_points());
+        tokio::spawn(async move {
+            for attempt in 1..=5u32 {
+                match connect(&url, &token, Some(resume.clone())).await {
+                    Ok((ws, seqs)) => {
+                        let _ = commands.send(Cmd::Adopt { slot, ws: Box::new(ws), spec: None, seqs }).await;
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200) * attempt).await,
+                }
+            }
+        });
     }
 
     /// Sends every message whose time has come.
@@ -494,14 +532,13 @@ impl Shard {
             Some(Ok(Message::Close(frame))) => {
                 let code = frame.map_or_else(|| "none".to_owned(), |f| u16::from(f.code).to_string());
                 *self.report.closes.entry(code).or_default() += 1;
-                conn.sink = None;
+                self.reconnect(slot);
                 return;
             }
             Some(Ok(_)) => return,
             Some(Err(_)) | None => {
-                if conn.sink.take().is_some() {
-                    *self.report.closes.entry("dropped".into()).or_default() += 1;
-                }
+                *self.report.closes.entry("dropped".into()).or_default() += 1;
+                self.reconnect(slot);
                 return;
             }
         };
@@ -598,6 +635,7 @@ impl Fleet {
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
                 let shard = Shard {
+                    commands: tx.downgrade(),
                     conns: Vec::new(),
                     reads: SelectAll::new(),
                     schedule: None,
@@ -659,8 +697,14 @@ impl Fleet {
             // Shards start out of phase so their sends interleave instead of bunching.
             let offset = interval.mul_f64(shard as f64 / self.shards.len() as f64);
             let limit = per_sender.map_or(u64::MAX, |n| n * mine.len() as u64);
-            let schedule =
-                Schedule { start: start + offset, interval, end: start + duration, limit, issued: 0, senders: mine };
+            let schedule = Schedule {
+                start: start + offset,
+                interval,
+                end: start + offset + duration,
+                limit,
+                issued: 0,
+                senders: mine,
+            };
             self.tell(shard, Cmd::Schedule(schedule)).await?;
         }
         Ok(())

@@ -23,7 +23,7 @@ pub struct GridArgs {
     #[arg(long, default_value_t = 10)]
     members: usize,
     /// Offered rates in messages/s, one step each.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000,8000")]
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,3000,4000,6000,8000")]
     rates: Vec<f64>,
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
@@ -210,7 +210,8 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         let load_before = load_average();
         let step_time = Duration::from_secs_f64(args.step_secs);
         fleet.send(&senders, rate, step_time, None).await?;
-        tokio::time::sleep(step_time).await;
+        // Shards start out of phase by up to one of their intervals; let the last one finish.
+        tokio::time::sleep(step_time + Duration::from_secs_f64(ctx.cli.shards as f64 / rate + 0.05)).await;
         let after = ctx.procs.sample();
         let (report, complete, drain_s) = settle(&fleet, &mut targets, args.drain_secs).await?;
         let settled = ctx.procs.sample();
@@ -237,7 +238,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         let line = json!({
             "scenario": "grid", "step": step, "offered_rate": rate, "step_s": args.step_secs,
             "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1), "drain_s": round(drain_s, 2),
-            "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes),
+            "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes), "reconnects": report.reconnects,
             "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
             "other_frames": report.other_frames,
             "deliveries_per_s": round(report.deliveries as f64 / args.step_secs, 1),
@@ -292,10 +293,11 @@ async fn settle(
         let complete = fleet.completeness(targets).await?;
         let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
         let quiet = quiet_since.elapsed().as_secs_f64() >= quiet_secs;
-        if settled || quiet || started.elapsed() >= MAX_DRAIN {
-            return Ok((report, complete, started.elapsed().as_secs_f64()));
+        let done = settled || quiet || started.elapsed() >= MAX_DRAIN;
+        if !done {
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Deliveries that arrived between the report and the completeness check belong here too.
         let more = fleet.report().await?;
         if more.deliveries > 0 || more.acked > 0 {
             quiet_since = Instant::now();
@@ -304,6 +306,9 @@ async fn settle(
         report.merge(more);
         // Those two are running totals, not increments.
         (report.duplicates, report.order_violations) = (dups, order);
+        if done {
+            return Ok((report, complete, started.elapsed().as_secs_f64()));
+        }
     }
 }
 
@@ -422,7 +427,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     out.emit(&json!({
         "scenario": "large-group", "members": args.members, "instances": ctx.instances(),
         "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2), "drain_s": round(drain_s, 2),
-        "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes),
+        "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes), "reconnects": report.reconnects,
         "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
         "other_frames": report.other_frames,
         "last_recipient": summary(&last), "messages_not_reaching_everyone": incomplete,
