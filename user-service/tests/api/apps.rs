@@ -50,8 +50,8 @@ on_both_backends! {
         let (a, b) = tokio::join!(put_external(&app, &key, "c-1", &body), put_external(&app, &key, "c-1", &body));
         let a: Value = a.json().await.unwrap();
         let b: Value = b.json().await.unwrap();
-        assert_eq!(a["user"]["id"], b["user"]["id"]);
-        assert_ne!(a["created"], b["created"]);
+        assert_eq!(a["user"]["id"], b["user"]["id"], "{a} {b}");
+        assert_ne!(a["created"], b["created"], "{a} {b}");
     }
 
     async fn external_ids_are_scoped_to_their_app(backend) {
