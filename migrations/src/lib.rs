@@ -84,15 +84,17 @@ pub enum Command {
     Fresh,
 }
 
+/// Applies pending migrations in one transaction (both databases have transactional DDL): no
+/// connection ever sees half a schema — a SQLite connection that read the tables before their
+/// unique indexes existed would refuse `ON CONFLICT` on them — and on PostgreSQL an advisory lock
+/// makes replicas that start together migrate one at a time.
 async fn up<M: MigratorTrait>(db: &DatabaseConnection, lock_key: i64) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
     if db.get_database_backend() == DbBackend::Postgres {
-        let txn = db.begin().await?;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({lock_key})")).await?;
-        M::up(&txn, None).await?;
-        txn.commit().await
-    } else {
-        M::up(db, None).await
     }
+    M::up(&txn, None).await?;
+    txn.commit().await
 }
 
 async fn run<M: MigratorTrait>(db: &DatabaseConnection, command: Command, lock_key: i64) -> Result<(), DbErr> {
