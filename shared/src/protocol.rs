@@ -117,9 +117,12 @@ pub enum ServerFrame {
         user_id: Uuid,
         typing: bool,
     },
-    /// The user was added to a chat (or created one).
+    /// The user was added to a chat (or created one), with its other participants who are online
+    /// now (as `ready` has them for the chats known at connection time).
     ConversationCreated {
         chat: ChatDto,
+        #[serde(default)]
+        online: Vec<Uuid>,
     },
     /// `userId`, a participant of `chatId`, came online (their first connection, on any instance)
     /// or went offline (their last one closed, or its instance died and its entry expired). Sent

@@ -100,7 +100,13 @@ function startChat() {
   on('delivered', (d) => store.applyDelivered(d));
   on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
   on('presence', (p) => store.setPresence(p));
-  on('chat', ({ chat }) => store.upsertChat(chat));
+  on('chat', ({ chat, online }) => {
+    store.upsertChat(chat);
+    if (!online) return;
+    for (const { userId } of chat.participants) {
+      if (userId !== store.me?.id) store.setPresence({ userId, online: online.includes(userId) });
+    }
+  });
   on('member', async ({ chatId, userId, joined }) => {
     if (!joined) {
       if (userId !== store.me?.id) store.removeParticipant(chatId, userId);

@@ -18,7 +18,8 @@
 //   delivered  {chatId, userId, seq}             a delivery watermark moved (if the server sends it)
 //   typing     {chatId, userId, typing}
 //   presence   {chatId, userId, online}          a member came online or went offline
-//   chat       {chat}                            you joined a chat (conversation_created)
+//   chat       {chat, online}                    you joined a chat (conversation_created); `online`: its
+//                                                members online now (null if the server has no presence)
 //   left       {chatId}                          you left or were removed from a chat
 //   member     {chatId, userId, joined}          someone joined or left a group you are in
 //   auth-failed {}                               the token was refused even after a refresh
@@ -371,7 +372,7 @@ export class ConvergeClient extends EventTarget {
         return this.emit('presence', { chatId: frame.chatId, userId: frame.userId, online: !!frame.online });
       case 'conversation_created':
         if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
-        return this.emit('chat', { chat: frame.chat });
+        return this.emit('chat', { chat: frame.chat, online: frame.online ?? null });
       case 'participant_joined':
       case 'participant_left':
         return this.emit('member', { chatId: frame.chatId, userId: frame.userId, joined: frame.type === 'participant_joined' });

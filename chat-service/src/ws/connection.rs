@@ -505,13 +505,16 @@ impl Connection {
                 // Rare and deep: boxed, so an idle connection's task does not carry its size.
                 let joined = Box::pin(async {
                     self.follow(chat_id).await?;
-                    chats::get(&self.ctx, self.user_id, chat_id).await
+                    let chat = chats::get(&self.ctx, self.user_id, chat_id).await?;
+                    let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id).collect();
+                    let online = self.ctx.presence.online(peers).await.into_iter().collect();
+                    Ok::<_, ApiError>((chat, online))
                 })
                 .await;
                 match joined {
-                    Ok(chat) => {
+                    Ok((chat, online)) => {
                         self.last_sent.insert(chat_id, chat.last_seq);
-                        self.send_frame(&ServerFrame::ConversationCreated { chat }).await
+                        self.send_frame(&ServerFrame::ConversationCreated { chat, online }).await
                     }
                     Err(e) => {
                         tracing::warn!(%chat_id, error = %e, "cannot follow a joined chat");

@@ -210,10 +210,11 @@ on_both_backends! {
         let ana = stack.user("ana").await;
         let bob = stack.user("bob").await;
         let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
         let chat = stack.direct(&ana, &bob).await;
         let created = bob_ws.next_of("conversation_created").await;
         assert_eq!(created["chat"]["id"], chat.to_string());
-        let mut ana_ws = stack.connect(&ana).await;
+        assert_eq!(created["online"], json!([ana.id]), "the new chat comes with who in it is online");
         ana_ws.send_message(chat, "1", "hello").await;
         assert_eq!(bob_ws.next_of("new_message").await["message"]["content"], "hello");
     }
