@@ -302,14 +302,14 @@ export class ConvergeClient extends EventTarget {
 
   /** One attempt of an outbox item, if connected; otherwise it waits for the next `online`. */
   transmit(item) {
-    if (this.state !== 'online' || !this.outbox.has(item.clientMsgId)) return;
+    if (this.state !== 'online' || this.outbox.get(item.clientMsgId) !== item) return;
     item.attempts += 1;
     const frame = { type: 'send_message', chatId: item.chatId, clientMsgId: item.clientMsgId, content: item.content };
     if (item.replyTo != null) frame.replyTo = item.replyTo;
     this.request(frame, this.ackTimeoutMs).then(
       (answer) => this.settle(item, answer.message),
       (error) => {
-        if (!this.outbox.has(item.clientMsgId)) return; // settled meanwhile by new_message
+        if (this.outbox.get(item.clientMsgId) !== item) return; // settled meanwhile by new_message
         const retryable = !FINAL_CODES.has(error.code);
         if (retryable && item.attempts < this.maxSendAttempts) {
           // Disconnects are retried by `flushOutbox` after the reconnect; timeouts and internal
@@ -320,13 +320,17 @@ export class ConvergeClient extends EventTarget {
           return;
         }
         this.outbox.delete(item.clientMsgId);
+        clearTimeout(item.timer);
         item.reject(error instanceof SendError ? error : new SendError('internal', String(error)));
       },
     );
   }
 
   settle(item, message) {
-    if (!this.outbox.delete(item.clientMsgId)) return;
+    // By identity, not by id: a late ack of an earlier send with the same clientMsgId must not
+    // settle (and drop) a newer send of it that is still waiting for its own answer.
+    if (this.outbox.get(item.clientMsgId) !== item) return;
+    this.outbox.delete(item.clientMsgId);
     clearTimeout(item.timer);
     item.resolve(message);
   }
