@@ -217,8 +217,8 @@ impl Hub {
             (Topic::Chat(chat_id), ChatEvent::Read { user_id, seq, .. }) => {
                 self.broadcast(chat_id, None, None, ServerFrame::MessagesRead { chat_id, user_id, seq });
             }
-            (Topic::Chat(chat_id), ChatEvent::Delivered { user_id, seq, .. }) => {
-                self.broadcast(chat_id, None, None, ServerFrame::MessagesDelivered { chat_id, user_id, seq });
+            (Topic::Chat(chat_id), ChatEvent::Delivered { seq, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::MessagesDelivered { chat_id, seq });
             }
             (Topic::Chat(chat_id), ChatEvent::Typing { user_id, typing, .. }) => {
                 self.broadcast(chat_id, None, Some(user_id), ServerFrame::UserTyping { chat_id, user_id, typing });

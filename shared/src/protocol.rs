@@ -106,10 +106,11 @@ pub enum ServerFrame {
         user_id: Uuid,
         seq: i64,
     },
-    /// `userId`'s devices have received everything up to `seq` in `chatId`.
+    /// Every participant of `chatId` has received (or read) everything up to `seq`: a message of
+    /// yours with a seq up to it is delivered to all. One event per chat, not per member, so a
+    /// large group's receipts cost what its messages cost.
     MessagesDelivered {
         chat_id: Uuid,
-        user_id: Uuid,
         seq: i64,
     },
     UserTyping {

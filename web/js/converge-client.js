@@ -15,7 +15,7 @@
 //                                                chats' members online now (null if the server has no presence)
 //   message    {message}                         a new message, in seq order per chat, never twice
 //   read       {chatId, userId, seq}             a read watermark moved
-//   delivered  {chatId, userId, seq}             a delivery watermark moved (if the server sends it)
+//   delivered  {chatId, seq}                     every participant has received up to seq
 //   typing     {chatId, userId, typing}
 //   presence   {chatId, userId, online}          a member came online or went offline
 //   chat       {chat, online}                    you joined a chat (conversation_created); `online`: its
@@ -369,7 +369,7 @@ export class ConvergeClient extends EventTarget {
       case 'messages_read':
         return this.emit('read', { chatId: frame.chatId, userId: frame.userId, seq: frame.seq });
       case 'messages_delivered':
-        return this.emit('delivered', { chatId: frame.chatId, userId: frame.userId, seq: frame.seq });
+        return this.emit('delivered', { chatId: frame.chatId, seq: frame.seq });
       case 'user_typing':
         return this.emit('typing', { chatId: frame.chatId, userId: frame.userId, typing: frame.typing });
       case 'presence':

@@ -186,10 +186,11 @@ export class Store extends EventTarget {
     this.changed({ chats: true, chatId });
   }
 
-  applyDelivered({ chatId, userId, seq }) {
+  /** `seq` has reached every participant (the server announces the chat's delivered-to-all mark). */
+  applyDelivered({ chatId, seq }) {
     const chat = this.chats.get(chatId);
     if (!chat) return;
-    this.moveWatermark(chat, userId, seq, 'lastDeliveredSeq');
+    for (const p of chat.participants) this.moveWatermark(chat, p.userId, seq, 'lastDeliveredSeq');
     this.changed({ chatId });
   }
 

@@ -22,17 +22,17 @@ pub struct TypingEvent {
 
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
 pub enum ReceiptKind {
-    /// The user's devices have received everything up to `seq`.
+    /// Every participant has received everything up to `seq` (`userId` is null).
     Delivered,
-    /// The user has read everything up to `seq`.
+    /// `userId` has read everything up to `seq`.
     Read,
 }
 
-/// A participant's watermark moved.
+/// A watermark moved: one participant's read watermark, or the chat's delivered-to-all one.
 #[derive(SimpleObject, Clone)]
 pub struct Receipt {
     pub chat_id: Uuid,
-    pub user_id: Uuid,
+    pub user_id: Option<Uuid>,
     pub seq: i64,
     pub kind: ReceiptKind,
 }
@@ -81,10 +81,10 @@ impl Subscription {
         let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
         Ok(events(updates, move |frame| match *frame {
             ServerFrame::MessagesRead { chat_id, user_id, seq } => {
-                Some(Receipt { chat_id, user_id, seq, kind: ReceiptKind::Read })
+                Some(Receipt { chat_id, user_id: Some(user_id), seq, kind: ReceiptKind::Read })
             }
-            ServerFrame::MessagesDelivered { chat_id, user_id, seq } if include_delivered => {
-                Some(Receipt { chat_id, user_id, seq, kind: ReceiptKind::Delivered })
+            ServerFrame::MessagesDelivered { chat_id, seq } if include_delivered => {
+                Some(Receipt { chat_id, user_id: None, seq, kind: ReceiptKind::Delivered })
             }
             _ => None,
         }))

@@ -32,10 +32,9 @@ pub enum ChatEvent {
         user_id: Uuid,
         seq: i64,
     },
-    /// `user_id`'s connections have received everything up to `seq`.
+    /// Every participant has received everything up to `seq`.
     Delivered {
         chat_id: Uuid,
-        user_id: Uuid,
         seq: i64,
     },
     Typing {

@@ -137,7 +137,8 @@ pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) 
     let delivered = raise_watermark(&txn, participant::Column::LastDeliveredSeq, reader, chat_id, seq).await?;
     txn.commit().await?;
     if delivered {
-        publish(ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, user_id: reader, seq }).await;
+        // The chat's delivered-to-all watermark may have moved: the receipts task announces it.
+        ctx.receipts.delivered(chat_id, reader, seq);
     }
     if read {
         publish(ctx, Topic::Chat(chat_id), ChatEvent::Read { chat_id, user_id: reader, seq }).await;

@@ -1,13 +1,15 @@
 //! Delivery receipts, gathered: connections report what reached their user; every interval one
-//! task records the highest seq per user and chat in one write and announces each watermark that
-//! moved. In a busy group every member's connection receives every message, so a write and an
-//! event per delivery would outweigh the messages themselves.
+//! task records the highest seq per user and chat in one write, then announces per chat the seq
+//! every participant has received (`messages_delivered`) where it rose. In a busy group every
+//! member's connection receives every message: an event per member per interval, sent to every
+//! member, would grow with the square of the group and outweigh the messages themselves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use converge_shared::entities::chat::participant;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
@@ -19,6 +21,9 @@ use crate::relay::{ChatEvent, Topic};
 /// Reports waiting for the task; when full, a report is dropped (a later delivery or a read
 /// raises the watermark anyway).
 const QUEUE: usize = 16 * 1024;
+/// Chats whose announced watermark is remembered; beyond this the memory starts over (at worst a
+/// watermark is announced twice).
+const MAX_REMEMBERED: usize = 100_000;
 
 /// Where connections report deliveries; cheap to clone.
 #[derive(Clone)]
@@ -48,8 +53,12 @@ impl DeliveryReceipts {
     }
 }
 
-/// Gathers reports for `interval` after the first one, records them, announces what moved.
+/// Gathers reports for `interval` after the first one, records them, and announces each chat's
+/// delivered-to-all watermark where it rose.
 pub async fn run(ctx: AppContext, mut pending: mpsc::Receiver<Report>, interval: Duration) {
+    // What this instance last announced per chat; another instance may announce the same value
+    // again, which clients take as a no-op.
+    let mut announced: HashMap<Uuid, i64> = HashMap::new();
     while let Some(first) = pending.recv().await {
         let mut highest: HashMap<(Uuid, Uuid), i64> = HashMap::from([((first.chat_id, first.user_id), first.seq)]);
         let due = Instant::now() + interval;
@@ -65,27 +74,36 @@ pub async fn run(ctx: AppContext, mut pending: mpsc::Receiver<Report>, interval:
                 () = sleep_until(due) => break,
             }
         }
-        match record(&ctx, &highest).await {
-            Ok(moved) => {
-                for (chat_id, user_id, seq) in moved {
-                    publish(&ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, user_id, seq }).await;
+        let chats: HashSet<Uuid> = highest.keys().map(|(chat_id, _)| *chat_id).collect();
+        let recorded = async {
+            record(&ctx, &highest).await?;
+            delivered_to_all(&ctx, &chats).await
+        };
+        match recorded.await {
+            Ok(watermarks) => {
+                for (chat_id, seq) in watermarks {
+                    if announced.get(&chat_id).is_some_and(|done| *done >= seq) || seq == 0 {
+                        continue;
+                    }
+                    announced.insert(chat_id, seq);
+                    publish(&ctx, Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, seq }).await;
                 }
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot record delivery receipts"),
         }
+        if announced.len() > MAX_REMEMBERED {
+            announced.clear();
+        }
     }
 }
 
-/// Raises the delivered watermarks; the ones that moved.
-async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyhow::Result<Vec<(Uuid, Uuid, i64)>> {
+/// Raises the delivered watermarks.
+async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyhow::Result<()> {
     if ctx.db.get_database_backend() != DbBackend::Postgres {
-        let mut moved = Vec::new();
         for (&(chat_id, user_id), &seq) in highest {
-            if messages::raise_watermark(&ctx.db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await? {
-                moved.push((chat_id, user_id, seq));
-            }
+            messages::raise_watermark(&ctx.db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await?;
         }
-        return Ok(moved);
+        return Ok(());
     }
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(highest.len() * 3);
     let mut rows = Vec::with_capacity(highest.len());
@@ -97,19 +115,24 @@ async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyho
     let sql = format!(
         "UPDATE chat_participants AS p SET last_delivered_seq = v.seq \
          FROM (VALUES {}) AS v(chat_id, user_id, seq) \
-         WHERE p.chat_id = v.chat_id AND p.user_id = v.user_id AND p.last_delivered_seq < v.seq \
-         RETURNING p.chat_id, p.user_id, p.last_delivered_seq",
+         WHERE p.chat_id = v.chat_id AND p.user_id = v.user_id AND p.last_delivered_seq < v.seq",
         rows.join(", ")
     );
-    let result = ctx.db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
-    result
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<Uuid>("", "chat_id")?,
-                row.try_get::<Uuid>("", "user_id")?,
-                row.try_get::<i64>("", "last_delivered_seq")?,
-            ))
-        })
-        .collect()
+    ctx.db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(())
+}
+
+/// Per chat, the seq every participant has received or read.
+async fn delivered_to_all(ctx: &AppContext, chats: &HashSet<Uuid>) -> anyhow::Result<Vec<(Uuid, i64)>> {
+    let received =
+        Expr::cust("MIN(CASE WHEN last_read_seq > last_delivered_seq THEN last_read_seq ELSE last_delivered_seq END)");
+    Ok(participant::Entity::find()
+        .select_only()
+        .column(participant::Column::ChatId)
+        .column_as(received, "seq")
+        .filter(participant::Column::ChatId.is_in(chats.iter().copied()))
+        .group_by(participant::Column::ChatId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(&ctx.db)
+        .await?)
 }
