@@ -14,16 +14,25 @@ use uuid::Uuid;
 
 use crate::context::{AppContext, Caller};
 
-/// Records (or refreshes) a user's display name.
+/// Records (or refreshes) a user's display name. Every connection calls this with its token's name:
+/// an unchanged name costs a read, not a durable write (a reconnect storm would otherwise pay a WAL
+/// flush per client).
 pub async fn remember<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     display_name: &str,
     avatar_url: Option<String>,
 ) -> ApiResult<()> {
+    let display_name: String = display_name.chars().take(64).collect();
+    if avatar_url.is_none()
+        && let Some(known) = known_user::Entity::find_by_id(id).one(db).await?
+        && known.display_name == display_name
+    {
+        return Ok(());
+    }
     let row = known_user::ActiveModel {
         id: Set(id),
-        display_name: Set(display_name.chars().take(64).collect()),
+        display_name: Set(display_name),
         avatar_url: Set(avatar_url),
         updated_at: Set(Utc::now()),
     };
