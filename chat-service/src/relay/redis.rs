@@ -33,6 +33,8 @@ use super::{ChatEvent, Inbound, Relay, Topic};
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Health checks of the pub/sub connection while it is up.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// Subscription changes applied with one command each way.
+const MAX_CHANGES_AT_ONCE: usize = 1024;
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
@@ -285,7 +287,16 @@ impl Subscriber {
         loop {
             tokio::select! {
                 change = changes.recv() => match change {
-                    Some(change) => self.apply(change).await,
+                    Some(change) => {
+                        // Everything queued goes out in one SUBSCRIBE and one UNSUBSCRIBE: a
+                        // thousand clients connecting at once must not wait on a thousand round trips.
+                        let mut batch = vec![change];
+                        while batch.len() < MAX_CHANGES_AT_ONCE {
+                            let Ok(change) = changes.try_recv() else { break };
+                            batch.push(change);
+                        }
+                        self.apply(batch).await;
+                    }
                     None => return,
                 },
                 () = disconnected.notified() => {
@@ -348,43 +359,60 @@ impl Subscriber {
         true
     }
 
-    async fn apply(&mut self, Change { topic, subscribe, done }: Change) {
-        let count = self.counts.entry(topic).or_default();
-        let before = *count;
-        *count = if subscribe { before + 1 } else { before.saturating_sub(1) };
-        let after = *count;
-        if after == 0 {
-            self.counts.remove(&topic);
-        }
-        let channel = self.keys.channel(topic);
-        let command = match (before, after) {
-            (0, 1) => Some(true),
-            (1, 0) => Some(false),
-            _ => None,
-        };
-        if let Some(subscribe) = command {
-            if subscribe {
-                self.unsubscribed_while_down.remove(&channel);
+    async fn apply(&mut self, batch: Vec<Change>) {
+        // Per channel, whether Redis had it before this batch; only a change of that needs a command.
+        let mut before: HashMap<Topic, bool> = HashMap::new();
+        let mut done = Vec::with_capacity(batch.len());
+        for change in batch {
+            let count = self.counts.entry(change.topic).or_default();
+            before.entry(change.topic).or_insert(*count > 0);
+            *count = if change.subscribe { *count + 1 } else { count.saturating_sub(1) };
+            if *count == 0 {
+                self.counts.remove(&change.topic);
             }
-            // While Redis is away the change is only recorded: the reconnection applies it.
-            if self.up.load(Ordering::Relaxed) {
-                let result = if subscribe {
-                    tokio::time::timeout(COMMAND_TIMEOUT, self.conn.subscribe(&channel)).await
-                } else {
-                    tokio::time::timeout(COMMAND_TIMEOUT, self.conn.unsubscribe(&channel)).await
-                };
-                if !matches!(result, Ok(Ok(()))) {
-                    tracing::warn!(?topic, "a subscription change failed; applied when Redis returns");
-                    self.up.store(false, Ordering::Relaxed);
-                    if !subscribe {
-                        self.unsubscribed_while_down.insert(channel);
-                    }
+            done.push(change.done);
+        }
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        for (topic, was) in before {
+            let channel = self.keys.channel(topic);
+            match (was, self.counts.contains_key(&topic)) {
+                (false, true) => {
+                    self.unsubscribed_while_down.remove(&channel);
+                    subscribe.push(channel);
                 }
-            } else if !subscribe {
-                self.unsubscribed_while_down.insert(channel);
+                (true, false) => unsubscribe.push(channel),
+                _ => {}
             }
         }
-        let _ = done.send(());
+        // While Redis is away changes are only recorded: the reconnection applies them.
+        if self.up.load(Ordering::Relaxed) {
+            let mut ok = true;
+            if !subscribe.is_empty() {
+                ok &=
+                    matches!(tokio::time::timeout(COMMAND_TIMEOUT, self.conn.subscribe(&subscribe)).await, Ok(Ok(())));
+            }
+            if ok && !unsubscribe.is_empty() {
+                ok &= matches!(
+                    tokio::time::timeout(COMMAND_TIMEOUT, self.conn.unsubscribe(&unsubscribe)).await,
+                    Ok(Ok(()))
+                );
+            }
+            if !ok {
+                tracing::warn!(
+                    subscribe = subscribe.len(),
+                    unsubscribe = unsubscribe.len(),
+                    "subscription changes failed; applied when Redis returns"
+                );
+                self.up.store(false, Ordering::Relaxed);
+                self.unsubscribed_while_down.extend(unsubscribe);
+            }
+        } else {
+            self.unsubscribed_while_down.extend(unsubscribe);
+        }
+        for done in done {
+            let _ = done.send(());
+        }
     }
 }
 
