@@ -57,6 +57,9 @@ return 0
 #[derive(Clone)]
 pub struct Presence {
     ops: mpsc::Sender<Op>,
+    /// Reads go straight to Redis: behind the task's queue of joins and leaves, a connection's
+    /// `ready` would wait for every connection that arrived before it (a reconnect storm).
+    redis: Option<(Pool, Keys)>,
 }
 
 enum Op {
@@ -77,10 +80,11 @@ impl Presence {
     /// Starts the presence task. `redis: None` is the embedded default.
     pub fn start(db: DatabaseConnection, relay: Arc<dyn Relay>, redis: Option<RedisPresence>) -> Self {
         let (ops, rx) = mpsc::channel(4096);
+        let reader = redis.as_ref().map(|r| (r.pool.clone(), r.keys.clone()));
         let task =
             Task { db, relay, redis, counts: HashMap::new(), retry_join: HashSet::new(), retry_leave: HashSet::new() };
         tokio::spawn(task.run(rx));
-        Self { ops }
+        Self { ops, redis: reader }
     }
 
     /// A connection of `user_id` opened on this instance.
@@ -95,6 +99,12 @@ impl Presence {
 
     /// Which of `users` are online anywhere.
     pub async fn online(&self, users: Vec<Uuid>) -> HashSet<Uuid> {
+        if let Some((pool, keys)) = &self.redis
+            && let Ok(online) = timed(read_online(pool, keys, &users)).await
+        {
+            return online;
+        }
+        // Embedded, or Redis unreachable: the task knows this instance's users.
         let (tx, rx) = oneshot::channel();
         if self.ops.send(Op::Online(users, tx)).await.is_err() {
             return HashSet::new();
@@ -112,6 +122,21 @@ struct Task {
     /// Users whose join or leave did not reach Redis; retried at each heartbeat.
     retry_join: HashSet<Uuid>,
     retry_leave: HashSet<Uuid>,
+}
+
+/// Which of `users` have an unexpired entry in Redis.
+async fn read_online(pool: &Pool, keys: &Keys, users: &[Uuid]) -> anyhow::Result<HashSet<Uuid>> {
+    if users.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut conn = pool.get().await?;
+    let mut pipe = redis::pipe();
+    let now = now_ms();
+    for user in users {
+        pipe.zcount(keys.presence_user(*user), now, "+inf");
+    }
+    let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
+    Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
 }
 
 fn now_ms() -> i64 {
@@ -214,17 +239,7 @@ impl Task {
         let Some(redis) = &self.redis else {
             return users.into_iter().filter(|u| self.counts.contains_key(u)).collect();
         };
-        let read = async {
-            let mut conn = redis.pool.get().await?;
-            let mut pipe = redis::pipe();
-            let now = now_ms();
-            for user in &users {
-                pipe.zcount(redis.keys.presence_user(*user), now, "+inf");
-            }
-            let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
-            anyhow::Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect::<HashSet<_>>())
-        };
-        match timed(read).await {
+        match timed(read_online(&redis.pool, &redis.keys, &users)).await {
             Ok(online) => online,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "presence unavailable; reporting local users only");
