@@ -16,9 +16,7 @@ fn code(response: &Value) -> &str {
 on_both_backends! {
     async fn subscription_receives_a_message_sent_over_the_websocket(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "warm", "content": "first" })).await;
         let mut bob_gql = stack.graphql_ws(&bob).await;
         bob_gql.subscribe("1", MESSAGE_ADDED, json!({ "chat": chat, "after": 0 })).await;
@@ -37,9 +35,7 @@ on_both_backends! {
 
     async fn websocket_receives_a_message_sent_by_the_graphql_mutation(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut bob_ws = stack.connect(&bob).await;
 
         let sent = stack.graphql(Some(&ana), SEND, json!({ "chat": chat, "id": "g-1", "text": "over graphql" })).await;
@@ -56,9 +52,7 @@ on_both_backends! {
 
     async fn message_added_resumes_after_a_seq_then_continues_live(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         for i in 1..=5 {
             let res = stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": format!("m{i}"), "content": format!("message {i}") })).await;
             assert!(res.status().is_success());
@@ -77,9 +71,7 @@ on_both_backends! {
 
     async fn typing_and_read_receipts_reach_subscribers(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         stack.graphql(Some(&bob), SEND, json!({ "chat": chat, "id": "b1", "text": "hello" })).await;
         let mut ana_gql = stack.graphql_ws(&ana).await;
         ana_gql.subscribe("typing", "subscription($chat: UUID!) { typing(chatId: $chat) { userId typing } }", json!({ "chat": chat })).await;
@@ -173,9 +165,7 @@ on_both_backends! {
 
     async fn delivery_moves_the_recipients_delivered_watermark(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
 

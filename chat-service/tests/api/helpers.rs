@@ -137,6 +137,14 @@ impl TestStack {
         res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// The cast of most tests: Ana and Bob, registered, and their direct chat.
+    pub async fn ana_and_bob(&self) -> (User, User, Uuid) {
+        let ana = self.user("ana").await;
+        let bob = self.user("bob").await;
+        let chat = self.direct(&ana, &bob).await;
+        (ana, bob, chat)
+    }
+
     /// An authenticated WebSocket client, past its `ready` frame.
     pub async fn connect(&self, user: &User) -> WsClient {
         let mut client = self.connect_raw().await;

@@ -11,9 +11,7 @@ async fn metrics(stack: &TestStack) -> String {
 on_both_backends! {
     async fn metrics_count_messages_fan_out_connections_and_errors_by_code(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
         let before = metrics(&stack).await;

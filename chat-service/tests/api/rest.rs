@@ -35,9 +35,7 @@ on_both_backends! {
 
     async fn history_pages_by_seq_and_unread_counts_follow_reads(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         for n in 1..=7 {
             let res = stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": format!("c{n}"), "content": format!("m{n}") })).await;
             assert_eq!(res.status().as_u16(), 201);

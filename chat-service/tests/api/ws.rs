@@ -6,9 +6,7 @@ use crate::helpers::{TestStack, on_both_backends};
 on_both_backends! {
     async fn two_users_chat_both_ways(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
 
@@ -65,9 +63,7 @@ on_both_backends! {
 
     async fn a_retried_client_msg_id_returns_the_original(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, _bob, chat) = stack.ana_and_bob().await;
         let mut ws = stack.connect(&ana).await;
         let first = ws.send_message(chat, "same", "hello").await;
         let second = ws.send_message(chat, "same", "hello again?").await;
@@ -83,9 +79,7 @@ on_both_backends! {
 
     async fn a_reconnecting_client_resumes_exactly_what_it_missed(backend) {
         let stack = TestStack::spawn(backend).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
         for n in 0..5 {
@@ -132,9 +126,7 @@ on_both_backends! {
 
     async fn typing_is_relayed_and_expires_by_itself(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.typing_ttl_ms = 300).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
         ana_ws.send(json!({ "type": "typing_start", "chatId": chat })).await;
@@ -147,9 +139,7 @@ on_both_backends! {
 
     async fn bad_frames_get_error_frames_and_the_connection_stays_usable(backend) {
         let stack = TestStack::spawn_with(backend, |c| { c.max_message_chars = 10; c.max_frame_bytes = 1024; }).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let chat = stack.direct(&ana, &bob).await;
+        let (ana, _bob, chat) = stack.ana_and_bob().await;
         let mut ws = stack.connect(&ana).await;
 
         ws.send_raw(Message::text("{not json")).await;
