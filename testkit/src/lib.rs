@@ -2,6 +2,7 @@
 //! database per test so no test sees another's rows.
 
 use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -54,4 +55,28 @@ macro_rules! on_both_backends {
             })*
         }
     };
+}
+
+/// A user registered through user-service's public API, with their access token.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: uuid::Uuid,
+    pub token: String,
+}
+
+/// Registers `username` (display name `display_name`) on the user-service at `users_url`.
+pub async fn register(client: &reqwest::Client, users_url: &str, username: &str, display_name: &str) -> User {
+    let body = json!({
+        "username": username,
+        "email": format!("{username}@example.com"),
+        "displayName": display_name,
+        "password": "correct horse battery",
+    });
+    let res = client.post(format!("{users_url}/auth/register")).json(&body).send().await.expect("user-service answers");
+    assert_eq!(res.status().as_u16(), 201, "registering {username}");
+    let body: Value = res.json().await.expect("a JSON body");
+    User {
+        id: body["user"]["id"].as_str().and_then(|id| id.parse().ok()).expect("the new user's id"),
+        token: body["accessToken"].as_str().expect("an access token").to_owned(),
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
 use converge_shared::auth::{Authenticator, JwksClient};
-pub use converge_testkit::{Backend, fresh_postgres_database, on_both_backends};
+pub use converge_testkit::{Backend, User, fresh_postgres_database, on_both_backends, register};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,13 +30,6 @@ pub struct TestStack {
     /// Shuts chat-service down as SIGTERM would.
     pub chat_shutdown: chat_service::startup::ShutdownHandle,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-/// A registered user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub token: String,
 }
 
 impl TestStack {
@@ -100,19 +93,7 @@ impl TestStack {
     }
 
     pub async fn user(&self, username: &str) -> User {
-        let body = json!({
-            "username": username,
-            "email": format!("{username}@example.com"),
-            "displayName": format!("{username} Example"),
-            "password": "correct horse battery",
-        });
-        let res = self.client.post(format!("{}/auth/register", self.users_url)).json(&body).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let body: Value = res.json().await.unwrap();
-        User {
-            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            token: body["accessToken"].as_str().unwrap().to_owned(),
-        }
+        register(&self.client, &self.users_url, username, &format!("{username} Example")).await
     }
 
     pub async fn post(&self, user: &User, path: &str, body: &Value) -> reqwest::Response {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::time::Duration;
 
+pub use converge_testkit::User;
 use converge_testkit::fresh_postgres_database;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -167,13 +168,6 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// A registered user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub token: String,
-}
-
 impl Cluster {
     /// `n` instances on the shared Redis.
     pub async fn start(n: usize) -> Self {
@@ -277,19 +271,7 @@ impl Cluster {
 
     pub async fn user(&self, name: &str) -> User {
         let username = format!("{name}{}", &Uuid::new_v4().simple().to_string()[..8]);
-        let body = json!({
-            "username": username,
-            "email": format!("{username}@example.com"),
-            "displayName": name,
-            "password": "correct horse battery",
-        });
-        let res = self.client.post(format!("{}/auth/register", self.users_url)).json(&body).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let body: Value = res.json().await.unwrap();
-        User {
-            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            token: body["accessToken"].as_str().unwrap().to_owned(),
-        }
+        converge_testkit::register(&self.client, &self.users_url, &username, name).await
     }
 
     /// Creates a group chat (through instance 0) and returns its id.
