@@ -32,6 +32,8 @@ test('sign in, open a chat, send, start a new chat and leave, all by keyboard', 
   await page.keyboard.press('Enter');
   const newChat = page.getByRole('button', { name: 'New chat' });
   await expect(newChat).toBeVisible();
+  // The list fills in when the WebSocket's `ready` arrives, a moment after the screen appears.
+  await expect(page.getByRole('button', { name: /^Lou Board/ })).toBeVisible();
 
   // Tab from "New chat" reaches the chat; Enter opens it with the composer focused.
   await newChat.focus();
