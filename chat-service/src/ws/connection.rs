@@ -90,6 +90,9 @@ enum Write {
 }
 
 /// What the worker hands back for the client.
+///
+/// Writes and answers travel boxed: tokio allocates a channel's first block of 32 slots up front,
+/// and every idle connection carries these two channels.
 enum Answer {
     Frame(Box<ServerFrame>),
     Error(Option<Value>, ApiError),
@@ -97,9 +100,14 @@ enum Answer {
 
 /// Does a connection's writes one after another, off the connection's loop: the loop keeps
 /// draining deliveries while a send waits for its commit, and a client's sends keep their order.
-async fn write_worker(ctx: AppContext, user_id: Uuid, mut jobs: mpsc::Receiver<Write>, answers: mpsc::Sender<Answer>) {
+async fn write_worker(
+    ctx: AppContext,
+    user_id: Uuid,
+    mut jobs: mpsc::Receiver<Box<Write>>,
+    answers: mpsc::Sender<Box<Answer>>,
+) {
     while let Some(job) = jobs.recv().await {
-        let answer = match job {
+        let answer = match *job {
             // Boxed: the worker waits with an empty queue most of its life.
             Write::Send { req, chat_id, request } => {
                 match Box::pin(messages::send(&ctx, user_id, chat_id, request)).await {
@@ -114,7 +122,7 @@ async fn write_worker(ctx: AppContext, user_id: Uuid, mut jobs: mpsc::Receiver<W
             },
         };
         // The connection may be gone: the write is done all the same, the client retries by clientMsgId.
-        let _ = answers.send(answer).await;
+        let _ = answers.send(Box::new(answer)).await;
     }
 }
 
@@ -224,7 +232,7 @@ struct Connection {
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
     /// Queue of the connection's [`write_worker`].
-    writes: mpsc::Sender<Write>,
+    writes: mpsc::Sender<Box<Write>>,
 }
 
 impl Connection {
@@ -232,7 +240,7 @@ impl Connection {
         &mut self,
         mut stream: AggregatedMessageStream,
         mut inbox: mpsc::Receiver<Delivery>,
-        answers: &mut mpsc::Receiver<Answer>,
+        answers: &mut mpsc::Receiver<Box<Answer>>,
         resume: Option<ResumePoints>,
     ) -> Close {
         if let Err(close) = Box::pin(self.start(resume)).await {
@@ -250,7 +258,7 @@ impl Connection {
             let far = Instant::now() + Duration::from_secs(3600);
             let step = tokio::select! {
                 message = stream.recv(), if self.writes.capacity() > 0 => self.on_client(message).await,
-                Some(answer) = answers.recv() => match answer {
+                Some(answer) = answers.recv() => match *answer {
                     Answer::Frame(frame) => self.send_frame(&frame).await,
                     Answer::Error(req, error) => self.send_error(req, error).await,
                 },
@@ -379,7 +387,7 @@ impl Connection {
     /// Hands a write to the worker. The loop reads a client frame only while the queue has room,
     /// so this does not wait.
     async fn queue_write(&mut self, write: Write) -> Result<(), Close> {
-        match self.writes.try_send(write) {
+        match self.writes.try_send(Box::new(write)) {
             Ok(()) => Ok(()),
             Err(_) => Err(Close(close_code::SERVICE_RESTART, "temporarily unavailable")),
         }
@@ -572,7 +580,7 @@ impl Connection {
         mut self,
         outcome: Close,
         writer: tokio::task::JoinHandle<()>,
-        mut answers: mpsc::Receiver<Answer>,
+        mut answers: mpsc::Receiver<Box<Answer>>,
     ) {
         for chat_id in std::mem::take(&mut self.typing).into_keys() {
             messages::typing(&self.ctx, self.user_id, chat_id, false).await;
@@ -588,7 +596,7 @@ impl Connection {
                 if client_gone {
                     continue;
                 }
-                let sent = match answer {
+                let sent = match *answer {
                     Answer::Frame(frame) => self.send_frame(&frame).await,
                     Answer::Error(req, error) => self.send_error(req, error).await,
                 };
