@@ -61,6 +61,8 @@ pub struct Hub {
     relay: Arc<dyn Relay>,
     source: Arc<dyn MessageSource>,
     next_conn: AtomicU64,
+    /// Woken whenever a connection starts following a chat.
+    followed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -87,7 +89,13 @@ struct Feed {
 
 impl Hub {
     pub fn new(relay: Arc<dyn Relay>, source: Arc<dyn MessageSource>) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::default(), relay, source, next_conn: AtomicU64::new(1) })
+        Arc::new(Self {
+            state: Mutex::default(),
+            relay,
+            source,
+            next_conn: AtomicU64::new(1),
+            followed: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn relay(&self) -> &Arc<dyn Relay> {
@@ -173,6 +181,7 @@ impl Hub {
                 feed.subscribers.insert(conn);
                 exists
             };
+            self.followed.notify_waiters();
             if duplicate_subscription {
                 // Another connection created the feed meanwhile; keep the relay count balanced.
                 self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
@@ -181,6 +190,7 @@ impl Hub {
         }
         let joined = self.state().feeds.get_mut(&chat_id).map(|feed| feed.subscribers.insert(conn)).is_some();
         if joined {
+            self.followed.notify_waiters();
             return Ok(());
         }
         // The feed went away between the two looks: start it again.
@@ -366,6 +376,21 @@ impl Hub {
     /// Events this instance would deliver for a chat right now: for tests and `/metrics`.
     pub fn followers(&self, chat_id: Uuid) -> usize {
         self.state().feeds.get(&chat_id).map_or(0, |f| f.subscribers.len())
+    }
+
+    /// Resolves once at least `count` local connections or subscriptions follow `chat_id`: what a
+    /// test awaits to know a subscription without a backlog is live.
+    pub async fn followed_by(&self, chat_id: Uuid, count: usize) {
+        loop {
+            let followed = self.followed.notified();
+            tokio::pin!(followed);
+            // Registered before the look, so a follow between the look and the wait still wakes us.
+            followed.as_mut().enable();
+            if self.followers(chat_id) >= count {
+                return;
+            }
+            followed.await;
+        }
     }
 
     /// Delivers, in order, every stored message each followed chat has beyond what its feed has

@@ -221,17 +221,24 @@ impl Task {
                 .await?;
             anyhow::Ok(())
         };
-        if let Err(e) = timed(result).await {
-            tracing::warn!(error = format!("{e:#}"), "presence join failed; retried at the next heartbeat");
-            self.retry_join.insert(user_id);
+        match timed(result).await {
+            // The id in the text: tests of several instances await this line.
+            Ok(()) => tracing::debug!("presence joined {user_id}"),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "presence join failed; retried at the next heartbeat");
+                self.retry_join.insert(user_id);
+            }
         }
     }
 
     async fn leave(&mut self, user_id: Uuid) {
         let Some(redis) = &self.redis else { return self.announce_locally(user_id, false).await };
-        if let Err(e) = timed(leave(&self.db, redis, redis.instance, user_id, false)).await {
-            tracing::warn!(error = format!("{e:#}"), "presence leave failed; retried at the next heartbeat");
-            self.retry_leave.insert(user_id);
+        match timed(leave(&self.db, redis, redis.instance, user_id, false)).await {
+            Ok(()) => tracing::debug!("presence left {user_id}"),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "presence leave failed; retried at the next heartbeat");
+                self.retry_leave.insert(user_id);
+            }
         }
     }
 

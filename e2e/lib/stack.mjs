@@ -24,25 +24,34 @@ function freePort() {
   });
 }
 
-async function waitForHealth(url, child, name, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${child.output}`);
-    try {
-      const res = await fetch(`${url}/health`);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
+/**
+ * Waits for the service's "listening" log line (an event, not a poll), then checks /health once.
+ * Fails at once if the process exits first.
+ */
+async function waitForListening(url, child, name, timeoutMs = 60_000) {
+  await new Promise((resolveUp, reject) => {
+    const timer = setTimeout(() => done(new Error(`${name} did not start listening in time:\n${child.output}`)), timeoutMs);
+    const onOutput = () => child.output.includes(`${name} listening`) && done();
+    const onExit = (code) => done(new Error(`${name} exited with ${code}:\n${child.output}`));
+    function done(error) {
+      clearTimeout(timer);
+      child.stdout.off('data', onOutput);
+      child.off('exit', onExit);
+      error ? reject(error) : resolveUp();
     }
-    await new Promise((r) => setTimeout(r, 100)); // polling a process we cannot get an event from
-  }
-  throw new Error(`${name} did not answer ${url}/health in time:\n${child.output}`);
+    child.stdout.on('data', onOutput);
+    child.once('exit', onExit);
+    onOutput();
+  });
+  const res = await fetch(`${url}/health`);
+  if (!res.ok) throw new Error(`${name} answered /health with ${res.status}`);
 }
 
 function run(name, env, cwd) {
   const child = spawn(join(binDir, name), [], {
     cwd,
-    env: { PATH: process.env.PATH, RUST_LOG: 'warn', ...env },
+    // Warnings, and the startup line `waitForListening` awaits.
+    env: { PATH: process.env.PATH, RUST_LOG: 'warn,user_service::startup=info,chat_service::startup=info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.output = '';
@@ -87,7 +96,7 @@ export async function startStack(env = {}) {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForHealth(usersUrl, users, 'user-service');
+    await waitForListening(usersUrl, users, 'user-service');
     const chat = run('chat-service', {
       ...common,
       CHAT_SERVICE_PORT: String(chatPort),
@@ -95,7 +104,7 @@ export async function startStack(env = {}) {
       WEB_DIR: join(repoRoot, 'web'),
     }, dir);
     children.push(chat);
-    await waitForHealth(url, chat, 'chat-service');
+    await waitForListening(url, chat, 'chat-service');
   } catch (e) {
     await stop();
     throw e;

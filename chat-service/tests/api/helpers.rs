@@ -241,14 +241,12 @@ impl TestStack {
         client
     }
 
-    /// Waits until `count` subscribers follow `chat`: a subscription without a backlog has no
-    /// event that says it is live, so this is the one condition tests poll (with a deadline).
+    /// Waits until `count` subscribers follow `chat`: a subscription without a backlog has no frame
+    /// that says it is live, so tests await the hub's own signal.
     pub async fn wait_for_followers(&self, chat: Uuid, count: usize) {
-        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-        while self.chat.hub.followers(chat) < count {
-            assert!(tokio::time::Instant::now() < deadline, "{count} followers of {chat} in time");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.followed_by(chat, count))
+            .await
+            .unwrap_or_else(|_| panic!("{count} followers of {chat} in time"));
     }
 
     /// An acknowledged `graphql-transport-ws` connection of `user`.

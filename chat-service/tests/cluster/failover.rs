@@ -3,35 +3,69 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::helpers::{Client, Cluster, PrivateRedis, eventually};
+use crate::helpers::{Client, Cluster, EVENT_TIMEOUT, PrivateRedis};
 
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 15;
 
+/// Where a disruption lands in the stream. The disruption starts once a third of the messages are
+/// acknowledged, while the senders go on; each sender holds its last third until the disruption has
+/// happened, so part of the stream is always sent after it.
+#[derive(Clone)]
+struct Gate {
+    acked: watch::Sender<usize>,
+    disrupted: watch::Sender<bool>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self { acked: watch::channel(0).0, disrupted: watch::channel(false).0 }
+    }
+
+    async fn a_third_acked(&self) {
+        let third = SENDERS * PER_SENDER / 3;
+        let mut acked = self.acked.subscribe();
+        tokio::time::timeout(EVENT_TIMEOUT, acked.wait_for(|n| *n >= third)).await.expect("a third acked").unwrap();
+    }
+
+    async fn until_disrupted(&self) {
+        let _ = self.disrupted.subscribe().wait_for(|done| *done).await;
+    }
+}
+
 /// Each client sends its messages (retrying an unacknowledged one with the same clientMsgId after
 /// reconnecting to `fallback` instance), then reads until it has `total`. Returns the clients and
 /// every acked seq.
-async fn stream(clients: Vec<Client>, chat: Uuid, fallback: impl Fn(usize) -> String) -> (Vec<Client>, Vec<i64>) {
+async fn stream(
+    clients: Vec<Client>,
+    chat: Uuid,
+    fallback: impl Fn(usize) -> String,
+    gate: &Gate,
+) -> (Vec<Client>, Vec<i64>) {
     let total = (SENDERS * PER_SENDER) as i64;
     let mut tasks = Vec::new();
     for (i, mut client) in clients.into_iter().enumerate() {
         let fallback_url = fallback(i);
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for k in 0..PER_SENDER {
+                if k == PER_SENDER * 2 / 3 {
+                    gate.until_disrupted().await;
+                }
                 loop {
                     if !client.is_connected() {
                         client.reconnect(&fallback_url, &[chat]).await;
                     }
                     if let Some(ack) = client.send_message(chat, &format!("c{i}-{k}")).await {
                         acked.push(ack["message"]["seq"].as_i64().unwrap());
+                        gate.acked.send_modify(|n| *n += 1);
                         break;
                     }
                 }
-                // Spread the stream over the disruption.
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             while !client.until_seq(chat, total).await {
                 client.reconnect(&fallback_url, &[chat]).await;
@@ -59,10 +93,6 @@ fn assert_converged(clients: &[Client], chat: Uuid, stored: &[(i64, String)], mu
     }
 }
 
-async fn stored_count(cluster: &Cluster, user: &crate::helpers::User, chat: Uuid) -> usize {
-    cluster.history(user, chat, cluster.instances.len() - 1).await.len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_killed_instance_reconnect_elsewhere_and_resume_without_loss() {
     let mut cluster = Cluster::start(3).await;
@@ -70,10 +100,12 @@ async fn clients_of_a_killed_instance_reconnect_elsewhere_and_resume_without_los
     // Instance 1 dies; its clients go to instance 2.
     let urls: Vec<String> = (0..3).map(|i| cluster.instance(i).ws()).collect();
     let fallback = move |i: usize| if i % 3 == 1 { urls[2].clone() } else { urls[i % 3].clone() };
-    let streaming = async { stream(clients, chat, fallback).await };
+    let gate = Gate::new();
+    let streaming = stream(clients, chat, fallback, &gate);
     let killing = async {
-        eventually("a third of the stream", || async { stored_count(&cluster, &users[0], chat).await >= 20 }).await;
+        gate.a_third_acked().await;
         cluster.instance(1).sigkill();
+        gate.disrupted.send_replace(true);
     };
     let ((clients, acked), ()) = tokio::join!(streaming, killing);
     let stored = cluster.history(&users[0], chat, 0).await;
@@ -88,14 +120,16 @@ async fn stream_through_redis_trouble(restart: bool) {
     let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
     let (users, chat, clients) = cluster.team(SENDERS).await;
     let urls: Vec<String> = (0..2).map(|i| cluster.instance(i).ws()).collect();
-    let streaming = async { stream(clients, chat, move |i| urls[i % 2].clone()).await };
+    let gate = Gate::new();
+    let streaming = stream(clients, chat, move |i| urls[i % 2].clone(), &gate);
     let disrupting = async {
-        eventually("a third of the stream", || async { stored_count(&cluster, &users[0], chat).await >= 20 }).await;
+        gate.a_third_acked().await;
         if restart {
             redis.restart().await;
         } else {
             redis.flushall().await;
         }
+        gate.disrupted.send_replace(true);
     };
     let ((clients, acked), ()) = tokio::join!(streaming, disrupting);
     let stored = cluster.history(&users[0], chat, 1).await;

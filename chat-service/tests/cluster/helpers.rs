@@ -32,19 +32,6 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Polls `check` until it holds; for conditions no event announces.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A redis-server of the test's own, which it may restart or flush without disturbing others.
 pub struct PrivateRedis {
     pub port: u16,
@@ -61,16 +48,16 @@ impl PrivateRedis {
     }
 
     async fn spawn(port: u16, dir: &std::path::Path) -> Child {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server starts (apt-get install redis-server)");
-        let url = format!("redis://127.0.0.1:{port}");
-        eventually("redis-server to answer", || redis_ping(&url)).await;
+        let log = LogLines::follow(child.stdout.take().expect("piped"), format!("redis :{port}"), false);
+        log.awaiting("Ready to accept connections").await;
         child
     }
 
@@ -89,10 +76,49 @@ impl PrivateRedis {
     }
 }
 
-async fn redis_ping(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else { return false };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return false };
-    redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+/// A child process's output, line by line, as events a test can await.
+#[derive(Clone)]
+pub struct LogLines(tokio::sync::broadcast::Sender<String>);
+
+impl LogLines {
+    /// Reads `stream` to its end (so the child never blocks on a full pipe); with `echo`, every
+    /// line is also printed under `name` for the test's output.
+    pub fn follow(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, name: String, echo: bool) -> Self {
+        let (lines_tx, _) = tokio::sync::broadcast::channel(1024);
+        let log = Self(lines_tx);
+        let sender = log.0.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                let _ = sender.send(line);
+            }
+        });
+        log
+    }
+
+    /// Resolves at the first line from now on that contains `needle`. It starts listening when
+    /// called, so call it before the action whose line it awaits.
+    pub fn awaiting(&self, needle: &str) -> impl Future<Output = ()> + use<> {
+        let mut lines = self.0.subscribe();
+        let needle = needle.to_owned();
+        async move {
+            let seen = async {
+                loop {
+                    match lines.recv().await {
+                        Ok(line) if line.contains(&needle) => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            panic!("the process ended before {needle:?}")
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout(EVENT_TIMEOUT, seen).await.unwrap_or_else(|_| panic!("no line {needle:?} in time"));
+        }
+    }
 }
 
 pub async fn redis_command<T: redis::FromRedisValue>(url: &str, cmd: redis::Cmd) -> T {
@@ -106,6 +132,8 @@ pub struct Instance {
     pub port: u16,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// Its log lines (standard output), for the events no client sees.
+    pub log: Option<LogLines>,
 }
 
 impl Instance {
@@ -150,6 +178,11 @@ impl Instance {
             .filter_map(|rest| rest.strip_prefix(' '))
             .filter_map(|value| value.trim().parse::<f64>().ok())
             .sum()
+    }
+
+    /// Resolves at the instance's next log line containing `needle` (listening from this call on).
+    pub fn logged(&self, needle: &str) -> impl Future<Output = ()> + use<> {
+        self.log.as_ref().expect("running").awaiting(needle)
     }
 
     pub async fn ready(&self) -> Value {
@@ -212,10 +245,15 @@ impl Cluster {
                 ("REDIS_PREFIX".into(), cluster.prefix.clone()),
                 ("WS_FRAMES_PER_SECOND".into(), "10000".into()),
                 ("DATA_DIR".into(), cluster._dir.path().display().to_string()),
-                ("RUST_LOG".into(), "warn".into()),
+                // The lines tests await: listening, Redis connected, presence written.
+                (
+                    "RUST_LOG".into(),
+                    "warn,chat_service::startup=info,chat_service::relay::redis=info,chat_service::presence=debug"
+                        .into(),
+                ),
             ];
             vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-            cluster.instances.push(Instance { port: 0, child: None, env: vars });
+            cluster.instances.push(Instance { port: 0, child: None, env: vars, log: None });
         }
         for i in 0..n {
             cluster.launch(i).await;
@@ -235,34 +273,15 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .expect("chat-service starts");
-        for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("[chat-service :{port}] {line}");
-                }
-            });
-        }
+        let log = LogLines::follow(child.stdout.take().expect("piped"), format!("chat-service :{port}"), true);
+        LogLines::follow(child.stderr.take().expect("piped"), format!("chat-service :{port}"), true);
+        let (listening, relaying) = (log.awaiting("chat-service listening"), log.awaiting("Redis pub/sub connected"));
         instance.port = port;
         instance.child = Some(child);
-        let url = format!("{}/ready", instance.http());
-        let client = self.client.clone();
-        eventually("chat-service to be ready with Redis up", || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                match client.get(&url).send().await {
-                    Ok(res) => res.json::<Value>().await.is_ok_and(|v| v["redis"] == "up"),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
+        instance.log = Some(log);
+        listening.await;
+        relaying.await;
+        assert_eq!(instance.ready().await["redis"], "up", "ready reports Redis once connected");
     }
 
     pub fn instance(&self, i: usize) -> &Instance {

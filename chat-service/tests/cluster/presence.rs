@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Cluster, eventually, redis_command, shared_redis_url};
+use crate::helpers::{Cluster, redis_command, shared_redis_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_two_instances_goes_offline_only_after_both_close() {
@@ -18,13 +18,17 @@ async fn a_user_on_two_instances_goes_offline_only_after_both_close() {
 
     let mut tab_a = cluster.connect(&una, 0).await;
     observer.until(is_una(true)).await.expect("online");
+    let joined_b = cluster.instance(1).logged(&format!("presence joined {}", una.id));
     let mut tab_b = cluster.connect(&una, 1).await;
+    joined_b.await;
     let key = format!("{}presence:user:{{{}}}", cluster.prefix, una.id);
     let entries = || async { redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await };
-    eventually("una on two instances", || async { entries().await == 2 }).await;
+    assert_eq!(entries().await, 2, "una is on two instances");
 
+    let left_a = cluster.instance(0).logged(&format!("presence left {}", una.id));
     tab_a.close().await;
-    eventually("instance 0 to let go of una", || async { entries().await == 1 }).await;
+    left_a.await;
+    assert_eq!(entries().await, 1, "instance 0 let go of una");
     // A marker published after that: an offline flip would have reached the observer before it.
     tab_b.send_message(chat, "still here").await.expect("acked");
     assert!(observer.until_seq(chat, 1).await);
@@ -40,12 +44,9 @@ async fn a_killed_instances_users_go_offline_within_the_expiry() {
     let mut cluster = Cluster::start_with(2, &shared_redis_url(), &[("PRESENCE_TTL_SECS", "2")]).await;
     let (una, obs) = (cluster.user("una").await, cluster.user("obs").await);
     cluster.group(&una, &[&obs]).await;
+    let joined = cluster.instance(0).logged(&format!("presence joined {}", una.id));
     let _una = cluster.connect(&una, 0).await;
-    let key = format!("{}presence:user:{{{}}}", cluster.prefix, una.id);
-    eventually("una online", || async {
-        redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await == 1
-    })
-    .await;
+    joined.await;
 
     let mut observer = cluster.connect(&obs, 1).await;
     let ready = observer.log.iter().find(|f| f["type"] == "ready").expect("ready").clone();

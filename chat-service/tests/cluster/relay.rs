@@ -3,7 +3,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Client, Cluster, eventually, redis_command};
+use crate::helpers::{Client, Cluster};
 
 /// Every client reads until it has `last` of `chat_id`; returns the clients.
 async fn read_all(clients: Vec<Client>, chat_id: Uuid, last: i64) -> Vec<Client> {
@@ -63,13 +63,10 @@ async fn an_instance_without_members_of_a_chat_receives_none_of_its_traffic() {
     let chat_x = cluster.group(&x1, &[&x2]).await;
     let chat_y = cluster.group(&y1, &[&y2]).await;
     // Instance 2 hosts only y2; chat X lives on instances 0 and 1.
-    let mut on_c = cluster.connect(&y2, 2).await;
     // y2's own presence is published (or not) before y1 connects; y1's then reaches C after it.
-    let key = format!("{}presence:user:{{{}}}", cluster.prefix, y2.id);
-    eventually("y2 to be online", || async {
-        redis_command::<i64>(&cluster.redis_url, redis::cmd("ZCARD").arg(&key).clone()).await == 1
-    })
-    .await;
+    let y2_joined = cluster.instance(2).logged(&format!("presence joined {}", y2.id));
+    let mut on_c = cluster.connect(&y2, 2).await;
+    y2_joined.await;
     let mut y1_client = cluster.connect(&y1, 0).await;
     on_c.until(|f| f["type"] == "presence" && f["userId"] == y1.id.to_string()).await.expect("y1's presence reaches C");
     let baseline = cluster.instance(2).metric("relay_events_received_total{kind=\"chat\"}").await;
