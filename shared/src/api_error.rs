@@ -45,6 +45,17 @@ impl ApiError {
         }
     }
 
+    /// The same error for another waiter (an error is not `Clone`: an internal cause is shared as
+    /// its text, still logged and still opaque to the client).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            ApiError::Client { code, message } => ApiError::Client { code: *code, message: message.clone() },
+            ApiError::Validation(fields) => ApiError::Validation(fields.clone()),
+            ApiError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs: *retry_after_secs },
+            ApiError::Internal(cause) => ApiError::Internal(anyhow::anyhow!("{cause:#}")),
+        }
+    }
+
     /// The envelope sent to the client. Internal errors say nothing about their cause.
     pub fn envelope(&self) -> ErrorEnvelope {
         match self {

@@ -80,3 +80,13 @@ pub async fn register(client: &reqwest::Client, users_url: &str, username: &str,
         token: body["accessToken"].as_str().expect("an access token").to_owned(),
     }
 }
+
+/// The value of `series` (a metric name with its labels, as `/metrics` prints them) in a
+/// Prometheus text, 0 when absent. Metrics are process-wide: compare before and after.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .sum()
+}

@@ -98,7 +98,7 @@ async fn store_batch(db: &DatabaseConnection, sends: Vec<Pending>) {
         Ok(checked) => checked,
         Err(e) => {
             for send in sends {
-                let _ = send.reply.send(Err(ApiError::new(e.code(), e.to_string())));
+                let _ = send.reply.send(Err(e.duplicate()));
             }
             return;
         }
@@ -141,7 +141,7 @@ async fn store_batch(db: &DatabaseConnection, sends: Vec<Pending>) {
         for retry in retries {
             let again = match &result {
                 Ok(stored) => Ok(Stored { message: stored.message.clone(), fresh: false }),
-                Err(e) => Err(ApiError::new(e.code(), e.to_string())),
+                Err(e) => Err(e.duplicate()),
             };
             let _ = retry.send(again);
         }

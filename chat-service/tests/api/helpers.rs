@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
 use converge_shared::auth::{Authenticator, JwksClient};
-pub use converge_testkit::{Backend, User, fresh_postgres_database, on_both_backends, register};
+pub use converge_testkit::{Backend, User, fresh_postgres_database, metric, on_both_backends, register};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -274,13 +274,4 @@ impl WsClient {
             }
         }
     }
-}
-
-/// The value of the first sample whose line starts with `series` (name and labels) in a `/metrics`
-/// text, or 0. Metrics are process-wide and tests run in parallel: compare before and after.
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
 }

@@ -173,11 +173,7 @@ impl Instance {
     /// The value of a Prometheus counter (0 when it was never incremented).
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
         let text = reqwest::get(format!("{}/metrics", self.http())).await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter_map(|line| line.strip_prefix(name_and_labels))
-            .filter_map(|rest| rest.strip_prefix(' '))
-            .filter_map(|value| value.trim().parse::<f64>().ok())
-            .sum()
+        converge_testkit::metric(&text, name_and_labels)
     }
 
     /// Resolves at the instance's next log line containing `needle` (listening from this call on).

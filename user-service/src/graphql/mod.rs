@@ -4,7 +4,7 @@ mod schema;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, ErrorExtensions, Schema};
+use async_graphql::{EmptySubscription, Schema};
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
 use converge_shared::token::AccessClaims;
 
@@ -42,9 +42,4 @@ pub async fn graphiql() -> HttpResponse {
 /// The schema in SDL, as exported to `docs/user-service.graphql`.
 pub fn sdl() -> String {
     Schema::build(Query, Mutation, EmptySubscription).finish().sdl()
-}
-
-/// An [`ApiError`] as a GraphQL error with the same `code` (see `converge_shared::api_error`).
-pub(crate) fn gql_error(err: ApiError) -> async_graphql::Error {
-    err.extend()
 }

@@ -1,5 +1,5 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, Object, Result, ResultExt};
 use converge_shared::dto::{
     AuthResponse, LoginRequest, MeDto, RegisterRequest, UpdateProfileRequest, UserDto, UserListQuery,
 };
@@ -7,7 +7,7 @@ use converge_shared::error::ErrorCode;
 use converge_shared::token::AccessClaims;
 use uuid::Uuid;
 
-use super::{Caller, gql_error};
+use super::Caller;
 use crate::context::AppContext;
 use crate::service::{accounts, sessions, users};
 use converge_shared::api_error::{ApiError, ApiResult};
@@ -26,8 +26,7 @@ fn caller<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
 fn claims(ctx: &Context<'_>) -> ApiResult<AccessClaims> {
     match &caller(ctx)?.claims {
         Some(Ok(claims)) => Ok(claims.clone()),
-        Some(Err(ApiError::Client { code, message })) => Err(ApiError::new(*code, message.clone())),
-        Some(Err(_)) => Err(ApiError::new(ErrorCode::InvalidToken, "the access token is invalid")),
+        Some(Err(e)) => Err(e.duplicate()),
         None => Err(ApiError::new(ErrorCode::Unauthorized, "an access token is required")),
     }
 }
@@ -36,7 +35,7 @@ fn claims(ctx: &Context<'_>) -> ApiResult<AccessClaims> {
 impl Query {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<MeDto> {
-        async { users::me(app(ctx), claims(ctx)?.sub).await }.await.map_err(gql_error)
+        async { users::me(app(ctx), claims(ctx)?.sub).await }.await.extend()
     }
 
     /// A user by id.
@@ -46,7 +45,7 @@ impl Query {
             users::get(app(ctx), id).await
         }
         .await
-        .map_err(gql_error)
+        .extend()
     }
 
     /// Active users, oldest first, optionally filtered by a substring of the username or display name.
@@ -65,10 +64,10 @@ impl Query {
             for user in page.items {
                 connection.edges.push(Edge::new(users::cursor_of(&user), user));
             }
-            Ok(connection)
+            Ok::<_, ApiError>(connection)
         }
         .await
-        .map_err(gql_error)
+        .extend()
     }
 }
 
@@ -76,31 +75,31 @@ impl Query {
 impl Mutation {
     /// Create an account and sign in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterRequest) -> Result<AuthResponse> {
-        async { accounts::register(app(ctx), &caller(ctx)?.ip, input).await }.await.map_err(gql_error)
+        async { accounts::register(app(ctx), &caller(ctx)?.ip, input).await }.await.extend()
     }
 
     /// Sign in with a username or email and a password.
     async fn login(&self, ctx: &Context<'_>, input: LoginRequest) -> Result<AuthResponse> {
-        async { accounts::login(app(ctx), &caller(ctx)?.ip, input).await }.await.map_err(gql_error)
+        async { accounts::login(app(ctx), &caller(ctx)?.ip, input).await }.await.extend()
     }
 
     /// Exchange a refresh token for new tokens; the presented one is spent.
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthResponse> {
-        sessions::refresh(app(ctx), &refresh_token).await.map_err(gql_error)
+        sessions::refresh(app(ctx), &refresh_token).await.extend()
     }
 
     /// End the session of a refresh token.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
-        sessions::logout(app(ctx), &refresh_token).await.map(|()| true).map_err(gql_error)
+        sessions::logout(app(ctx), &refresh_token).await.map(|()| true).extend()
     }
 
     /// End every session of the signed-in user.
     async fn logout_all(&self, ctx: &Context<'_>) -> Result<bool> {
-        async { sessions::logout_all(&app(ctx).db, claims(ctx)?.sub).await }.await.map(|()| true).map_err(gql_error)
+        async { sessions::logout_all(&app(ctx).db, claims(ctx)?.sub).await }.await.map(|()| true).extend()
     }
 
     /// Change the signed-in user's display name or avatar.
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileRequest) -> Result<MeDto> {
-        async { users::update_profile(app(ctx), claims(ctx)?.sub, input).await }.await.map_err(gql_error)
+        async { users::update_profile(app(ctx), claims(ctx)?.sub, input).await }.await.extend()
     }
 }
