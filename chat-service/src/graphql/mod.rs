@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, guard, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{Context, Data, ErrorExtensions, Schema};
-use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::auth::{Authenticator, bearer_token};
 use converge_shared::error::ErrorCode;
@@ -59,7 +59,8 @@ async fn execute(
     schema: web::Data<ChatSchema>,
     auth: web::Data<Authenticator>,
     req: HttpRequest,
-    gql: GraphQLRequest,
+    // Through actix's JSON extractor: a malformed body gets the REST routes' JSON error envelope.
+    gql: web::Json<async_graphql::Request>,
 ) -> GraphQLResponse {
     let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await;
     schema.execute(gql.into_inner().data(Auth(caller))).await.into()

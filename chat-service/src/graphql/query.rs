@@ -1,13 +1,15 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
-use async_graphql::{Context, Object, Result, ResultExt};
+use async_graphql::{Context, ErrorExtensions, Object, Result, ResultExt};
+use converge_shared::api_error::ApiError;
 use converge_shared::dto::{ChatDto, MessageDto, MessagesQuery};
 use uuid::Uuid;
 
 use super::{app, caller};
 use crate::service::{chats, messages};
 
-/// Messages per page when neither `first` nor `last` is given.
+/// Messages per page when neither `first` nor `last` is given, and the most in one page.
 const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: i32 = 200;
 
 pub struct Query;
 
@@ -36,6 +38,17 @@ impl Query {
         last: Option<i32>,
     ) -> Result<Connection<i64, MessageDto, EmptyFields, EmptyFields>> {
         let (app, viewer) = (app(ctx), caller(ctx)?.user_id);
+        // Checked here so the errors name the arguments a GraphQL client sent, with a code.
+        for (name, cursor) in [("after", &after), ("before", &before)] {
+            if cursor.as_deref().is_some_and(|c| c.parse::<i64>().map_or(true, |seq| seq < 0)) {
+                return Err(ApiError::field(name, "must be a cursor of this connection").extend());
+            }
+        }
+        for (name, size) in [("first", first), ("last", last)] {
+            if size.is_some_and(|n| !(1..=MAX_PAGE).contains(&n)) {
+                return Err(ApiError::field(name, format!("must be between 1 and {MAX_PAGE}")).extend());
+            }
+        }
         query(after, before, first, last, |after: Option<i64>, before: Option<i64>, first, last| async move {
             let forward = after.is_some() || first.is_some();
             let limit = first.or(last).unwrap_or(DEFAULT_PAGE) as u64;

@@ -144,6 +144,14 @@ on_both_backends! {
         assert_eq!(code(&empty), "empty_message");
         let future = stack.graphql(Some(&ana), "mutation($chat: UUID!) { markAsRead(chatId: $chat, seq: 99) }", json!({ "chat": chat })).await;
         assert_eq!(code(&future), "invalid_seq");
+        let paging = "query($chat: UUID!, $after: String, $first: Int) { messages(chatId: $chat, after: $after, first: $first) { edges { cursor } } }";
+        let bad_cursor = stack.graphql(Some(&ana), paging, json!({ "chat": chat, "after": "zzz" })).await;
+        assert_eq!((code(&bad_cursor), bad_cursor["errors"][0]["extensions"]["fields"]["after"].is_string()), ("validation_failed", true), "{bad_cursor}");
+        let too_many = stack.graphql(Some(&ana), paging, json!({ "chat": chat, "first": 1000 })).await;
+        assert_eq!((code(&too_many), too_many["errors"][0]["extensions"]["fields"]["first"].is_string()), ("validation_failed", true), "{too_many}");
+        let malformed = stack.client.post(format!("{}/graphql", stack.chat_url)).header("content-type", "application/json").body("not json").send().await.unwrap();
+        assert_eq!(malformed.status().as_u16(), 400);
+        assert_eq!(malformed.json::<Value>().await.unwrap()["error"]["code"], "bad_request");
         let history = stack.get(&ana, &format!("/chats/{chat}/messages")).await.json::<Value>().await.unwrap();
         assert_eq!(history["messages"], json!([]), "refused sends stored nothing");
 

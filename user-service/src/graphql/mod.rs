@@ -5,7 +5,7 @@ mod schema;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{EmptySubscription, Schema};
-use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
+use async_graphql_actix_web::GraphQLResponse;
 use converge_shared::token::AccessClaims;
 
 pub use schema::{Mutation, Query};
@@ -28,7 +28,13 @@ pub(crate) struct Caller {
     pub ip: String,
 }
 
-pub async fn graphql(schema: web::Data<UserSchema>, req: HttpRequest, gql: GraphQLRequest) -> GraphQLResponse {
+/// The request arrives through actix's JSON extractor, so a malformed body gets the same JSON error
+/// envelope as every REST route.
+pub async fn graphql(
+    schema: web::Data<UserSchema>,
+    req: HttpRequest,
+    gql: web::Json<async_graphql::Request>,
+) -> GraphQLResponse {
     let caller = Caller { claims: bearer_claims(&req).await, ip: client_ip(&req) };
     schema.execute(gql.into_inner().data(caller)).await.into()
 }

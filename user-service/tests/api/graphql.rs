@@ -48,6 +48,10 @@ on_both_backends! {
         assert_eq!(error_code(&wrong), "invalid_credentials");
         assert_eq!(error_code(&app.graphql("{ me { id } }", json!({}), None).await), "unauthorized");
         assert_eq!(error_code(&app.graphql("{ me { id } }", json!({}), Some("garbage")).await), "invalid_token");
+
+        let malformed = app.client.post(app.url("/graphql")).header("content-type", "application/json").body("not json").send().await.unwrap();
+        assert_eq!(malformed.status().as_u16(), 400);
+        assert_eq!(malformed.json::<serde_json::Value>().await.unwrap()["error"]["code"], "bad_request");
     }
 
     async fn users_connection_pages_through_everyone(backend) {
