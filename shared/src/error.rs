@@ -47,6 +47,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such resource, or no such route.
     NotFound,
+    /// 405: the route exists but not with this method; the `Allow` header lists the methods it takes.
+    MethodNotAllowed,
     /// 409: the username is taken (case-insensitively).
     UsernameTaken,
     /// 409: the email is taken (case-insensitively).
@@ -76,6 +78,7 @@ impl ErrorCode {
             | RefreshTokenReused | InvalidApiKey => 401,
             AccountDeactivated | Forbidden => 403,
             NotFound => 404,
+            MethodNotAllowed => 405,
             UsernameTaken | EmailTaken | Conflict => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -106,6 +109,7 @@ impl ErrorCode {
             AccountDeactivated => "account_deactivated",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
             UsernameTaken => "username_taken",
             EmailTaken => "email_taken",
             Conflict => "conflict",
@@ -172,6 +176,7 @@ mod tests {
             AccountDeactivated,
             Forbidden,
             NotFound,
+            MethodNotAllowed,
             UsernameTaken,
             EmailTaken,
             Conflict,

@@ -1,9 +1,15 @@
 //! What every service's HTTP door shares: the framework's own rejections (bad JSON, wrong content
-//! type, unknown route…) answered with the error envelope, and the `/health` and `/metrics` routes.
+//! type, unknown route, wrong method…) answered with the error envelope, and the `/health` and
+//! `/metrics` routes.
 
 use crate::api_error::ApiError;
 use crate::error::ErrorCode;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 
 /// JSON bodies: size limit, content type and shape errors in our envelope.
@@ -40,9 +46,65 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
-/// Unknown routes, and known routes with a method they do not accept.
-pub async fn not_found() -> HttpResponse {
-    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+/// The pattern of the catch-all resource of [`configure_fallback`]; metrics label it `unmatched`.
+pub const UNMATCHED_PATTERN: &str = "/{unmatched:.*}";
+
+/// Registers what answers a request no route took; call it after every route.
+///
+/// The `#[get]`, `#[post]`… macros guard each resource by its method, so a known path asked with
+/// another method falls through every resource, to a route-less resource that matches any path.
+/// Actix answers it as any resource whose routes refuse the method: 405 with an `Allow` header
+/// naming each method guard the router checked on the way, i.e. the methods of the routes whose
+/// path matched; none checked means no route knows the path. [`method_not_allowed`] renders both.
+/// The default service answers paths a scope (`/web`) owns but none of its routes matches.
+pub fn configure_fallback(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(UNMATCHED_PATTERN)).default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    no_such_route().error_response()
+}
+
+fn no_such_route() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+/// Middleware: a 405 gets the error envelope (`method_not_allowed`) and an `Allow` header naming each
+/// method once; a 405 that names no method (the catch-all of [`configure_fallback`]) is an unknown
+/// path, a 404 `not_found`. Wrap it inside the metrics middleware, so that counts the final status.
+pub async fn method_not_allowed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(res.map_into_left_body());
+    }
+    let allowed = allowed_methods(res.headers());
+    let response = if allowed.is_empty() {
+        no_such_route().error_response()
+    } else {
+        let allow = allowed.join(", ");
+        let message = format!("{} is not allowed on this route; use {allow}", res.request().method());
+        let mut response = ApiError::new(ErrorCode::MethodNotAllowed, message).error_response();
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        response
+    };
+    Ok(res.into_response(response).map_into_right_body())
+}
+
+/// The methods an `Allow` header names, each once, in order (actix lists a method once per route).
+fn allowed_methods(headers: &HeaderMap) -> Vec<&str> {
+    let mut methods = Vec::new();
+    let named = headers.get_all(header::ALLOW).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    for method in named.map(str::trim).filter(|m| !m.is_empty()) {
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    methods
 }
 
 /// Registers the extractor settings every service shares: JSON bodies up to `max_body` bytes, and
@@ -67,4 +129,67 @@ pub async fn health() -> HttpResponse {
 #[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::telemetry::metrics_handle().render())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::ALLOW;
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, get, post, test, web};
+
+    use super::{configure_fallback, method_not_allowed};
+    use crate::error::{ErrorCode, ErrorEnvelope};
+
+    #[get("/things")]
+    async fn list() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    #[post("/things")]
+    async fn create() -> HttpResponse {
+        HttpResponse::Created().finish()
+    }
+
+    #[get("/things/{id}")]
+    async fn one() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    /// Answers `method path` through routes declared both ways: method macros and a resource.
+    async fn answer(method: &str, path: &str) -> (u16, Option<String>, ErrorEnvelope) {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(method_not_allowed))
+                .service(list)
+                .service(create)
+                .service(one)
+                .service(web::resource("/resource").get(HttpResponse::Ok).put(HttpResponse::Ok))
+                .configure(configure_fallback),
+        )
+        .await;
+        let method = method.parse().expect("a method");
+        let res = test::call_service(&app, test::TestRequest::default().method(method).uri(path).to_request()).await;
+        let allow = res.headers().get(ALLOW).map(|v| v.to_str().expect("ascii").to_owned());
+        (res.status().as_u16(), allow, test::read_body_json(res).await)
+    }
+
+    // These pin actix's behaviour that `configure_fallback` relies on: its catch-all sees the
+    // methods of every resource whose path matched.
+    #[actix_web::test]
+    async fn a_method_no_route_of_a_known_path_takes_is_405_naming_the_methods_once() {
+        let (status, allow, body) = answer("DELETE", "/things").await;
+        assert_eq!((status, allow.as_deref(), body.error.code), (405, Some("GET, POST"), ErrorCode::MethodNotAllowed));
+        assert_eq!(body.error.message, "DELETE is not allowed on this route; use GET, POST");
+
+        let (status, allow, _) = answer("PATCH", "/resource").await;
+        assert_eq!((status, allow.as_deref()), (405, Some("GET, PUT")));
+    }
+
+    #[actix_web::test]
+    async fn an_unknown_path_is_404_whatever_the_method() {
+        for method in ["GET", "DELETE"] {
+            let (status, allow, body) = answer(method, "/things/1/nope").await;
+            assert_eq!((status, allow, body.error.code), (404, None, ErrorCode::NotFound), "{method}");
+        }
+    }
 }

@@ -61,7 +61,10 @@ pub async fn observe_request(
     let started = Instant::now();
     let method = req.method().to_string();
     // The pattern (`/users/{id}`), not the path, keeps the label set bounded.
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .filter(|pattern| pattern != crate::http::UNMATCHED_PATTERN)
+        .unwrap_or_else(|| "unmatched".to_owned());
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
     let mut res = next.call(req).await?;
     let status = res.status().as_u16().to_string();

@@ -1,5 +1,5 @@
-//! What every Converge integration test needs: the backend it runs on, and a fresh PostgreSQL
-//! database per test so no test sees another's rows.
+//! What every Converge integration test needs: the backend it runs on, a fresh PostgreSQL
+//! database per test so no test sees another's rows, and assertions on the error envelope.
 
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -89,4 +89,25 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .filter_map(|rest| rest.strip_prefix(' '))
         .filter_map(|value| value.trim().parse::<f64>().ok())
         .sum()
+}
+
+/// Asserts the status and the error envelope's code, and returns the envelope.
+pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let body: Value = res.json().await.expect("an error body is JSON");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {body}");
+    body
+}
+
+/// Asserts a 405 `method_not_allowed` whose `Allow` header names exactly `allowed`, in any order.
+pub async fn assert_method_not_allowed(res: reqwest::Response, allowed: &[&str]) {
+    let url = res.url().clone();
+    let allow = res.headers().get("allow").map(|v| v.to_str().expect("an ASCII Allow").to_owned());
+    let mut named: Vec<&str> = allow.as_deref().unwrap_or_default().split(", ").collect();
+    let mut expected = allowed.to_vec();
+    named.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(named, expected, "Allow of {url}: {allow:?}");
+    assert_error(res, 405, "method_not_allowed").await;
 }

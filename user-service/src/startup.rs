@@ -92,6 +92,7 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
             .app_data(schema.clone())
             .app_data(authenticator.clone())
             .configure(errors::configure_extractors(max_body))
+            .wrap(from_fn(errors::method_not_allowed))
             .wrap(from_fn(observe_request))
             .wrap(TracingLogger::default())
             .wrap(cors(&origins))
@@ -101,7 +102,7 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
                     .route(web::post().to(graphql::graphql))
                     .route(web::get().to(graphql::graphiql)),
             )
-            .default_service(web::to(errors::not_found))
+            .configure(errors::configure_fallback)
     })
     .shutdown_timeout(10)
     // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
@@ -118,7 +119,7 @@ fn cors(origins: &[String]) -> Cors {
     let cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
-        .expose_headers(["x-request-id", "retry-after"])
+        .expose_headers(["x-request-id", "retry-after", "allow"])
         .max_age(600);
     if origins.iter().any(|o| o == "*") {
         return cors.send_wildcard().allow_any_origin();

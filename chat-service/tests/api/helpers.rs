@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
 use converge_shared::auth::{Authenticator, JwksClient};
-pub use converge_testkit::{Backend, User, fresh_postgres_database, metric, on_both_backends, register};
+pub use converge_testkit::{
+    Backend, User, assert_error, assert_method_not_allowed, fresh_postgres_database, metric, on_both_backends, register,
+};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -58,6 +58,18 @@ async fn an_actual_request_from_the_web_client_exposes_the_request_id() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_from_the_web_client_exposes_allow() {
+    let app = app_allowing(WEB_ORIGIN).await;
+
+    let res = app.client.delete(app.url("/auth/login")).header("origin", WEB_ORIGIN).send().await.unwrap();
+
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["access-control-allow-origin"], WEB_ORIGIN);
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    assert!(exposed.contains("allow"), "{exposed}");
+}
+
+#[tokio::test]
 async fn a_wildcard_admits_any_origin() {
     let app = app_allowing("*").await;
 

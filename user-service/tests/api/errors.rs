@@ -1,7 +1,7 @@
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_error, on_both_backends};
+use crate::helpers::{TestApp, assert_error, assert_method_not_allowed, on_both_backends};
 
 on_both_backends! {
     async fn malformed_bodies_get_the_error_envelope(backend) {
@@ -19,10 +19,24 @@ on_both_backends! {
         assert_error(app.post("/auth/login", &huge).await, 413, "payload_too_large").await;
     }
 
-    async fn unknown_routes_and_wrong_methods_get_the_error_envelope(backend) {
+    async fn unknown_routes_get_not_found_whatever_the_method(backend) {
         let app = TestApp::spawn(backend).await;
         assert_error(app.client.get(app.url("/nope")).send().await.unwrap(), 404, "not_found").await;
-        assert_error(app.client.get(app.url("/auth/login")).send().await.unwrap(), 404, "not_found").await;
+        assert_error(app.client.delete(app.url("/auth/login/nope")).send().await.unwrap(), 404, "not_found").await;
+        assert_error(app.client.put(app.url("/users/me/nope")).send().await.unwrap(), 404, "not_found").await;
+    }
+
+    async fn a_known_route_asked_with_another_method_is_405_naming_the_methods_it_takes(backend) {
+        let app = TestApp::spawn(backend).await;
+        let send = |method: Method, path: &str| app.client.request(method, app.url(path)).send();
+        assert_method_not_allowed(send(Method::DELETE, "/auth/login").await.unwrap(), &["POST"]).await;
+        assert_method_not_allowed(send(Method::GET, "/auth/login").await.unwrap(), &["POST"]).await;
+        // `/users/me` is also matched by `/users/{id}`: both routes' methods count.
+        assert_method_not_allowed(send(Method::DELETE, "/users/me").await.unwrap(), &["GET", "PATCH"]).await;
+        assert_method_not_allowed(send(Method::POST, "/apps/users/u1").await.unwrap(), &["GET", "PUT"]).await;
+        assert_method_not_allowed(send(Method::PUT, "/graphql").await.unwrap(), &["GET", "POST"]).await;
+        assert_method_not_allowed(send(Method::POST, "/health").await.unwrap(), &["GET"]).await;
+        assert_method_not_allowed(send(Method::POST, "/openapi.json").await.unwrap(), &["GET"]).await;
     }
 
     async fn responses_carry_a_request_id(backend) {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
-pub use converge_testkit::{Backend, fresh_postgres_database, on_both_backends};
+pub use converge_testkit::{
+    Backend, assert_error, assert_method_not_allowed, fresh_postgres_database, on_both_backends,
+};
 use ed25519_dalek::SigningKey;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -107,13 +109,4 @@ pub fn register_body(username: &str) -> Value {
         "displayName": format!("{username} Example"),
         "password": PASSWORD,
     })
-}
-
-/// Asserts the status and the error envelope's code, and returns the envelope.
-pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
-    assert_eq!(res.status().as_u16(), status, "status");
-    let body: Value = res.json().await.expect("an error body is JSON");
-    assert_eq!(body["error"]["code"], code, "error code in {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {body}");
-    body
 }
