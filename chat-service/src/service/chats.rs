@@ -113,13 +113,12 @@ async fn insert_participant<C: ConnectionTrait>(conn: &C, chat_id: Uuid, user_id
 
 /// The viewer's chats, most recently active first.
 pub async fn list(ctx: &AppContext, viewer: Uuid) -> ApiResult<Vec<ChatDto>> {
-    let ids: Vec<Uuid> = participant::Entity::find()
-        .filter(participant::Column::UserId.eq(viewer))
-        .all(&ctx.db)
-        .await?
-        .into_iter()
-        .map(|p| p.chat_id)
-        .collect();
+    let ids = chat_ids_of(&ctx.db, viewer).await?;
+    list_of(ctx, viewer, ids).await
+}
+
+/// The viewer's chats among `ids` (from [`chat_ids_of`]), most recently active first.
+pub async fn list_of(ctx: &AppContext, viewer: Uuid, ids: Vec<Uuid>) -> ApiResult<Vec<ChatDto>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -97,6 +97,17 @@ pub async fn run(ctx: AppContext, mut pending: mpsc::Receiver<Report>, interval:
     }
 }
 
+/// Raises delivered watermarks. The rows are locked in (chat, user) order first, the order the
+/// message writer locks its senders' rows in: two statements that lock rows in different orders
+/// can deadlock, and PostgreSQL takes `deadlock_timeout` (1 s) to break the tie.
+const RAISE_DELIVERED: &str = "WITH raised AS ( \
+       SELECT p.chat_id, p.user_id, v.seq FROM chat_participants p \
+       JOIN unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(chat_id, user_id, seq) \
+         ON p.chat_id = v.chat_id AND p.user_id = v.user_id AND p.last_delivered_seq < v.seq \
+       ORDER BY p.chat_id, p.user_id FOR UPDATE OF p) \
+     UPDATE chat_participants AS p SET last_delivered_seq = GREATEST(p.last_delivered_seq, r.seq) \
+     FROM raised r WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id";
+
 /// Raises the delivered watermarks.
 async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyhow::Result<()> {
     if ctx.db.get_database_backend() != DbBackend::Postgres {
@@ -105,20 +116,12 @@ async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyho
         }
         return Ok(());
     }
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(highest.len() * 3);
-    let mut rows = Vec::with_capacity(highest.len());
-    for (&(chat_id, user_id), &seq) in highest {
-        values.extend([chat_id.into(), user_id.into(), seq.into()]);
-        let at = values.len();
-        rows.push(format!("(${}::uuid, ${}::uuid, ${}::bigint)", at - 2, at - 1, at));
-    }
-    let sql = format!(
-        "UPDATE chat_participants AS p SET last_delivered_seq = v.seq \
-         FROM (VALUES {}) AS v(chat_id, user_id, seq) \
-         WHERE p.chat_id = v.chat_id AND p.user_id = v.user_id AND p.last_delivered_seq < v.seq",
-        rows.join(", ")
-    );
-    ctx.db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    let values = vec![
+        highest.keys().map(|(chat_id, _)| *chat_id).collect::<Vec<_>>().into(),
+        highest.keys().map(|(_, user_id)| *user_id).collect::<Vec<_>>().into(),
+        highest.values().copied().collect::<Vec<_>>().into(),
+    ];
+    ctx.db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, RAISE_DELIVERED, values)).await?;
     Ok(())
 }
 

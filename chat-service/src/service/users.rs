@@ -23,7 +23,7 @@ pub async fn remember<C: ConnectionTrait>(
     display_name: &str,
     avatar_url: Option<String>,
 ) -> ApiResult<()> {
-    let display_name: String = display_name.chars().take(64).collect();
+    let display_name = stored_name(display_name);
     if avatar_url.is_none()
         && let Some(known) = known_user::Entity::find_by_id(id).one(db).await?
         && known.display_name == display_name
@@ -45,6 +45,11 @@ pub async fn remember<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// A display name as `known_users` keeps it.
+pub fn stored_name(display_name: &str) -> String {
+    display_name.chars().take(64).collect()
 }
 
 /// The known users among `ids`.

@@ -10,7 +10,7 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytestring::ByteString;
 use converge_shared::api_error::ApiError;
 use converge_shared::auth::Authenticator;
-use converge_shared::dto::{ResumePoints, SendMessageRequest};
+use converge_shared::dto::{ChatDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
 use converge_shared::token::AccessClaims;
@@ -296,13 +296,13 @@ impl Connection {
         };
         // Paired with `disconnected` in `finish`, which runs however `start` ends.
         self.ctx.presence.connected(self.user_id).await;
-        users::remember(&self.ctx.db, self.user_id, &self.name, None).await.map_err(internal)?;
         let chat_ids = chats::chat_ids_of(&self.ctx.db, self.user_id).await.map_err(internal)?;
         for chat_id in &chat_ids {
             self.follow(*chat_id).await.map_err(internal)?;
         }
         // Read after following: every message newer than these views arrives live.
-        let views = chats::list(&self.ctx, self.user_id).await.map_err(internal)?;
+        let mut views = chats::list_of(&self.ctx, self.user_id, chat_ids).await.map_err(internal)?;
+        self.remember_name(&mut views).await.map_err(internal)?;
         for view in &views {
             self.last_sent.insert(view.id, view.last_seq);
         }
@@ -317,6 +317,22 @@ impl Connection {
         self.send_frame(&ready).await?;
         if let Some(points) = resume {
             self.resume(None, points).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the token's display name in `known_users`. The views already carry the stored name
+    /// whenever the user is in a chat, so a reconnect with an unchanged name costs no query.
+    async fn remember_name(&self, views: &mut [ChatDto]) -> Result<(), ApiError> {
+        let name = users::stored_name(&self.name);
+        let mine = views.iter_mut().flat_map(|v| v.participants.iter_mut()).filter(|p| p.user_id == self.user_id);
+        let mut stored_as = None;
+        for participant in mine {
+            stored_as.get_or_insert_with(|| participant.display_name.clone());
+            participant.display_name.clone_from(&name);
+        }
+        if stored_as.as_ref() != Some(&name) {
+            users::remember(&self.ctx.db, self.user_id, &name, None).await?;
         }
         Ok(())
     }

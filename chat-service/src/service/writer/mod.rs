@@ -1,0 +1,274 @@
+//! Group commit for messages: many sends, one transaction, one WAL flush.
+//!
+//! Every send of this instance goes through one writer task. While a batch commits, the next one
+//! gathers; under load a batch holds many messages, so the cost of a durable commit (an fsync) is
+//! shared by all of them. What a send is promised does not change: its seq is taken from
+//! `chats.last_seq` inside the transaction that stores it (row locks order instances; a failed
+//! batch gives its numbers back), and it is acknowledged only after the commit.
+//!
+//! How a batch is stored depends on the database: [`postgres`] does it in one transaction of a
+//! few fixed statements (arrays as parameters, so each is prepared once per connection);
+//! [`portable`] (SQLite) reads first and writes in a short transaction, since SQLite cannot turn
+//! a reading transaction into a writing one while another connection writes. Both decide what to
+//! do with each send the same way ([`plan`]).
+//!
+//! A batch whose write fails as a whole (a concurrent retry of the same `clientMsgId` that got
+//! past the checks, a deadlock, a lost connection) is replayed send by send, so one bad send
+//! never fails the others.
+
+mod portable;
+mod postgres;
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use converge_shared::api_error::{ApiError, ApiResult};
+use converge_shared::dto::{MessageDto, SendMessageRequest};
+use converge_shared::error::ErrorCode;
+use futures_util::FutureExt;
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Sends waiting for the writer; beyond this, senders wait (back-pressure on their connections).
+const QUEUE: usize = 4096;
+/// Most sends in one transaction (bounded by latency more than by the database).
+const MAX_BATCH: usize = 256;
+
+/// A stored message, and whether this send stored it (`false`: a retry found the original).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub message: MessageDto,
+    pub fresh: bool,
+}
+
+/// The handle sends go through; cheap to clone.
+#[derive(Clone)]
+pub struct MessageWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    sender: Uuid,
+    chat_id: Uuid,
+    request: SendMessageRequest,
+    reply: oneshot::Sender<ApiResult<Stored>>,
+}
+
+impl MessageWriter {
+    /// Starts the writer task on the current runtime.
+    pub fn spawn(db: DatabaseConnection) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, pending));
+        Self { queue }
+    }
+
+    /// Stores a validated send and returns the message with its seq, once committed.
+    pub async fn store(&self, sender: Uuid, chat_id: Uuid, request: SendMessageRequest) -> ApiResult<Stored> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { sender, chat_id, request, reply };
+        self.queue.send(pending).await.map_err(|_| anyhow::anyhow!("the message writer has stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("the message writer dropped a send"))?
+    }
+}
+
+async fn run(db: DatabaseConnection, mut pending: mpsc::Receiver<Pending>) {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!("message_batch_size").record(batch.len() as f64);
+        let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        let outcome = async {
+            if postgres {
+                postgres::store_batch(&db, &sends).await
+            } else if sends.len() == 1 {
+                Ok(vec![portable::store_one(&db, &sends[0]).await])
+            } else {
+                portable::store_batch(&db, &sends).await
+            }
+        };
+        // A bug that panics fails its batch, not every later send of the instance.
+        let outcome = AssertUnwindSafe(outcome).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(sends = sends.len(), "the message writer panicked; the batch was rolled back");
+            Err(Failed::Unchecked(anyhow::anyhow!("the message writer failed").into()))
+        });
+        let results = match outcome {
+            Ok(results) => results,
+            // Nothing was written: every send gets the same answer.
+            Err(Failed::Unchecked(e)) => sends.iter().map(|_| Err(e.duplicate())).collect(),
+            Err(Failed::Write(e)) => {
+                // Replay one by one: each send gets its own outcome, as if it had come alone.
+                tracing::debug!(error = %e, sends = sends.len(), "a batch failed; storing its sends one by one");
+                metrics::counter!("message_batch_replays_total").increment(1);
+                let mut results = Vec::with_capacity(sends.len());
+                for send in &sends {
+                    results.push(portable::store_one(&db, send).await);
+                }
+                results
+            }
+        };
+        for (send, result) in sends.into_iter().zip(results) {
+            let _ = send.reply.send(result);
+        }
+    }
+}
+
+/// Why a batch stored nothing.
+enum Failed {
+    /// Reading the chats, memberships or earlier sends failed.
+    Unchecked(ApiError),
+    /// Writing failed and was rolled back; the sends may still be storable one by one.
+    Write(anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for Failed {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Failed::Write(e.into())
+    }
+}
+
+/// Identifies a send for idempotency: the same key is the same message.
+type SendKey = (Uuid, Uuid, String);
+
+fn key_of(send: &Pending) -> SendKey {
+    (send.chat_id, send.sender, send.request.client_msg_id.clone())
+}
+
+/// What the database says about a batch before anything is written.
+struct Checked {
+    /// The batch's chats and their `last_seq`, no newer than the commit's.
+    last_seq: HashMap<Uuid, i64>,
+    /// (chat, sender) pairs where the sender is a participant.
+    members: HashSet<(Uuid, Uuid)>,
+    /// Messages already stored under a send's key: retries.
+    existing: HashMap<SendKey, MessageDto>,
+}
+
+/// What to do with one send of a batch.
+enum Step {
+    /// Answer without writing: refused, or a retry of a stored message.
+    Answer(ApiResult<Stored>),
+    /// Store it.
+    Store,
+    /// A retry of the send at this index of the same batch: answer as that one.
+    SameAs(usize),
+}
+
+/// Decides each send, in the order the one-by-one path checks.
+fn plan(checked: &Checked, sends: &[Pending]) -> Vec<Step> {
+    let mut first_of_key: HashMap<SendKey, usize> = HashMap::new();
+    sends
+        .iter()
+        .enumerate()
+        .map(|(index, send)| {
+            let Some(last_seq) = checked.last_seq.get(&send.chat_id) else {
+                return Step::Answer(Err(super::chat_not_found()));
+            };
+            if !checked.members.contains(&(send.chat_id, send.sender)) {
+                return Step::Answer(Err(super::forbidden()));
+            }
+            let key = key_of(send);
+            if let Some(message) = checked.existing.get(&key) {
+                return Step::Answer(Ok(Stored { message: message.clone(), fresh: false }));
+            }
+            // A message the client has seen was committed before this batch was read.
+            if let Some(reply_to) = send.request.reply_to
+                && (reply_to < 1 || reply_to > *last_seq)
+            {
+                return Step::Answer(Err(invalid_reply_to()));
+            }
+            match first_of_key.get(&key) {
+                Some(first) => Step::SameAs(*first),
+                None => {
+                    first_of_key.insert(key, index);
+                    Step::Store
+                }
+            }
+        })
+        .collect()
+}
+
+/// Numbers the sends to store: each chat continues from its `last_seq`, in arrival order.
+/// Returns the new messages (in the order of `Step::Store` in `steps`) and each chat's new
+/// `last_seq`.
+fn number(
+    checked: &Checked,
+    sends: &[Pending],
+    steps: &[Step],
+    now: DateTime<Utc>,
+) -> (Vec<MessageDto>, Vec<(Uuid, i64)>) {
+    let mut last_seq = checked.last_seq.clone();
+    let mut bumped: Vec<Uuid> = Vec::new();
+    let mut messages = Vec::new();
+    for (send, step) in sends.iter().zip(steps) {
+        if !matches!(step, Step::Store) {
+            continue;
+        }
+        let last = last_seq.entry(send.chat_id).or_default();
+        if !bumped.contains(&send.chat_id) {
+            bumped.push(send.chat_id);
+        }
+        *last += 1;
+        messages.push(new_message(send.chat_id, send.sender, &send.request, *last, now));
+    }
+    bumped.sort();
+    let chats = bumped.into_iter().map(|id| (id, last_seq[&id])).collect();
+    (messages, chats)
+}
+
+/// Each sender's newest seq per chat in `messages`: their read and delivered marks rise to it.
+fn newest_of_senders(messages: &[MessageDto]) -> HashMap<(Uuid, Uuid), i64> {
+    let mut newest: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    for message in messages {
+        let seq = newest.entry((message.chat_id, message.sender_id)).or_default();
+        *seq = Ord::max(*seq, message.seq);
+    }
+    newest
+}
+
+/// Every send's answer, once the batch's messages (`stored`, in step order) are committed.
+fn answers(steps: Vec<Step>, stored: Vec<MessageDto>) -> Vec<ApiResult<Stored>> {
+    let mut stored = stored.into_iter();
+    let mut results: Vec<ApiResult<Stored>> = Vec::with_capacity(steps.len());
+    for step in steps {
+        let result = match step {
+            Step::Answer(answer) => answer,
+            Step::Store => match stored.next() {
+                Some(message) => Ok(Stored { message, fresh: true }),
+                None => Err(anyhow::anyhow!("a stored message went missing from its batch").into()),
+            },
+            Step::SameAs(first) => match &results[first] {
+                Ok(original) => Ok(Stored { message: original.message.clone(), fresh: false }),
+                Err(e) => Err(e.duplicate()),
+            },
+        };
+        results.push(result);
+    }
+    results
+}
+
+fn invalid_reply_to() -> ApiError {
+    ApiError::new(ErrorCode::InvalidSeq, "replyTo must be the seq of an earlier message")
+}
+
+/// Now, at the precision the databases keep (microseconds), so an acknowledged message equals
+/// the same message read back later.
+fn stored_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A message as stored: a fresh id, its seq, and the send's content.
+fn new_message(chat_id: Uuid, sender: Uuid, request: &SendMessageRequest, seq: i64, now: DateTime<Utc>) -> MessageDto {
+    MessageDto {
+        id: Uuid::now_v7(),
+        chat_id,
+        seq,
+        sender_id: sender,
+        client_msg_id: request.client_msg_id.clone(),
+        content: request.content.clone(),
+        image_url: None,
+        reply_to: request.reply_to,
+        created_at: now,
+    }
+}

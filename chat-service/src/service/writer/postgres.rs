@@ -1,0 +1,145 @@
+//! A batch on PostgreSQL: one transaction, four statements whatever its size.
+//!
+//! The batch's values travel as arrays (`unnest($1::uuid[], …)`), so the text of every statement
+//! is the same for one send or 256: each connection prepares it once, and a batch costs
+//! `BEGIN`, lock-and-read the chats, check the senders, write everything, `COMMIT`.
+
+use std::collections::HashMap;
+
+use converge_shared::api_error::ApiResult;
+use converge_shared::dto::MessageDto;
+use converge_shared::entities::chat::message;
+use sea_orm::sea_query::Value;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{Checked, Failed, Pending, Stored, answers, key_of, newest_of_senders, number, plan, stored_now};
+
+/// Locks the batch's chats in id order (two instances' batches cannot deadlock) and reads their
+/// `last_seq`, which nobody else can move until this transaction ends.
+const LOCK_CHATS: &str = "SELECT id, last_seq FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Per send: is the sender a participant, and which message did an earlier send with the same
+/// key store. Run after `LOCK_CHATS`, so it sees every message committed in those chats. It also
+/// locks the senders' participant rows, in (chat, user) order as the delivery receipts do, before
+/// `WRITE` raises their watermarks: rows locked in one order by everyone cannot deadlock.
+const CHECK_SENDS: &str = "WITH s AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, n)), \
+     member AS ( \
+       SELECT p.chat_id, p.user_id FROM chat_participants p \
+       WHERE (p.chat_id, p.user_id) IN (SELECT chat_id, sender_id FROM s) \
+       ORDER BY p.chat_id, p.user_id FOR UPDATE OF p) \
+     SELECT s.n, member.user_id IS NOT NULL AS member, m.id AS existing FROM s \
+     LEFT JOIN member ON member.chat_id = s.chat_id AND member.user_id = s.sender_id \
+     LEFT JOIN messages m ON m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id";
+
+/// Moves the chats' `last_seq`, raises the senders' own read and delivered marks, and inserts the
+/// messages: one statement.
+const WRITE: &str = "WITH bumped AS ( \
+       UPDATE chats AS c SET last_seq = b.last_seq, last_message_at = $1 \
+       FROM unnest($2::uuid[], $3::bigint[]) AS b(id, last_seq) WHERE c.id = b.id), \
+     raised AS ( \
+       UPDATE chat_participants AS p SET last_read_seq = GREATEST(p.last_read_seq, r.seq), \
+         last_delivered_seq = GREATEST(p.last_delivered_seq, r.seq) \
+       FROM unnest($4::uuid[], $5::uuid[], $6::bigint[]) AS r(chat_id, user_id, seq) \
+       WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id) \
+     INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
+     SELECT id, chat_id, seq, sender_id, client_msg_id, content, NULLIF(reply_to, 0), $1 \
+     FROM unnest($7::uuid[], $8::uuid[], $9::bigint[], $10::uuid[], $11::text[], $12::text[], $13::bigint[]) \
+       AS m(id, chat_id, seq, sender_id, client_msg_id, content, reply_to)";
+
+pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, Failed> {
+    let txn = db.begin().await.map_err(|e| Failed::Unchecked(e.into()))?;
+    let checked = check(&txn, sends).await.map_err(Failed::Unchecked)?;
+    let steps = plan(&checked, sends);
+    let now = stored_now();
+    let (messages, chats) = number(&checked, sends, &steps, now);
+    if !messages.is_empty() {
+        write(&txn, &messages, &chats, now).await?;
+    }
+    txn.commit().await?;
+    Ok(answers(steps, messages))
+}
+
+async fn check(txn: &DatabaseTransaction, sends: &[Pending]) -> ApiResult<Checked> {
+    let mut chat_ids: Vec<Uuid> = sends.iter().map(|s| s.chat_id).collect();
+    chat_ids.sort();
+    chat_ids.dedup();
+    let locked = txn.query_all_raw(statement(LOCK_CHATS, vec![chat_ids.into()])).await?;
+    let mut last_seq = HashMap::with_capacity(locked.len());
+    for row in locked {
+        last_seq.insert(row.try_get::<Uuid>("", "id")?, row.try_get::<i64>("", "last_seq")?);
+    }
+
+    let values = vec![
+        sends.iter().map(|s| s.chat_id).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.sender).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.request.client_msg_id.clone()).collect::<Vec<_>>().into(),
+    ];
+    let mut members = std::collections::HashSet::new();
+    let mut existing_ids: HashMap<Uuid, usize> = HashMap::new();
+    for row in txn.query_all_raw(statement(CHECK_SENDS, values)).await? {
+        // WITH ORDINALITY counts from 1.
+        let index = usize::try_from(row.try_get::<i64>("", "n")? - 1).map_err(anyhow::Error::from)?;
+        let send = sends.get(index).ok_or_else(|| anyhow::anyhow!("a checked send is not in the batch"))?;
+        if row.try_get::<bool>("", "member")? {
+            members.insert((send.chat_id, send.sender));
+        }
+        if let Some(id) = row.try_get::<Option<Uuid>>("", "existing")? {
+            existing_ids.insert(id, index);
+        }
+    }
+    // Retries are rare: their originals are read only when there are some.
+    let mut existing = HashMap::new();
+    if !existing_ids.is_empty() {
+        let originals =
+            message::Entity::find().filter(message::Column::Id.is_in(existing_ids.keys().copied())).all(txn).await?;
+        for original in originals {
+            if let Some(index) = existing_ids.get(&original.id) {
+                existing.insert(key_of(&sends[*index]), original.to_dto());
+            }
+        }
+    }
+    Ok(Checked { last_seq, members, existing })
+}
+
+async fn write(
+    txn: &DatabaseTransaction,
+    messages: &[MessageDto],
+    chats: &[(Uuid, i64)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Failed> {
+    let newest = newest_of_senders(messages);
+    let values = vec![
+        now.into(),
+        chats.iter().map(|(id, _)| *id).collect::<Vec<_>>().into(),
+        chats.iter().map(|(_, seq)| *seq).collect::<Vec<_>>().into(),
+        newest.keys().map(|(chat_id, _)| *chat_id).collect::<Vec<_>>().into(),
+        newest.keys().map(|(_, sender)| *sender).collect::<Vec<_>>().into(),
+        newest.values().copied().collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.id).collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.chat_id).collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.sender_id).collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.client_msg_id.clone()).collect::<Vec<_>>().into(),
+        messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().into(),
+        // The driver binds arrays without NULLs: 0 (never a seq) stands for "not a reply".
+        messages.iter().map(|m| m.reply_to.unwrap_or(0)).collect::<Vec<_>>().into(),
+    ];
+    let inserted = txn.execute_raw(statement(WRITE, values)).await?;
+    if inserted.rows_affected() != messages.len() as u64 {
+        return Err(Failed::Write(anyhow::anyhow!(
+            "{} of {} messages inserted",
+            inserted.rows_affected(),
+            messages.len()
+        )));
+    }
+    Ok(())
+}
+
+fn statement(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
