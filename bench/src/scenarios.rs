@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, User};
 use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
-use crate::procs::{PgCounters, Procs, Sample, round};
+use crate::procs::{PgCounters, Procs, Sample, analyze, round};
 use crate::{Cli, Output, Scenario, note};
 
 /// The longest a grid step waits for its stragglers.
@@ -120,6 +120,9 @@ impl Ctx<'_> {
         let count = members.len();
         let chats = self.api.groups(members, 8).await?;
         note(format!("{scenario}: {count} chats in {:.1}s", started.elapsed().as_secs_f64()));
+        if let Some(url) = &self.cli.pg_stats_url {
+            analyze(url);
+        }
         Ok(chats)
     }
 

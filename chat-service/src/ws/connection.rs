@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
@@ -14,6 +14,7 @@ use converge_shared::dto::{ChatDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
 use converge_shared::token::AccessClaims;
+use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -23,6 +24,10 @@ use uuid::Uuid;
 use crate::context::AppContext;
 use crate::hub::{ConnId, Delivery};
 use crate::service::{chats, history, messages, users};
+
+/// One clock for every connection's frame limiter: making a clock probes the CPU (`cpuid`, which
+/// exits to the hypervisor on a VM), a cost a reconnect storm paid once per connection.
+static LIMITER_CLOCK: LazyLock<DefaultClock> = LazyLock::new(DefaultClock::default);
 
 /// Messages read from the database per query while catching a client up.
 const BACKLOG_PAGE: u64 = 500;
@@ -65,8 +70,9 @@ pub async fn run(
     };
     let per_second = NonZeroU32::new(ctx.config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN);
     let mut connection = Connection {
-        limiter: RateLimiter::direct(
+        limiter: RateLimiter::direct_with_clock(
             Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+            LIMITER_CLOCK.clone(),
         ),
         ctx,
         session,
