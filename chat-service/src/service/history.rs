@@ -6,7 +6,6 @@ use converge_shared::dto::{MessageDto, MessagePage, MessagesQuery};
 use converge_shared::entities::chat;
 use uuid::Uuid;
 
-use super::chats;
 use super::messages;
 use crate::context::AppContext;
 
@@ -19,10 +18,16 @@ pub async fn remember(ctx: &AppContext, message: &MessageDto) {
     }
 }
 
-/// Up to `limit` messages after `after_seq`, in order: the resume backlog (the caller checked access).
-pub async fn backlog(ctx: &AppContext, chat_id: Uuid, after_seq: i64, limit: u64) -> ApiResult<Vec<MessageDto>> {
-    let last_seq = chats::find(&ctx.db, chat_id).await?.last_seq;
-    let to = last_seq.min(after_seq.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)));
+/// Up to `limit` messages after `after_seq`, up to `until` (a seq the caller knows is stored), in
+/// order: the backlog of a resume or a gap (the caller checked access).
+pub async fn backlog(
+    ctx: &AppContext,
+    chat_id: Uuid,
+    after_seq: i64,
+    until: i64,
+    limit: u64,
+) -> ApiResult<Vec<MessageDto>> {
+    let to = until.min(after_seq.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)));
     if to <= after_seq {
         return Ok(Vec::new());
     }

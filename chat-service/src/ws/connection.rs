@@ -452,15 +452,21 @@ impl Connection {
     async fn resume(&mut self, req: Option<Value>, points: ResumePoints) -> Result<(), Close> {
         let mut served = ResumePoints::new();
         for (chat_id, seq) in points {
-            if !self.last_sent.contains_key(&chat_id) {
+            // Everything after what this connection has sent arrives live (or as a filled gap).
+            let Some(&sent) = self.last_sent.get(&chat_id) else {
                 self.send_error(req.clone(), crate::service::forbidden()).await?;
                 continue;
-            }
-            let last_seq = match chats::find(&self.ctx.db, chat_id).await {
-                Ok(chat) => chat.last_seq,
-                Err(e) => {
-                    self.send_error(req.clone(), e).await?;
-                    continue;
+            };
+            // Only a client that claims more than that (it saw it elsewhere) needs the chat read.
+            let last_seq = if (0..=sent).contains(&seq) {
+                sent
+            } else {
+                match chats::find(&self.ctx.db, chat_id).await {
+                    Ok(chat) => chat.last_seq,
+                    Err(e) => {
+                        self.send_error(req.clone(), e).await?;
+                        continue;
+                    }
                 }
             };
             if seq < 0 || seq > last_seq {
@@ -470,7 +476,7 @@ impl Connection {
                 continue;
             }
             self.last_sent.insert(chat_id, seq);
-            self.catch_up(chat_id, i64::MAX).await?;
+            self.catch_up(chat_id, sent).await?;
             served.insert(chat_id, self.last_sent.get(&chat_id).copied().unwrap_or(seq));
         }
         self.send_frame(&ServerFrame::Resumed { req, chats: served }).await
@@ -483,7 +489,7 @@ impl Connection {
             if from >= until {
                 return Ok(());
             }
-            let page = match history::backlog(&self.ctx, chat_id, from, BACKLOG_PAGE).await {
+            let page = match history::backlog(&self.ctx, chat_id, from, until, BACKLOG_PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read a backlog");
