@@ -406,7 +406,11 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let specs = users.iter().enumerate().map(|(i, u)| ctx.spec(i, u, vec![(chat, 0)], Some(0))).collect();
     let mut fleet = Fleet::new(ctx.cli.shards, true);
     let connect_s = ctx.connect(&mut fleet, "large-group", specs).await?;
-    fleet.report().await?;
+    // Each member coming online is announced to the other 999: about a million presence frames
+    // that can still be on their way when the last client is connected. The scenario measures
+    // messages in a settled group, so it starts once they have stopped.
+    let presence_frames = settle_presence(&fleet).await?;
+    note(format!("large-group: {presence_frames} presence frames while the group came online"));
     let before = ctx.procs.sample();
     let pg_before = ctx.pg_counters();
     let senders: Vec<usize> = (0..users.len()).collect();
@@ -430,6 +434,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     out.emit(&json!({
         "scenario": "large-group", "members": args.members, "instances": ctx.instances(),
         "rate": args.rate, "duration_s": args.secs, "connect_s": round(connect_s, 2), "drain_s": round(drain_s, 2),
+        "presence_frames_coming_online": presence_frames,
         "sent": report.sent, "acked": report.acked, "errors": counts(&report.errors), "closes": counts(&report.closes), "reconnects": report.reconnects,
         "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
         "other_frames": report.other_frames,
@@ -441,6 +446,22 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
         "load_after": load_average(),
     }))
+}
+
+/// Waits until no presence frame has arrived for a second (at most a minute); how many arrived.
+async fn settle_presence(fleet: &Fleet) -> Result<u64> {
+    let presence = |report: &ShardReport| report.other_frames.get("presence").copied().unwrap_or(0);
+    let mut total = presence(&fleet.report().await?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let arrived = presence(&fleet.report().await?);
+        total += arrived;
+        if arrived == 0 {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -> Result<()> {
