@@ -51,6 +51,9 @@ pub struct Config {
     /// Seconds a presence entry lives without its instance's heartbeat (every third of it): how
     /// long a dead instance's users can look online.
     pub presence_ttl_secs: u64,
+    /// Presence is shared in chats of at most this many participants: in bigger groups, everyone
+    /// coming online would be announced to everyone else (a million frames for 1 000 members).
+    pub presence_max_chat_members: usize,
     /// The web client's directory (`index.html`, `js/`, `css/`); unset means [`Config::web_dir`]'s search.
     pub web_dir: Option<String>,
     /// user-service's URL as browsers reach it, told to the web client; unset means `user_service_url`.
@@ -81,6 +84,7 @@ impl Default for Config {
             redis_prefix: "converge:".into(),
             chat_window_size: 200,
             presence_ttl_secs: 30,
+            presence_max_chat_members: 100,
             web_dir: None,
             public_user_service_url: None,
         }

@@ -13,6 +13,10 @@
 //!   that sees another's heartbeat expire removes that instance's entries and announces the users
 //!   left with none (exactly one reaper wins each removal).
 //! - **Local** (embedded): the counts are the whole truth; flips go through the in-process relay.
+//!
+//! Presence is shared only in chats of at most `PRESENCE_MAX_CHAT_MEMBERS` participants
+//! ([`Presence::shared_in`]): announcing every member's flips to every other member costs
+//! members² frames when a large group comes online.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,6 +64,7 @@ pub struct Presence {
     /// Reads go straight to Redis: behind the task's queue of joins and leaves, a connection's
     /// `ready` would wait for every connection that arrived before it (a reconnect storm).
     redis: Option<(Pool, Keys)>,
+    max_chat_members: usize,
 }
 
 enum Op {
@@ -78,13 +83,30 @@ pub struct RedisPresence {
 
 impl Presence {
     /// Starts the presence task. `redis: None` is the embedded default.
-    pub fn start(db: DatabaseConnection, relay: Arc<dyn Relay>, redis: Option<RedisPresence>) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        relay: Arc<dyn Relay>,
+        redis: Option<RedisPresence>,
+        max_chat_members: usize,
+    ) -> Self {
         let (ops, rx) = mpsc::channel(4096);
         let reader = redis.as_ref().map(|r| (r.pool.clone(), r.keys.clone()));
-        let task =
-            Task { db, relay, redis, counts: HashMap::new(), retry_join: HashSet::new(), retry_leave: HashSet::new() };
+        let flips = Flips { db, max_chat_members };
+        let task = Task {
+            flips,
+            relay,
+            redis,
+            counts: HashMap::new(),
+            retry_join: HashSet::new(),
+            retry_leave: HashSet::new(),
+        };
         tokio::spawn(task.run(rx));
-        Self { ops, redis: reader }
+        Self { ops, redis: reader, max_chat_members }
+    }
+
+    /// Whether presence is shared in a chat of `members` participants.
+    pub fn shared_in(&self, members: usize) -> bool {
+        members <= self.max_chat_members
     }
 
     /// A connection of `user_id` opened on this instance.
@@ -113,8 +135,27 @@ impl Presence {
     }
 }
 
-struct Task {
+/// Which chats hear of a user's presence flips.
+struct Flips {
     db: DatabaseConnection,
+    max_chat_members: usize,
+}
+
+impl Flips {
+    /// The flip as published on each of the user's chats where presence is shared.
+    async fn events(&self, user_id: Uuid, online: bool) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
+        let chat_ids = chats::small_chat_ids_of(&self.db, user_id, self.max_chat_members)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(chat_ids
+            .into_iter()
+            .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
+            .collect())
+    }
+}
+
+struct Task {
+    flips: Flips,
     relay: Arc<dyn Relay>,
     redis: Option<RedisPresence>,
     /// Open connections per user on this instance.
@@ -180,17 +221,8 @@ impl Task {
         }
     }
 
-    /// The flip as published on each of the user's chats: (channel, payload) pairs for the scripts.
-    async fn flip_events(&self, user_id: Uuid, online: bool) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
-        let chat_ids = chats::chat_ids_of(&self.db, user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(chat_ids
-            .into_iter()
-            .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
-            .collect())
-    }
-
     async fn announce_locally(&self, user_id: Uuid, online: bool) {
-        match self.flip_events(user_id, online).await {
+        match self.flips.events(user_id, online).await {
             Ok(events) => {
                 for (topic, event) in events {
                     if let Err(e) = self.relay.publish(topic, &event).await {
@@ -205,7 +237,7 @@ impl Task {
     async fn join(&mut self, user_id: Uuid) {
         let Some(redis) = &self.redis else { return self.announce_locally(user_id, true).await };
         let result = async {
-            let events = self.flip_events(user_id, true).await?;
+            let events = self.flips.events(user_id, true).await?;
             let join = redis::Script::new(JOIN);
             let mut script = join.key(redis.keys.presence_user(user_id));
             let now = now_ms();
@@ -233,7 +265,7 @@ impl Task {
 
     async fn leave(&mut self, user_id: Uuid) {
         let Some(redis) = &self.redis else { return self.announce_locally(user_id, false).await };
-        match timed(leave(&self.db, redis, redis.instance, user_id, false)).await {
+        match timed(leave(&self.flips, redis, redis.instance, user_id, false)).await {
             Ok(()) => tracing::debug!("presence left {user_id}"),
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "presence leave failed; retried at the next heartbeat");
@@ -298,7 +330,7 @@ impl Task {
         }
         let Some(redis) = &self.redis else { return };
         for instance in dead.iter().filter_map(|d| d.parse::<Uuid>().ok()).filter(|d| *d != redis.instance) {
-            if let Err(e) = timed(reap(&self.db, redis, instance)).await {
+            if let Err(e) = timed(reap(&self.flips, redis, instance)).await {
                 tracing::warn!(%instance, error = format!("{e:#}"), "cannot clean up after a dead instance");
             }
         }
@@ -324,17 +356,13 @@ fn push_events(
 
 /// Runs the leave script for `instance`'s entry of `user_id`.
 async fn leave(
-    db: &DatabaseConnection,
+    flips: &Flips,
     redis: &RedisPresence,
     instance: Uuid,
     user_id: Uuid,
     reaping: bool,
 ) -> anyhow::Result<()> {
-    let chat_ids = chats::chat_ids_of(db, user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let events: Vec<(Topic, ChatEvent)> = chat_ids
-        .into_iter()
-        .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online: false }))
-        .collect();
+    let events = flips.events(user_id, false).await?;
     let script = redis::Script::new(LEAVE);
     let mut invocation = script.key(redis.keys.presence_user(user_id));
     invocation.arg(now_ms()).arg(instance.to_string()).arg(if reaping { "1" } else { "0" });
@@ -352,13 +380,13 @@ async fn leave(
 }
 
 /// Removes a dead instance's entries, announcing the users it leaves offline.
-async fn reap(db: &DatabaseConnection, redis: &RedisPresence, instance: Uuid) -> anyhow::Result<()> {
+async fn reap(flips: &Flips, redis: &RedisPresence, instance: Uuid) -> anyhow::Result<()> {
     let mut conn = redis.pool.get().await?;
     let users: Vec<String> =
         redis::cmd("SMEMBERS").arg(redis.keys.presence_instance(instance)).query_async(&mut conn).await?;
     drop(conn);
     for user in users.iter().filter_map(|u| u.parse::<Uuid>().ok()) {
-        leave(db, redis, instance, user, true).await?;
+        leave(flips, redis, instance, user, true).await?;
     }
     let mut conn = redis.pool.get().await?;
     redis::pipe()

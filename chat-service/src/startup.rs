@@ -203,7 +203,7 @@ impl Scale {
         let database: Arc<dyn MessageSource> = Arc::new(DbMessages(db.clone()));
         let Some(url) = config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
             let relay: Arc<dyn Relay> = Arc::new(LocalRelay::new(inbound));
-            let presence = Presence::start(db.clone(), relay.clone(), None);
+            let presence = Presence::start(db.clone(), relay.clone(), None, config.presence_max_chat_members);
             return Ok(Self { relay, source: database, window: Arc::new(NoWindow), presence, reconnected: None });
         };
         let instance = uuid::Uuid::new_v4();
@@ -214,7 +214,12 @@ impl Scale {
         let window: Arc<dyn HotWindow> =
             Arc::new(RedisWindow::new(pool.clone(), keys.clone(), config.chat_window_size));
         let ttl = std::time::Duration::from_secs(config.presence_ttl_secs.max(1));
-        let presence = Presence::start(db.clone(), relay.clone(), Some(RedisPresence { pool, keys, instance, ttl }));
+        let presence = Presence::start(
+            db.clone(),
+            relay.clone(),
+            Some(RedisPresence { pool, keys, instance, ttl }),
+            config.presence_max_chat_members,
+        );
         tracing::info!(%instance, "relaying over Redis");
         Ok(Self {
             relay,

@@ -9,8 +9,8 @@ use converge_shared::entities::chat::{chat, message, participant};
 use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 use validator::Validate;
@@ -235,6 +235,25 @@ pub async fn chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult
         .into_iter()
         .map(|p| p.chat_id)
         .collect())
+}
+
+/// The chats of `user_id` with at most `max_members` participants: where their presence is shared.
+pub async fn small_chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid, max_members: usize) -> ApiResult<Vec<Uuid>> {
+    let ids = chat_ids_of(db, user_id).await?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let sizes: Vec<(Uuid, i64)> = participant::Entity::find()
+        .select_only()
+        .column(participant::Column::ChatId)
+        .column_as(sea_orm::sea_query::Expr::col(participant::Column::UserId).count(), "members")
+        .filter(participant::Column::ChatId.is_in(ids))
+        .group_by(participant::Column::ChatId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let max = i64::try_from(max_members).unwrap_or(i64::MAX);
+    Ok(sizes.into_iter().filter(|(_, members)| *members <= max).map(|(chat_id, _)| chat_id).collect())
 }
 
 async fn participants<C: ConnectionTrait>(db: &C, chat_ids: &[Uuid]) -> ApiResult<Vec<participant::Model>> {

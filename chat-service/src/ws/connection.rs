@@ -314,6 +314,7 @@ impl Connection {
         }
         let peers: HashSet<Uuid> = views
             .iter()
+            .filter(|v| self.ctx.presence.shared_in(v.participants.len()))
             .flat_map(|v| v.participants.iter().map(|p| p.user_id))
             .filter(|u| *u != self.user_id)
             .collect();
@@ -542,8 +543,12 @@ impl Connection {
                 let joined = Box::pin(async {
                     self.follow(chat_id).await?;
                     let chat = chats::get(&self.ctx, self.user_id, chat_id).await?;
-                    let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id).collect();
-                    let online = self.ctx.presence.online(peers).await.into_iter().collect();
+                    let online = if self.ctx.presence.shared_in(chat.participants.len()) {
+                        let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id);
+                        self.ctx.presence.online(peers.collect()).await.into_iter().collect()
+                    } else {
+                        Vec::new()
+                    };
                     Ok::<_, ApiError>((chat, online))
                 })
                 .await;

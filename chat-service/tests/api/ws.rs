@@ -195,6 +195,32 @@ on_both_backends! {
         assert_eq!(flood.closed_with().await, 1008);
     }
 
+    async fn presence_is_shared_only_in_chats_up_to_the_size_limit(backend) {
+        let stack = TestStack::spawn_with(backend, |c| c.presence_max_chat_members = 2).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let carla = stack.user("carla").await;
+        stack.group(&ana, &[&bob, &carla]).await; // three members: above the limit
+        let direct = stack.direct(&ana, &bob).await;
+        let bob_ws = stack.connect(&bob).await;
+
+        let mut ana_ws = stack.connect_raw().await;
+        ana_ws.send(json!({ "type": "auth", "token": ana.token })).await;
+        assert_eq!(ana_ws.next_of("ready").await["online"], json!([bob.id]), "Bob shares a direct chat with Ana");
+        let mut carla_ws = stack.connect_raw().await;
+        carla_ws.send(json!({ "type": "auth", "token": carla.token })).await;
+        assert_eq!(carla_ws.next_of("ready").await["online"], json!([]), "Carla shares only the large group with them");
+
+        // Bob goes and comes back: Ana hears it once per flip, in the direct chat only (both
+        // offline announcements would be published before either online one).
+        drop(bob_ws);
+        let offline = ana_ws.next_of("presence").await;
+        assert_eq!((offline["chatId"].clone(), offline["online"].clone()), (json!(direct), json!(false)));
+        let _bob_ws = stack.connect(&bob).await;
+        let online = ana_ws.next_of("presence").await;
+        assert_eq!((online["chatId"].clone(), online["online"].clone()), (json!(direct), json!(true)));
+    }
+
     async fn a_new_chat_reaches_its_members_live(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;
