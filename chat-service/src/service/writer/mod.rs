@@ -272,3 +272,67 @@ fn new_message(chat_id: Uuid, sender: Uuid, request: &SendMessageRequest, seq: i
         created_at: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(chat_id: Uuid, sender: Uuid, client_msg_id: &str, reply_to: Option<i64>) -> Pending {
+        let request = SendMessageRequest {
+            client_msg_id: client_msg_id.into(),
+            content: "hi".into(),
+            attachment_id: None,
+            reply_to,
+        };
+        Pending { sender, chat_id, request, reply: oneshot::channel().0 }
+    }
+
+    fn code(result: &ApiResult<Stored>) -> Option<ErrorCode> {
+        result.as_ref().err().map(ApiError::code)
+    }
+
+    #[test]
+    fn a_batch_is_refused_stored_and_deduplicated_send_by_send() {
+        let (chat, other_chat, missing) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (ana, bob, stranger) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let earlier = new_message(chat, bob, &send(chat, bob, "b-1", None).request, 7, stored_now());
+        let checked = Checked {
+            last_seq: HashMap::from([(chat, 7), (other_chat, 0)]),
+            members: HashSet::from([(chat, ana), (chat, bob), (other_chat, ana)]),
+            existing: HashMap::from([((chat, bob, "b-1".to_owned()), earlier.clone())]),
+        };
+        let sends = [
+            send(chat, ana, "a-1", Some(7)),    // 0: stored, seq 8
+            send(missing, ana, "a-2", None),    // 1: no such chat
+            send(chat, stranger, "s-1", None),  // 2: not a participant
+            send(chat, bob, "b-1", None),       // 3: a retry of a stored message
+            send(other_chat, ana, "a-3", None), // 4: stored, seq 1 of the other chat
+            send(chat, ana, "a-1", Some(7)),    // 5: a retry of 0 in the same batch
+            send(chat, bob, "b-2", Some(9)),    // 6: replies to a message that does not exist yet
+            send(chat, bob, "b-3", None),       // 7: stored, seq 9
+        ];
+        let steps = plan(&checked, &sends);
+        assert!(matches!(steps[5], Step::SameAs(0)));
+        let (messages, chats) = number(&checked, &sends, &steps, stored_now());
+        let numbered: Vec<_> = messages.iter().map(|m| (m.chat_id, m.seq, m.client_msg_id.as_str())).collect();
+        assert_eq!(numbered, [(chat, 8, "a-1"), (other_chat, 1, "a-3"), (chat, 9, "b-3")]);
+        let mut expected_chats = vec![(chat, 9), (other_chat, 1)];
+        expected_chats.sort();
+        assert_eq!(chats, expected_chats);
+        assert_eq!(
+            newest_of_senders(&messages),
+            HashMap::from([((chat, ana), 8), ((other_chat, ana), 1), ((chat, bob), 9)])
+        );
+
+        let results = answers(steps, messages.clone());
+        assert_eq!(code(&results[1]), Some(ErrorCode::NotFound));
+        assert_eq!(code(&results[2]), Some(ErrorCode::Forbidden));
+        assert_eq!(code(&results[6]), Some(ErrorCode::InvalidSeq));
+        let stored = |i: usize| results[i].as_ref().map(|s| (s.message.id, s.fresh)).ok();
+        assert_eq!(stored(0), Some((messages[0].id, true)));
+        assert_eq!(stored(3), Some((earlier.id, false)), "a retry gets the original, not a new message");
+        assert_eq!(stored(4), Some((messages[1].id, true)));
+        assert_eq!(stored(5), Some((messages[0].id, false)), "a retry within the batch answers as its first");
+        assert_eq!(stored(7), Some((messages[2].id, true)));
+    }
+}
