@@ -34,8 +34,10 @@ pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessag
     let stored = ctx.writer.store(sender, chat_id, req).await?;
     if stored.fresh {
         metrics::counter!("chat_messages_total").increment(1);
-        super::history::remember(ctx, &stored.message).await;
-        publish(ctx, Topic::Chat(chat_id), ChatEvent::Message(stored.message.clone())).await;
+        // Side by side, so other instances' members do not wait for the window's round trip: a
+        // reader that sees the message before the window has it reads the database instead.
+        let event = ChatEvent::Message(stored.message.clone());
+        tokio::join!(super::history::remember(ctx, &stored.message), publish(ctx, Topic::Chat(chat_id), event));
     }
     Ok(stored.message)
 }
