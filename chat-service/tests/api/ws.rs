@@ -104,6 +104,26 @@ on_both_backends! {
         assert_eq!(bob_ws.collect_seqs(chat, 1).await, vec![106]);
     }
 
+    async fn a_resume_frame_sends_again_what_follows_its_seq_then_live_continues(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        for n in 0..4 {
+            ana_ws.send_message(chat, &format!("m-{n}"), "hello").await;
+        }
+        assert_eq!(bob_ws.collect_seqs(chat, 4).await, vec![1, 2, 3, 4]);
+
+        // A client that lost what it had after seq 1 asks again on the same connection.
+        bob_ws.send(json!({ "type": "resume", "req": 9, "chats": { chat.to_string(): 1 } })).await;
+        assert_eq!(bob_ws.collect_seqs(chat, 3).await, vec![2, 3, 4]);
+        let done = bob_ws.next_of("resumed").await;
+        assert_eq!((done["req"].clone(), done["chats"][chat.to_string()].clone()), (json!(9), json!(4)));
+
+        ana_ws.send_message(chat, "m-4", "live").await;
+        assert_eq!(bob_ws.collect_seqs(chat, 1).await, vec![5], "live continues once, nothing doubled");
+    }
+
     async fn non_participants_are_refused(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;
