@@ -302,12 +302,23 @@ pub struct Completeness {
 }
 
 enum Cmd {
-    Adopt { slot: usize, ws: Box<Ws>, spec: Option<ConnSpec>, seqs: HashMap<Uuid, i64> },
+    Adopt {
+        slot: usize,
+        ws: Box<Ws>,
+        spec: Option<ConnSpec>,
+        seqs: HashMap<Uuid, i64>,
+    },
     Schedule(Schedule),
     Report(oneshot::Sender<ShardReport>),
     Completeness(Arc<HashMap<u32, i64>>, oneshot::Sender<Completeness>),
     Disconnect(Vec<usize>, oneshot::Sender<Vec<(usize, ResumePoints)>>),
-    WatchCaughtUp { slots: Vec<usize>, targets: Arc<HashMap<u32, i64>>, done: oneshot::Sender<Histogram<u64>> },
+    WatchCaughtUp {
+        slots: Vec<usize>,
+        targets: Arc<HashMap<u32, i64>>,
+        done: oneshot::Sender<Histogram<u64>>,
+    },
+    /// Answered once the shard's schedule has ended and every send it issued has its ack or error.
+    WhenAnswered(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -323,6 +334,14 @@ struct CatchUpWatch {
     done: Option<oneshot::Sender<Histogram<u64>>>,
 }
 
+/// A disconnect waiting for the server to close each connection (its read stream ends).
+struct Closing {
+    /// Slot → the generation its closed stream carries.
+    waiting: HashMap<usize, u32>,
+    points: Vec<(usize, ResumePoints)>,
+    reply: Option<oneshot::Sender<Vec<(usize, ResumePoints)>>>,
+}
+
 struct Shard {
     conns: Vec<Option<Conn>>,
     reads: SelectAll<Tagged>,
@@ -332,6 +351,11 @@ struct Shard {
     order_violations: u64,
     track_last: bool,
     watch: Option<CatchUpWatch>,
+    /// Sends issued and not yet acknowledged or refused.
+    unanswered: u64,
+    answered_waiters: Vec<oneshot::Sender<()>>,
+    /// Connections closed by [`Cmd::Disconnect`] whose server has not closed its side yet.
+    closing: Vec<Closing>,
     /// This shard's own command queue, for reconnections to hand their streams back.
     commands: mpsc::WeakSender<Cmd>,
 }
@@ -420,16 +444,22 @@ impl Shard {
                 let _ = reply.send(out);
             }
             Cmd::Disconnect(slots, reply) => {
-                let mut points = Vec::new();
+                let mut closing = Closing { waiting: HashMap::new(), points: Vec::new(), reply: Some(reply) };
                 for slot in slots {
                     let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { continue };
                     if let Some(mut sink) = conn.sink.take() {
                         let _ = sink.close().await;
+                        closing.waiting.insert(slot, conn.generation);
                     }
                     conn.generation += 1;
-                    points.push((slot, conn.resume_points()));
+                    closing.points.push((slot, conn.resume_points()));
                 }
-                let _ = reply.send(points);
+                self.closing.push(closing);
+                self.settle_closings();
+            }
+            Cmd::WhenAnswered(done) => {
+                self.answered_waiters.push(done);
+                self.settle_answers();
             }
             Cmd::WatchCaughtUp { slots, targets, done } => {
                 let mut waiting = vec![false; self.conns.len()];
@@ -452,6 +482,7 @@ impl Shard {
                         watch.check(slot, conn);
                     }
                 }
+                watch.finish_if_done();
                 self.watch = Some(watch);
             }
             Cmd::Shutdown(_) => unreachable!("handled by run"),
@@ -491,6 +522,7 @@ impl Shard {
             }
             if due >= schedule.end || schedule.issued >= schedule.limit {
                 self.schedule = None;
+                self.settle_answers();
                 return;
             }
             let slot = schedule.senders[(schedule.issued % schedule.senders.len() as u64) as usize];
@@ -511,10 +543,46 @@ impl Shard {
             };
             let Ok(text) = serde_json::to_string(&frame) else { continue };
             match sink.send(Message::text(text)).await {
-                Ok(()) => self.report.sent += 1,
+                Ok(()) => {
+                    self.report.sent += 1;
+                    self.unanswered += 1;
+                }
                 Err(_) => self.report.send_failures += 1,
             }
         }
+    }
+
+    /// A send got its ack or its error.
+    fn answered(&mut self) {
+        self.unanswered = self.unanswered.saturating_sub(1);
+        self.settle_answers();
+    }
+
+    fn settle_answers(&mut self) {
+        if self.schedule.is_none() && self.unanswered == 0 {
+            for done in self.answered_waiters.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// The read stream of `slot` as it was at `generation` has ended.
+    fn stream_ended(&mut self, slot: usize, generation: u32) {
+        for closing in &mut self.closing {
+            if closing.waiting.get(&slot) == Some(&generation) {
+                closing.waiting.remove(&slot);
+            }
+        }
+        self.settle_closings();
+    }
+
+    fn settle_closings(&mut self) {
+        for closing in self.closing.iter_mut().filter(|c| c.waiting.is_empty()) {
+            if let Some(reply) = closing.reply.take() {
+                let _ = reply.send(std::mem::take(&mut closing.points));
+            }
+        }
+        self.closing.retain(|c| c.reply.is_some());
     }
 
     fn on_item(
@@ -525,6 +593,9 @@ impl Shard {
     ) {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
         if conn.generation != generation {
+            if item.is_none() {
+                self.stream_ended(slot, generation);
+            }
             return;
         }
         let text = match item {
@@ -595,9 +666,14 @@ impl Shard {
                     let max = self.report.acked_max.entry(track.chat).or_insert(message.seq);
                     *max = (*max).max(message.seq);
                 }
+                self.answered();
             }
             "error" => {
                 *self.report.errors.entry(frame.code.unwrap_or("unknown").to_owned()).or_default() += 1;
+                // Sends carry a numeric req (their scheduled time): this error answers one.
+                if frame.req.is_some() {
+                    self.answered();
+                }
             }
             other => *self.report.other_frames.entry(other_kind(other)).or_default() += 1,
         }
@@ -614,11 +690,15 @@ impl CatchUpWatch {
             self.waiting[slot] = false;
             self.remaining -= 1;
             self.times.saturating_record(self.since.elapsed().as_micros() as u64);
-            if self.remaining == 0
-                && let Some(done) = self.done.take()
-            {
-                let _ = done.send(std::mem::replace(&mut self.times, histogram()));
-            }
+            self.finish_if_done();
+        }
+    }
+
+    fn finish_if_done(&mut self) {
+        if self.remaining == 0
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(std::mem::replace(&mut self.times, histogram()));
         }
     }
 }
@@ -644,6 +724,9 @@ impl Fleet {
                     order_violations: 0,
                     track_last,
                     watch: None,
+                    unanswered: 0,
+                    answered_waiters: Vec::new(),
+                    closing: Vec::new(),
                 };
                 tokio::spawn(shard.run(rx));
                 tx
@@ -710,6 +793,21 @@ impl Fleet {
         Ok(())
     }
 
+    /// Resolves once every shard's schedule has ended and each send it issued has been
+    /// acknowledged or refused.
+    pub async fn answered(&self) -> Result<()> {
+        let mut waits = Vec::with_capacity(self.shards.len());
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.tell(shard, Cmd::WhenAnswered(tx)).await?;
+            waits.push(rx);
+        }
+        for wait in waits {
+            wait.await?;
+        }
+        Ok(())
+    }
+
     /// Every shard's measurements since the last report, merged.
     pub async fn report(&self) -> Result<ShardReport> {
         let mut merged = ShardReport::new();
@@ -735,7 +833,8 @@ impl Fleet {
         Ok(total)
     }
 
-    /// Closes the given connections; returns each one's resume points (the last seq it saw per chat).
+    /// Closes the given connections and returns, once the server has closed each of them too, each
+    /// one's resume points (the last seq it saw per chat).
     pub async fn disconnect(&self, conns: &[usize]) -> Result<Vec<(usize, ResumePoints)>> {
         let mut out = Vec::new();
         for shard in 0..self.shards.len() {

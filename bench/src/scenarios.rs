@@ -13,7 +13,8 @@ use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
 use crate::procs::{PgCounters, Procs, Sample, analyze, round};
 use crate::{Cli, Output, Scenario, note};
 
-/// The longest a grid step waits for its stragglers.
+/// The longest a scenario waits for answers and deliveries after its sending stops: what has not
+/// arrived by then counts as lost.
 const MAX_DRAIN: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
@@ -27,10 +28,6 @@ pub struct GridArgs {
     rates: Vec<f64>,
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
-    /// After a step, wait until every acknowledged message has reached every member, or until
-    /// nothing new arrived for this long; what is missing then counts as lost.
-    #[arg(long, default_value_t = 3.0)]
-    drain_secs: f64,
     /// A step is sustainable with p99 send→deliver at most this (and nothing lost or reordered).
     #[arg(long, default_value_t = 100.0)]
     p99_limit_ms: f64,
@@ -213,10 +210,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         let load_before = load_average();
         let step_time = Duration::from_secs_f64(args.step_secs);
         fleet.send(&senders, rate, step_time, None).await?;
-        // Shards start out of phase by up to one of their intervals; let the last one finish.
-        tokio::time::sleep(step_time + Duration::from_secs_f64(ctx.cli.shards as f64 / rate + 0.05)).await;
-        let after = ctx.procs.sample();
-        let (report, complete, drain_s) = settle(&fleet, &mut targets, args.drain_secs).await?;
+        let (report, complete, drain_s, after) = settle(ctx, &fleet, &mut targets).await?;
         let settled = ctx.procs.sample();
         let pg_after = ctx.pg_counters();
         let lost = complete.lost.saturating_sub(lost_before);
@@ -276,43 +270,38 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
     }))
 }
 
-/// After sending stops: collects reports until every acknowledged message has reached every
-/// member (or nothing arrived for `quiet_secs`, or [`MAX_DRAIN`] passed). `targets` (per chat,
-/// the highest acknowledged seq) grows with the acks seen. Returns the merged report, the
-/// completeness against `targets`, and the seconds it took.
+/// Once sending stops: waits until every send has its answer, samples the processes (the end of
+/// the measured window), then waits until every acknowledged message has reached every member,
+/// each for at most [`MAX_DRAIN`]. `targets` (per chat, the highest acknowledged seq) grows with
+/// the acks seen. Returns the merged report, the completeness against `targets`, the seconds from
+/// the last answer until every member had everything, and the sample.
 async fn settle(
+    ctx: &Ctx<'_>,
     fleet: &Fleet,
     targets: &mut HashMap<u32, i64>,
-    quiet_secs: f64,
-) -> Result<(ShardReport, Completeness, f64)> {
+) -> Result<(ShardReport, Completeness, f64, Sample)> {
+    if tokio::time::timeout(MAX_DRAIN, fleet.answered()).await.is_err() {
+        note("some sends got no answer within the drain limit");
+    }
+    let sample = ctx.procs.sample();
     let started = Instant::now();
     let mut report = fleet.report().await?;
-    let mut quiet_since = Instant::now();
-    loop {
-        for (chat, seq) in &report.acked_max {
-            let max = targets.entry(*chat).or_insert(*seq);
-            *max = (*max).max(*seq);
-        }
-        let complete = fleet.completeness(targets).await?;
-        let settled = complete.behind == 0 && report.acked + report.errors.values().sum::<u64>() >= report.sent;
-        let quiet = quiet_since.elapsed().as_secs_f64() >= quiet_secs;
-        let done = settled || quiet || started.elapsed() >= MAX_DRAIN;
-        if !done {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        // Deliveries that arrived between the report and the completeness check belong here too.
-        let more = fleet.report().await?;
-        if more.deliveries > 0 || more.acked > 0 {
-            quiet_since = Instant::now();
-        }
-        let (dups, order) = (more.duplicates, more.order_violations);
-        report.merge(more);
-        // Those two are running totals, not increments.
-        (report.duplicates, report.order_violations) = (dups, order);
-        if done {
-            return Ok((report, complete, started.elapsed().as_secs_f64()));
-        }
+    for (chat, seq) in &report.acked_max {
+        let max = targets.entry(*chat).or_insert(*seq);
+        *max = (*max).max(*seq);
     }
+    let everyone: Vec<usize> = (0..fleet.specs.len()).collect();
+    let watches = fleet.watch_caught_up(&everyone, targets).await?;
+    if tokio::time::timeout(MAX_DRAIN, futures_util::future::join_all(watches)).await.is_err() {
+        note("some members were still missing messages at the drain limit");
+    }
+    let complete = fleet.completeness(targets).await?;
+    let more = fleet.report().await?;
+    let (dups, order) = (more.duplicates, more.order_violations);
+    report.merge(more);
+    // Those two are running totals, not increments.
+    (report.duplicates, report.order_violations) = (dups, order);
+    Ok((report, complete, started.elapsed().as_secs_f64(), sample))
 }
 
 fn cpu_per_delivery(before: &Sample, after: &Sample, report: &ShardReport) -> Value {
@@ -406,19 +395,15 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let specs = users.iter().enumerate().map(|(i, u)| ctx.spec(i, u, vec![(chat, 0)], Some(0))).collect();
     let mut fleet = Fleet::new(ctx.cli.shards, true);
     let connect_s = ctx.connect(&mut fleet, "large-group", specs).await?;
-    // Each member coming online is announced to the other 999: about a million presence frames
-    // that can still be on their way when the last client is connected. The scenario measures
-    // messages in a settled group, so it starts once they have stopped.
-    let presence_frames = settle_presence(&fleet).await?;
-    note(format!("large-group: {presence_frames} presence frames while the group came online"));
+    // Were presence shared in a group this size, each member coming online would be announced
+    // to all the others: about a million frames, counted here.
+    let presence_frames = fleet.report().await?.other_frames.get("presence").copied().unwrap_or(0);
     let before = ctx.procs.sample();
     let pg_before = ctx.pg_counters();
     let senders: Vec<usize> = (0..users.len()).collect();
     fleet.send(&senders, args.rate, Duration::from_secs_f64(args.secs), None).await?;
-    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
-    let after = ctx.procs.sample();
     let mut targets = HashMap::new();
-    let (report, complete, drain_s) = settle(&fleet, &mut targets, 3.0).await?;
+    let (report, complete, drain_s, after) = settle(ctx, &fleet, &mut targets).await?;
     let settled = ctx.procs.sample();
     let pg_after = ctx.pg_counters();
     let mut last = histogram();
@@ -448,22 +433,6 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     }))
 }
 
-/// Waits until no presence frame has arrived for a second (at most a minute); how many arrived.
-async fn settle_presence(fleet: &Fleet) -> Result<u64> {
-    let presence = |report: &ShardReport| report.other_frames.get("presence").copied().unwrap_or(0);
-    let mut total = presence(&fleet.report().await?);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let arrived = presence(&fleet.report().await?);
-        total += arrived;
-        if arrived == 0 {
-            break;
-        }
-    }
-    Ok(total)
-}
-
 async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -> Result<()> {
     let (chats_n, m) = (args.chats, args.members);
     // Users 0..chats·m are the members who go away; the last `chats` users are the senders.
@@ -485,24 +454,19 @@ async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -
     let mut fleet = Fleet::new(ctx.cli.shards, false);
     ctx.connect(&mut fleet, "storm", specs).await?;
     let away: Vec<usize> = (0..senders_at).collect();
+    // Returns once the server has closed each of them: their backlog is what follows.
     let resume_points = fleet.disconnect(&away).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let senders: Vec<usize> = (senders_at..users.len()).collect();
     let expected = chats_n as u64 * args.messages;
     fleet.report().await?;
     let send_started = Instant::now();
     fleet.send(&senders, args.sender_rate * chats_n as f64, Duration::from_secs(3600), Some(args.messages)).await?;
+    let answered = tokio::time::timeout(Duration::from_secs(300), fleet.answered()).await;
     let mut sending = SendTotals::default();
-    while sending.acked < expected {
-        if send_started.elapsed() > Duration::from_secs(300) {
-            bail!("only {} of {expected} messages acknowledged", sending.acked);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        sending.add(fleet.report().await?);
-        if sending.failures > 0 {
-            bail!("sending failed: {:?}", sending.errors);
-        }
+    sending.add(fleet.report().await?);
+    if answered.is_err() || sending.acked < expected || sending.failures > 0 {
+        bail!("{} of {expected} messages acknowledged; errors {:?}", sending.acked, sending.errors);
     }
     let send_s = send_started.elapsed().as_secs_f64();
     note(format!("storm: {expected} messages stored in {send_s:.1}s; {} clients reconnect", away.len()));
