@@ -26,6 +26,11 @@ const LOCK_CHATS: &str = "SELECT id, last_seq FROM chats WHERE id = ANY($1) ORDE
 /// key store. Run after `LOCK_CHATS`, so it sees every message committed in those chats. It also
 /// locks the senders' participant rows, in (chat, user) order as the delivery receipts do, before
 /// `WRITE` raises their watermarks: rows locked in one order by everyone cannot deadlock.
+///
+/// The earlier send is looked up per send (`LATERAL … LIMIT 1`, which the planner cannot turn into
+/// a join over the whole table). As a plain join, a fresh database's statistics (no messages yet)
+/// made PostgreSQL plan a hash join over every message — a plan each connection then kept while
+/// the table grew, so every batch read all of `messages`.
 const CHECK_SENDS: &str = "WITH s AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, n)), \
      member AS ( \
@@ -34,7 +39,9 @@ const CHECK_SENDS: &str = "WITH s AS ( \
        ORDER BY p.chat_id, p.user_id FOR UPDATE OF p) \
      SELECT s.n, member.user_id IS NOT NULL AS member, m.id AS existing FROM s \
      LEFT JOIN member ON member.chat_id = s.chat_id AND member.user_id = s.sender_id \
-     LEFT JOIN messages m ON m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id";
+     LEFT JOIN LATERAL ( \
+       SELECT id FROM messages m \
+       WHERE m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id LIMIT 1) m ON true";
 
 /// Moves the chats' `last_seq`, raises the senders' own read and delivered marks, and inserts the
 /// messages: one statement.
