@@ -26,6 +26,8 @@ pub struct AppContext {
     pub receipts: crate::service::receipts::DeliveryReceipts,
     /// Commits sends in batches (one transaction, one WAL flush for many messages).
     pub writer: crate::service::writer::MessageWriter,
+    /// Adds stored messages to the hot window and publishes them, many per Redis round trip.
+    pub announcer: crate::service::announcer::Announcer,
     /// Who is online, across instances.
     pub presence: crate::presence::Presence,
 }

@@ -23,6 +23,7 @@ use crate::presence::{Presence, RedisPresence};
 use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay};
+use crate::service::announcer::Announcer;
 use crate::service::messages::DbMessages;
 use crate::service::receipts::{self, DeliveryReceipts};
 use crate::service::writer::MessageWriter;
@@ -75,6 +76,7 @@ impl Application {
         let context = AppContext {
             receipts,
             writer: MessageWriter::spawn(db.clone()),
+            announcer: Announcer::spawn(scale.window.clone(), hub.relay().clone()),
             db,
             hub,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,

@@ -22,8 +22,8 @@ const IDLE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[async_trait::async_trait]
 pub trait HotWindow: Send + Sync + 'static {
-    /// Remembers a committed message.
-    async fn push(&self, message: &MessageDto) -> anyhow::Result<()>;
+    /// Remembers committed messages (one Redis round trip for all of them).
+    async fn push(&self, messages: &[MessageDto]) -> anyhow::Result<()>;
     /// The messages with seq `from..=to`, if the window holds all of them; `None` sends the read to
     /// the database.
     async fn range(&self, chat_id: Uuid, from: i64, to: i64) -> anyhow::Result<Option<Vec<MessageDto>>>;
@@ -34,7 +34,7 @@ pub struct NoWindow;
 
 #[async_trait::async_trait]
 impl HotWindow for NoWindow {
-    async fn push(&self, _message: &MessageDto) -> anyhow::Result<()> {
+    async fn push(&self, _messages: &[MessageDto]) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -57,20 +57,23 @@ impl RedisWindow {
 
 #[async_trait::async_trait]
 impl HotWindow for RedisWindow {
-    async fn push(&self, message: &MessageDto) -> anyhow::Result<()> {
-        let key = self.keys.window(message.chat_id);
-        let json = serde_json::to_string(message)?;
+    async fn push(&self, messages: &[MessageDto]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for message in messages {
+            pipe.zadd(self.keys.window(message.chat_id), serde_json::to_string(message)?, message.seq).ignore();
+        }
+        // Trimmed and kept alive once per chat, not once per message.
+        let mut chats: Vec<Uuid> = messages.iter().map(|m| m.chat_id).collect();
+        chats.sort_unstable();
+        chats.dedup();
+        for chat_id in chats {
+            let key = self.keys.window(chat_id);
+            pipe.zremrangebyrank(&key, 0, -(self.size as isize) - 1).ignore();
+            pipe.expire(&key, IDLE_EXPIRY.as_secs() as i64).ignore();
+        }
         let write = async {
             let mut conn = self.pool.get().await?;
-            redis::pipe()
-                .zadd(&key, json, message.seq)
-                .ignore()
-                .zremrangebyrank(&key, 0, -(self.size as isize) - 1)
-                .ignore()
-                .expire(&key, IDLE_EXPIRY.as_secs() as i64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
+            pipe.query_async::<()>(&mut conn).await?;
             anyhow::Ok(())
         };
         tokio::time::timeout(COMMAND_TIMEOUT, write).await.map_err(|_| anyhow::anyhow!("window write timed out"))?

@@ -69,6 +69,13 @@ pub type Inbound = mpsc::Sender<(Topic, ChatEvent)>;
 #[async_trait::async_trait]
 pub trait Relay: Send + Sync + 'static {
     async fn publish(&self, topic: Topic, event: &ChatEvent) -> anyhow::Result<()>;
+    /// Publishes several events in order; over Redis in one round trip.
+    async fn publish_many(&self, events: &[(Topic, ChatEvent)]) -> anyhow::Result<()> {
+        for (topic, event) in events {
+            self.publish(*topic, event).await?;
+        }
+        Ok(())
+    }
     /// Starts receiving a topic's events. Calls are counted: a topic stays subscribed until
     /// unsubscribed as often as subscribed.
     async fn subscribe(&self, topic: Topic) -> anyhow::Result<()>;

@@ -173,6 +173,26 @@ impl RedisRelay {
         Ok((Self { instance, keys, pool, inbound, subscriber: changes_tx, up }, reconnected_rx))
     }
 
+    /// Hands the events to local followers, then publishes them in one pipeline.
+    async fn publish_all(&self, events: &[(Topic, &ChatEvent)]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for (topic, event) in events {
+            // Local followers never wait for Redis.
+            self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
+            pipe.cmd("PUBLISH").arg(self.keys.channel(*topic)).arg(envelope(self.instance, event)?).ignore();
+        }
+        let publish = async {
+            let mut conn = self.pool.get().await?;
+            pipe.query_async::<()>(&mut conn).await?;
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(COMMAND_TIMEOUT, publish).await.context("PUBLISH timed out")??;
+        for (topic, _) in events {
+            metrics::counter!("relay_events_published_total", "kind" => kind(*topic)).increment(1);
+        }
+        Ok(())
+    }
+
     async fn change(&self, topic: Topic, subscribe: bool) -> anyhow::Result<()> {
         let (done, answered) = oneshot::channel();
         self.subscriber
@@ -193,18 +213,12 @@ fn kind(topic: Topic) -> &'static str {
 #[async_trait::async_trait]
 impl Relay for RedisRelay {
     async fn publish(&self, topic: Topic, event: &ChatEvent) -> anyhow::Result<()> {
-        // Local followers never wait for Redis.
-        self.inbound.send((topic, event.clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
-        let payload = envelope(self.instance, event)?;
-        let channel = self.keys.channel(topic);
-        let publish = async {
-            let mut conn = self.pool.get().await?;
-            redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(&mut conn).await?;
-            anyhow::Ok(())
-        };
-        tokio::time::timeout(COMMAND_TIMEOUT, publish).await.context("PUBLISH timed out")??;
-        metrics::counter!("relay_events_published_total", "kind" => kind(topic)).increment(1);
-        Ok(())
+        self.publish_all(&[(topic, event)]).await
+    }
+
+    async fn publish_many(&self, events: &[(Topic, ChatEvent)]) -> anyhow::Result<()> {
+        let events: Vec<(Topic, &ChatEvent)> = events.iter().map(|(topic, event)| (*topic, event)).collect();
+        self.publish_all(&events).await
     }
 
     async fn subscribe(&self, topic: Topic) -> anyhow::Result<()> {

@@ -9,15 +9,6 @@ use uuid::Uuid;
 use super::messages;
 use crate::context::AppContext;
 
-/// Adds a committed message to the window. A failure loses nothing (reads fall back to the
-/// database), so it is logged and counted, never returned.
-pub async fn remember(ctx: &AppContext, message: &MessageDto) {
-    if let Err(e) = ctx.window.push(message).await {
-        metrics::counter!("window_write_errors_total").increment(1);
-        tracing::warn!(chat_id = %message.chat_id, error = format!("{e:#}"), "cannot write the hot window");
-    }
-}
-
 /// Up to `limit` messages after `after_seq`, up to `until` (a seq the caller knows is stored), in
 /// order: the backlog of a resume or a gap (the caller checked access).
 pub async fn backlog(

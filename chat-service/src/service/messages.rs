@@ -22,7 +22,7 @@ const DEFAULT_PAGE: u64 = 50;
 /// Longest `clientMsgId`.
 const MAX_CLIENT_MSG_ID: usize = 64;
 
-/// Stores a message and returns it with its seq; then publishes it.
+/// Stores a message and returns it with its seq; then announces it (hot window and relay).
 ///
 /// The seq comes from incrementing the chat's `last_seq` in the same transaction that inserts the
 /// message: the row lock orders concurrent senders, a rolled-back send gives its number back, so
@@ -34,10 +34,7 @@ pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessag
     let stored = ctx.writer.store(sender, chat_id, req).await?;
     if stored.fresh {
         metrics::counter!("chat_messages_total").increment(1);
-        // Side by side, so other instances' members do not wait for the window's round trip: a
-        // reader that sees the message before the window has it reads the database instead.
-        let event = ChatEvent::Message(stored.message.clone());
-        tokio::join!(super::history::remember(ctx, &stored.message), publish(ctx, Topic::Chat(chat_id), event));
+        ctx.announcer.announce(stored.message.clone()).await;
     }
     Ok(stored.message)
 }

@@ -1,6 +1,7 @@
 //! The rules of chat-service: who may read and post, how seq is assigned, what is published.
 //! REST, GraphQL and the WebSocket all call these functions.
 
+pub mod announcer;
 pub mod chats;
 pub mod history;
 pub mod live;
