@@ -8,6 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator  # noqa: E402
+
+
+def label_rates(axis, rates) -> None:
+    """Ticks at the offered rates themselves, as plain numbers (log axes otherwise overlap labels)."""
+    axis.set_major_locator(FixedLocator(rates))
+    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def main(results: str, out_dir: str) -> None:
@@ -27,6 +36,8 @@ def main(results: str, out_dir: str) -> None:
         ax.axhline(100, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        label_rates(ax.xaxis, rates)
+        ax.tick_params(axis="x", labelrotation=45)
         ax.set_xlabel("offered messages/s (each → 10 deliveries)")
         ax.set_ylabel("latency from scheduled send, ms")
         ax.set_title(f"Fan-out grid: latency vs offered rate\n{subtitle}")
@@ -36,6 +47,9 @@ def main(results: str, out_dir: str) -> None:
         ax2.plot(rates, rates, ":", color="grey", label="offered")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
+        label_rates(ax2.xaxis, rates)
+        label_rates(ax2.yaxis, rates)
+        ax2.tick_params(axis="x", labelrotation=45)
         ax2.set_xlabel("offered messages/s")
         ax2.set_ylabel("messages/s")
         ax2.set_title("Fan-out grid: throughput")
