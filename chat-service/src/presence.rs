@@ -68,7 +68,7 @@ pub struct Presence {
 }
 
 enum Op {
-    Connected(Uuid),
+    Connected(Uuid, Vec<Uuid>),
     Disconnected(Uuid),
     Online(Vec<Uuid>, oneshot::Sender<HashSet<Uuid>>),
 }
@@ -109,9 +109,10 @@ impl Presence {
         members <= self.max_chat_members
     }
 
-    /// A connection of `user_id` opened on this instance.
-    pub async fn connected(&self, user_id: Uuid) {
-        let _ = self.ops.send(Op::Connected(user_id)).await;
+    /// A connection of `user_id` opened on this instance. `shared_chats` are the user's chats where
+    /// presence is shared, as the connection has just read them: the join needs no query of its own.
+    pub async fn connected(&self, user_id: Uuid, shared_chats: Vec<Uuid>) {
+        let _ = self.ops.send(Op::Connected(user_id, shared_chats)).await;
     }
 
     /// A connection of `user_id` closed on this instance.
@@ -142,11 +143,20 @@ struct Flips {
 }
 
 impl Flips {
-    /// The flip as published on each of the user's chats where presence is shared.
-    async fn events(&self, user_id: Uuid, online: bool) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
-        let chat_ids = chats::small_chat_ids_of(&self.db, user_id, self.max_chat_members)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    /// The flip as published on each of the user's chats where presence is shared: `known` when
+    /// the caller has them, read from the database otherwise.
+    async fn events(
+        &self,
+        user_id: Uuid,
+        online: bool,
+        known: Option<Vec<Uuid>>,
+    ) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
+        let chat_ids = match known {
+            Some(chat_ids) => chat_ids,
+            None => chats::small_chat_ids_of(&self.db, user_id, self.max_chat_members)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
         Ok(chat_ids
             .into_iter()
             .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
@@ -193,12 +203,12 @@ impl Task {
         loop {
             tokio::select! {
                 op = ops.recv() => match op {
-                    Some(Op::Connected(user)) => {
+                    Some(Op::Connected(user, shared_chats)) => {
                         let count = self.counts.entry(user).or_default();
                         *count += 1;
                         if *count == 1 {
                             self.retry_leave.remove(&user);
-                            self.join(user).await;
+                            self.join(user, Some(shared_chats)).await;
                         }
                     }
                     Some(Op::Disconnected(user)) => {
@@ -221,8 +231,8 @@ impl Task {
         }
     }
 
-    async fn announce_locally(&self, user_id: Uuid, online: bool) {
-        match self.flips.events(user_id, online).await {
+    async fn announce_locally(&self, user_id: Uuid, online: bool, known: Option<Vec<Uuid>>) {
+        match self.flips.events(user_id, online, known).await {
             Ok(events) => {
                 for (topic, event) in events {
                     if let Err(e) = self.relay.publish(topic, &event).await {
@@ -234,10 +244,12 @@ impl Task {
         }
     }
 
-    async fn join(&mut self, user_id: Uuid) {
-        let Some(redis) = &self.redis else { return self.announce_locally(user_id, true).await };
+    /// Announces `user_id` online where this is their first entry; `known`: their chats where
+    /// presence is shared, if the caller has them.
+    async fn join(&mut self, user_id: Uuid, known: Option<Vec<Uuid>>) {
+        let Some(redis) = &self.redis else { return self.announce_locally(user_id, true, known).await };
         let result = async {
-            let events = self.flips.events(user_id, true).await?;
+            let events = self.flips.events(user_id, true, known).await?;
             let join = redis::Script::new(JOIN);
             let mut script = join.key(redis.keys.presence_user(user_id));
             let now = now_ms();
@@ -264,7 +276,7 @@ impl Task {
     }
 
     async fn leave(&mut self, user_id: Uuid) {
-        let Some(redis) = &self.redis else { return self.announce_locally(user_id, false).await };
+        let Some(redis) = &self.redis else { return self.announce_locally(user_id, false, None).await };
         match timed(leave(&self.flips, redis, redis.instance, user_id, false)).await {
             Ok(()) => tracing::debug!("presence left {user_id}"),
             Err(e) => {
@@ -320,7 +332,7 @@ impl Task {
         };
         for user in std::mem::take(&mut self.retry_join) {
             if self.counts.contains_key(&user) {
-                self.join(user).await;
+                self.join(user, None).await;
             }
         }
         for user in std::mem::take(&mut self.retry_leave) {
@@ -362,7 +374,7 @@ async fn leave(
     user_id: Uuid,
     reaping: bool,
 ) -> anyhow::Result<()> {
-    let events = flips.events(user_id, false).await?;
+    let events = flips.events(user_id, false, None).await?;
     let script = redis::Script::new(LEAVE);
     let mut invocation = script.key(redis.keys.presence_user(user_id));
     invocation.arg(now_ms()).arg(instance.to_string()).arg(if reaping { "1" } else { "0" });

@@ -82,6 +82,7 @@ pub async fn run(
         last_sent: HashMap::new(),
         typing: HashMap::new(),
         last_heard: Instant::now(),
+        presence_joined: false,
         writes,
     };
     let mut answers = answers;
@@ -236,6 +237,8 @@ struct Connection {
     /// Chats the user is typing in, and when that expires.
     typing: HashMap<Uuid, Instant>,
     last_heard: Instant,
+    /// Whether `start` told presence of this connection (and `finish` must tell it of the end).
+    presence_joined: bool,
     limiter: DefaultDirectRateLimiter,
     /// Queue of the connection's [`write_worker`].
     writes: mpsc::Sender<Box<Write>>,
@@ -300,8 +303,6 @@ impl Connection {
             tracing::warn!(error = %e, "cannot start a connection");
             Close(close_code::SERVICE_RESTART, "temporarily unavailable")
         };
-        // Paired with `disconnected` in `finish`, which runs however `start` ends.
-        self.ctx.presence.connected(self.user_id).await;
         let chat_ids = chats::chat_ids_of(&self.ctx.db, self.user_id).await.map_err(internal)?;
         for chat_id in &chat_ids {
             self.follow(*chat_id).await.map_err(internal)?;
@@ -312,9 +313,13 @@ impl Connection {
         for view in &views {
             self.last_sent.insert(view.id, view.last_seq);
         }
-        let peers: HashSet<Uuid> = views
+        let shared: Vec<&ChatDto> =
+            views.iter().filter(|v| self.ctx.presence.shared_in(v.participants.len())).collect();
+        // Paired with `disconnected` in `finish`.
+        self.ctx.presence.connected(self.user_id, shared.iter().map(|v| v.id).collect()).await;
+        self.presence_joined = true;
+        let peers: HashSet<Uuid> = shared
             .iter()
-            .filter(|v| self.ctx.presence.shared_in(v.participants.len()))
             .flat_map(|v| v.participants.iter().map(|p| p.user_id))
             .filter(|u| *u != self.user_id)
             .collect();
@@ -619,7 +624,9 @@ impl Connection {
             messages::typing(&self.ctx, self.user_id, chat_id, false).await;
         }
         self.ctx.hub.unregister(self.conn_id).await;
-        self.ctx.presence.disconnected(self.user_id).await;
+        if self.presence_joined {
+            self.ctx.presence.disconnected(self.user_id).await;
+        }
         // Closing the queue lets the worker end after the writes already in it.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.writes, closed));
