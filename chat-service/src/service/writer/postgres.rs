@@ -1,8 +1,12 @@
-//! A batch on PostgreSQL: one transaction, four statements whatever its size.
+//! A batch on PostgreSQL: one transaction, two statements whatever its size.
 //!
 //! The batch's values travel as arrays (`unnest($1::uuid[], …)`), so the text of every statement
-//! is the same for one send or 256: each connection prepares it once, and a batch costs
-//! `BEGIN`, lock-and-read the chats, check the senders, write everything, `COMMIT`.
+//! is the same for one send or 256: each connection prepares it once, and a batch costs four round
+//! trips: `BEGIN`, lock the chats and check the senders, write everything, `COMMIT`.
+//!
+//! Lock order: a batch locks its chats (in id order), then the participant rows whose watermarks
+//! it raises (in (chat, user) order); the delivery receipts lock participant rows in that order too.
+//! Every transaction taking these locks in one global order cannot deadlock with another.
 
 use std::collections::HashMap;
 
@@ -18,41 +22,44 @@ use uuid::Uuid;
 
 use super::{Checked, Failed, Pending, Stored, answers, key_of, newest_of_senders, number, plan, stored_now};
 
-/// Locks the batch's chats in id order (two instances' batches cannot deadlock) and reads their
-/// `last_seq`, which nobody else can move until this transaction ends.
-const LOCK_CHATS: &str = "SELECT id, last_seq FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-
-/// Per send: is the sender a participant, and which message did an earlier send with the same
-/// key store. Run after `LOCK_CHATS`, so it sees every message committed in those chats. It also
-/// locks the senders' participant rows, in (chat, user) order as the delivery receipts do, before
-/// `WRITE` raises their watermarks: rows locked in one order by everyone cannot deadlock.
+/// Locks the batch's chats in id order and reads their `last_seq`, which nobody else can move until
+/// this transaction ends (rows with a null `n`); then, per send (`n`, from 1): is the sender a
+/// participant, and which message did an earlier send with the same key store. `UNION ALL` runs
+/// its branches in order, so every chat is locked before the per-send part runs.
 ///
-/// The earlier send is looked up per send (`LATERAL … LIMIT 1`, which the planner cannot turn into
-/// a join over the whole table). As a plain join, a fresh database's statistics (no messages yet)
-/// made PostgreSQL plan a hash join over every message — a plan each connection then kept while
-/// the table grew, so every batch read all of `messages`.
-const CHECK_SENDS: &str = "WITH s AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, n)), \
-     member AS ( \
-       SELECT p.chat_id, p.user_id FROM chat_participants p \
-       WHERE (p.chat_id, p.user_id) IN (SELECT chat_id, sender_id FROM s) \
-       ORDER BY p.chat_id, p.user_id FOR UPDATE OF p) \
-     SELECT s.n, member.user_id IS NOT NULL AS member, m.id AS existing FROM s \
-     LEFT JOIN member ON member.chat_id = s.chat_id AND member.user_id = s.sender_id \
-     LEFT JOIN LATERAL ( \
+/// The per-send part reads the statement's snapshot, taken before a wait for a chat lock: a
+/// retry of the same `clientMsgId` committed by another instance during that wait is not seen
+/// here, so the write fails on the unique index and the batch is replayed send by send, which
+/// finds it. The earlier send is looked up per send (`LATERAL … LIMIT 1`, which the planner cannot
+/// turn into a join over the whole table): as a plain join, a fresh database's statistics (no
+/// messages yet) made PostgreSQL plan a hash join over every message — a plan each connection then
+/// kept while the table grew, so every batch read all of `messages`.
+const CHECK: &str = "WITH locked AS ( \
+       SELECT id, last_seq FROM chats WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
+     s AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, n)) \
+     SELECT NULL::bigint AS n, id AS chat_id, last_seq, NULL::boolean AS member, NULL::uuid AS existing FROM locked \
+     UNION ALL \
+     SELECT s.n, s.chat_id, NULL::bigint, \
+       EXISTS (SELECT 1 FROM chat_participants p WHERE p.chat_id = s.chat_id AND p.user_id = s.sender_id), m.id \
+     FROM s LEFT JOIN LATERAL ( \
        SELECT id FROM messages m \
        WHERE m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id LIMIT 1) m ON true";
 
-/// Moves the chats' `last_seq`, raises the senders' own read and delivered marks, and inserts the
-/// messages: one statement.
+/// Moves the chats' `last_seq`, raises the senders' own read and delivered marks (locking their rows
+/// in (chat, user) order first, as the delivery receipts do), and inserts the messages: one statement.
 const WRITE: &str = "WITH bumped AS ( \
        UPDATE chats AS c SET last_seq = b.last_seq, last_message_at = $1 \
        FROM unnest($2::uuid[], $3::bigint[]) AS b(id, last_seq) WHERE c.id = b.id), \
+     senders AS ( \
+       SELECT p.chat_id, p.user_id, r.seq FROM chat_participants p \
+       JOIN unnest($4::uuid[], $5::uuid[], $6::bigint[]) AS r(chat_id, user_id, seq) \
+         ON p.chat_id = r.chat_id AND p.user_id = r.user_id \
+       ORDER BY p.chat_id, p.user_id FOR UPDATE OF p), \
      raised AS ( \
        UPDATE chat_participants AS p SET last_read_seq = GREATEST(p.last_read_seq, r.seq), \
          last_delivered_seq = GREATEST(p.last_delivered_seq, r.seq) \
-       FROM unnest($4::uuid[], $5::uuid[], $6::bigint[]) AS r(chat_id, user_id, seq) \
-       WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id) \
+       FROM senders r WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id) \
      INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
      SELECT id, chat_id, seq, sender_id, client_msg_id, content, NULLIF(reply_to, 0), $1 \
      FROM unnest($7::uuid[], $8::uuid[], $9::bigint[], $10::uuid[], $11::text[], $12::text[], $13::bigint[]) \
@@ -75,22 +82,22 @@ async fn check(txn: &DatabaseTransaction, sends: &[Pending]) -> ApiResult<Checke
     let mut chat_ids: Vec<Uuid> = sends.iter().map(|s| s.chat_id).collect();
     chat_ids.sort();
     chat_ids.dedup();
-    let locked = txn.query_all_raw(statement(LOCK_CHATS, vec![chat_ids.into()])).await?;
-    let mut last_seq = HashMap::with_capacity(locked.len());
-    for row in locked {
-        last_seq.insert(row.try_get::<Uuid>("", "id")?, row.try_get::<i64>("", "last_seq")?);
-    }
-
     let values = vec![
         sends.iter().map(|s| s.chat_id).collect::<Vec<_>>().into(),
         sends.iter().map(|s| s.sender).collect::<Vec<_>>().into(),
         sends.iter().map(|s| s.request.client_msg_id.clone()).collect::<Vec<_>>().into(),
+        chat_ids.into(),
     ];
+    let mut last_seq = HashMap::new();
     let mut members = std::collections::HashSet::new();
     let mut existing_ids: HashMap<Uuid, usize> = HashMap::new();
-    for row in txn.query_all_raw(statement(CHECK_SENDS, values)).await? {
+    for row in txn.query_all_raw(statement(CHECK, values)).await? {
+        let Some(n) = row.try_get::<Option<i64>>("", "n")? else {
+            last_seq.insert(row.try_get::<Uuid>("", "chat_id")?, row.try_get::<i64>("", "last_seq")?);
+            continue;
+        };
         // WITH ORDINALITY counts from 1.
-        let index = usize::try_from(row.try_get::<i64>("", "n")? - 1).map_err(anyhow::Error::from)?;
+        let index = usize::try_from(n - 1).map_err(anyhow::Error::from)?;
         let send = sends.get(index).ok_or_else(|| anyhow::anyhow!("a checked send is not in the batch"))?;
         if row.try_get::<bool>("", "member")? {
             members.insert((send.chat_id, send.sender));
