@@ -1,5 +1,7 @@
 //! Delivery across instances: exactly once, in order, only where it is wanted, deduplicated.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use uuid::Uuid;
 
@@ -92,6 +94,51 @@ async fn an_instance_without_members_of_a_chat_receives_none_of_its_traffic() {
     let after = cluster.instance(2).metric("relay_events_received_total{kind=\"chat\"}").await;
     assert!(after > baseline, "C received chat Y's message");
     assert!(after - baseline <= 3.0, "C received nothing of chat X ({baseline} → {after})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_sends_racing_on_two_instances_are_stored_once_and_answered_alike() {
+    let cluster = Cluster::start(2).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let (mut on_a, mut on_b) = (cluster.connect(&ana, 0).await, cluster.connect(&ana, 1).await);
+    let ids: Vec<String> = (0..40).map(|i| format!("race-{i}")).collect();
+
+    // Two tabs send the same clientMsgIds back to back, so both instances' batches carry the same
+    // keys at the same time and one of them loses the race on the unique index.
+    let (acks_a, acks_b) = tokio::join!(send_all(&mut on_a, chat, &ids), send_all(&mut on_b, chat, &ids));
+
+    let stored = cluster.history(&ana, chat, 0).await;
+    assert_eq!(
+        stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<i64>>(),
+        "stored once each, no gap"
+    );
+    for id in &ids {
+        let (a, b) = (&acks_a[id]["message"], &acks_b[id]["message"]);
+        assert_eq!(a["id"], b["id"], "{id}: both tabs are answered with the one stored message");
+        assert_eq!(a["seq"], b["seq"], "{id}");
+        assert!(stored.contains(&(a["seq"].as_i64().unwrap(), a["id"].as_str().unwrap().to_owned())), "{id}: {a}");
+    }
+}
+
+/// Sends a message for every id without waiting, then returns each id's ack (an error fails the test).
+async fn send_all(client: &mut Client, chat: Uuid, ids: &[String]) -> HashMap<String, serde_json::Value> {
+    for id in ids {
+        let content = format!("msg {id}");
+        client
+            .send(json!({ "type": "send_message", "req": id, "chatId": chat, "clientMsgId": id, "content": content }))
+            .await;
+    }
+    let mut acks = HashMap::new();
+    while acks.len() < ids.len() {
+        let frame = client.next().await.expect("the connection stays open");
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame["type"] == "ack" {
+            acks.insert(frame["req"].as_str().unwrap().to_owned(), frame);
+        }
+    }
+    acks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
