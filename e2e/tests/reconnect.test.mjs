@@ -16,21 +16,25 @@ function networkSwitch() {
   const Native = window.WebSocket;
   window.__sockets = [];
   window.__cutNetwork = false;
-  /** While set, the next `ack` and the echo of its message are lost on the way in. */
+  /**
+   * While set, the next send's `ack` and the echo of its message (`new_message`) are lost on the
+   * way in, in whichever order they come: the protocol does not order them.
+   */
   window.__loseNextAck = false;
   let lost = null;
+  const dropped = { ack: false, new_message: false };
   const arrives = (event) => {
     const frame = JSON.parse(event.data);
-    if (frame.type === 'ack' && window.__loseNextAck) {
+    if (frame.type !== 'ack' && frame.type !== 'new_message') return true;
+    if (window.__loseNextAck) {
       window.__loseNextAck = false;
       lost = frame.message.clientMsgId;
-      return false;
+      dropped.ack = false;
+      dropped.new_message = false;
     }
-    if (frame.type === 'new_message' && frame.message.clientMsgId === lost) {
-      lost = null;
-      return false;
-    }
-    return true;
+    if (frame.message.clientMsgId !== lost || dropped[frame.type]) return true;
+    dropped[frame.type] = true;
+    return false;
   };
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
