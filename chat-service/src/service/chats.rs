@@ -7,7 +7,7 @@ use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::{ChatDto, ChatKind, CreateChatRequest, ParticipantDto, Role};
 use converge_shared::entities::chat::{chat, message, participant};
 use converge_shared::error::ErrorCode;
-use sea_orm::sea_query::ExprTrait;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     SqlErr, TransactionTrait,
@@ -238,22 +238,23 @@ pub async fn chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult
 }
 
 /// The chats of `user_id` with at most `max_members` participants: where their presence is shared.
+/// One query: presence asks it on every last disconnect of a user.
 pub async fn small_chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid, max_members: usize) -> ApiResult<Vec<Uuid>> {
-    let ids = chat_ids_of(db, user_id).await?;
-    if ids.is_empty() {
-        return Ok(ids);
-    }
-    let sizes: Vec<(Uuid, i64)> = participant::Entity::find()
+    let mine = Query::select()
+        .column(participant::Column::ChatId)
+        .from(participant::Entity)
+        .and_where(participant::Column::UserId.eq(user_id))
+        .to_owned();
+    let max = i64::try_from(max_members).unwrap_or(i64::MAX);
+    Ok(participant::Entity::find()
         .select_only()
         .column(participant::Column::ChatId)
-        .column_as(sea_orm::sea_query::Expr::col(participant::Column::UserId).count(), "members")
-        .filter(participant::Column::ChatId.is_in(ids))
+        .filter(participant::Column::ChatId.in_subquery(mine))
         .group_by(participant::Column::ChatId)
+        .having(Expr::col(participant::Column::UserId).count().lte(max))
         .into_tuple()
         .all(db)
-        .await?;
-    let max = i64::try_from(max_members).unwrap_or(i64::MAX);
-    Ok(sizes.into_iter().filter(|(_, members)| *members <= max).map(|(chat_id, _)| chat_id).collect())
+        .await?)
 }
 
 async fn participants<C: ConnectionTrait>(db: &C, chat_ids: &[Uuid]) -> ApiResult<Vec<participant::Model>> {
