@@ -111,6 +111,30 @@ async fn run<M: MigratorTrait>(db: &DatabaseConnection, command: Command, lock_k
 /// `synchronous=NORMAL` (durable across process crashes, fast) and a busy timeout, so that
 /// concurrent writers wait for each other instead of failing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(options(url, max_connections)?).await
+}
+
+/// Connects like [`connect`]; on PostgreSQL each prepared statement is planned once per connection
+/// and the plan reused (`plan_cache_mode = force_generic_plan`). For a pool that runs a few fixed
+/// statements so often that planning them at every execution (what PostgreSQL chooses for
+/// statements with array parameters) costs more than running them.
+///
+/// A plan made once is made with the statistics of that moment: on a new database (empty tables)
+/// the cheapest plan reads whole tables. So these connections never scan a table whole where an
+/// index serves (`enable_seqscan = off`), and are replaced every few minutes, so plans follow
+/// the statistics as the tables grow.
+pub async fn connect_with_generic_plans(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(url, max_connections)?;
+    options.max_lifetime(PLAN_LIFETIME).map_sqlx_postgres_opts(|opts| {
+        opts.options([("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
+    });
+    Database::connect(options).await
+}
+
+/// How long a connection of [`connect_with_generic_plans`] keeps its plans.
+const PLAN_LIFETIME: Duration = Duration::from_secs(300);
+
+fn options(url: &str, max_connections: u32) -> Result<ConnectOptions, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
@@ -129,7 +153,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .foreign_keys(true)
         });
     }
-    Database::connect(options).await
+    Ok(options)
 }
 
 /// The directory of a `sqlite://dir/file.db?…` URL, if it names one.

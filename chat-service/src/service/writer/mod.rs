@@ -6,11 +6,11 @@
 //! `chats.last_seq` inside the transaction that stores it (row locks order instances; a failed
 //! batch gives its numbers back), and it is acknowledged only after the commit.
 //!
-//! How a batch is stored depends on the database: [`postgres`] does it in one transaction of a
-//! few fixed statements (arrays as parameters, so each is prepared once per connection);
-//! [`portable`] (SQLite) reads first and writes in a short transaction, since SQLite cannot turn
-//! a reading transaction into a writing one while another connection writes. Both decide what to
-//! do with each send the same way ([`plan`]).
+//! How a batch is stored depends on the database: [`postgres`] does it in one statement (arrays
+//! as parameters, so it is prepared and planned once per connection), which decides each send as
+//! [`plan`] does; [`portable`] (SQLite, and the replay below) reads first, decides with [`plan`],
+//! and writes in a short transaction, since SQLite cannot turn a reading transaction into a
+//! writing one while another connection writes.
 //!
 //! A batch whose write fails as a whole (a concurrent retry of the same `clientMsgId` that got
 //! past the checks, a deadlock, a lost connection) is replayed send by send, so one bad send

@@ -1,159 +1,211 @@
-//! A batch on PostgreSQL: one transaction, two statements whatever its size.
+//! A batch on PostgreSQL: one statement in autocommit, so one round trip whatever its size.
 //!
-//! The batch's values travel as arrays (`unnest($1::uuid[], …)`), so the text of every statement
-//! is the same for one send or 256: each connection prepares it once, and a batch costs four round
-//! trips: `BEGIN`, lock the chats and check the senders, write everything, `COMMIT`.
+//! The statement locks the batch's chats, decides every send, numbers the ones to store, raises
+//! the senders' watermarks and inserts the messages; its commit is the statement's end. Chat row
+//! locks are held for the statement alone, not across round trips to this process, so the
+//! instances' writers wait on each other for as long as PostgreSQL takes to do the work.
 //!
-//! Lock order: a batch locks its chats (in id order), then the participant rows whose watermarks
-//! it raises (in (chat, user) order); the delivery receipts lock participant rows in that order too.
-//! Every transaction taking these locks in one global order cannot deadlock with another.
+//! The batch's values travel as arrays (`unnest($2::uuid[], …)`), so the text is the same for one
+//! send or 256: each connection prepares it once.
+//!
+//! Each send is decided as [`super::plan`] decides it for the portable path (SQLite, the replay), in
+//! the same order: no such chat, not a participant, a retry of a stored message, a `replyTo` that
+//! is not an earlier message, a retry of an earlier send of the same batch, else stored with the
+//! chat's next seq. The unit test of `plan` and the API tests (run on both databases) hold the two
+//! to the same answers.
+//!
+//! Lock order: the chats (in id order), then the participant rows whose watermarks rise (in
+//! (chat, user) order), as the delivery receipts lock them. The participant rows are locked from
+//! the numbered sends, which exist only once every chat row is locked (the numbering is a window
+//! over the whole batch), so the order holds inside the one statement.
+//!
+//! Membership and earlier sends are read from the statement's snapshot, taken before any wait for
+//! a chat lock: a retry of the same `clientMsgId` committed by another instance during that wait is
+//! not seen, so the insert fails on the unique index, nothing is written, and the batch is
+//! replayed send by send, which finds it. Earlier sends are looked up per send (`LATERAL … LIMIT
+//! 1`): as a plain join, a fresh database's statistics (no messages yet) made PostgreSQL plan a
+//! hash join over every message — a plan each connection then kept while the table grew.
 
 use std::collections::HashMap;
 
-use converge_shared::api_error::ApiResult;
+use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::MessageDto;
 use converge_shared::entities::chat::message;
-use sea_orm::sea_query::Value;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryResult,
+    Statement,
 };
 use uuid::Uuid;
 
-use super::{Checked, Failed, Pending, Stored, answers, key_of, newest_of_senders, number, plan, stored_now};
+use super::{Failed, Pending, Step, Stored, answers, invalid_reply_to, new_message, stored_now};
+use crate::service::{chat_not_found, forbidden};
 
-/// Locks the batch's chats in id order and reads their `last_seq`, which nobody else can move until
-/// this transaction ends (rows with a null `n`); then, per send (`n`, from 1): is the sender a
-/// participant, and which message did an earlier send with the same key store. `UNION ALL` runs
-/// its branches in order, so every chat is locked before the per-send part runs.
-///
-/// The per-send part reads the statement's snapshot, taken before a wait for a chat lock: a
-/// retry of the same `clientMsgId` committed by another instance during that wait is not seen
-/// here, so the write fails on the unique index and the batch is replayed send by send, which
-/// finds it. The earlier send is looked up per send (`LATERAL … LIMIT 1`, which the planner cannot
-/// turn into a join over the whole table): as a plain join, a fresh database's statistics (no
-/// messages yet) made PostgreSQL plan a hash join over every message — a plan each connection then
-/// kept while the table grew, so every batch read all of `messages`.
-const CHECK: &str = "WITH locked AS ( \
-       SELECT id, last_seq FROM chats WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
+const STORE: &str = "WITH locked AS ( \
+       SELECT id, last_seq FROM chats WHERE id = ANY($8) ORDER BY id FOR UPDATE), \
      s AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, n)) \
-     SELECT NULL::bigint AS n, id AS chat_id, last_seq, NULL::boolean AS member, NULL::uuid AS existing FROM locked \
-     UNION ALL \
-     SELECT s.n, s.chat_id, NULL::bigint, \
-       EXISTS (SELECT 1 FROM chat_participants p WHERE p.chat_id = s.chat_id AND p.user_id = s.sender_id), m.id \
-     FROM s LEFT JOIN LATERAL ( \
-       SELECT id FROM messages m \
-       WHERE m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id LIMIT 1) m ON true";
-
-/// Moves the chats' `last_seq`, raises the senders' own read and delivered marks (locking their rows
-/// in (chat, user) order first, as the delivery receipts do), and inserts the messages: one statement.
-const WRITE: &str = "WITH bumped AS ( \
-       UPDATE chats AS c SET last_seq = b.last_seq, last_message_at = $1 \
-       FROM unnest($2::uuid[], $3::bigint[]) AS b(id, last_seq) WHERE c.id = b.id), \
+       SELECT chat_id, sender_id, client_msg_id, content, CASE WHEN is_reply THEN reply_to END AS reply_to, id, n \
+       FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $9::boolean[], $7::uuid[]) \
+         WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, content, reply_to, is_reply, id, n)), \
+     checked AS ( \
+       SELECT s.*, l.last_seq AS base, e.id AS existing, \
+         CASE WHEN l.id IS NULL THEN 'not_found' \
+           WHEN NOT EXISTS (SELECT 1 FROM chat_participants p WHERE p.chat_id = s.chat_id AND p.user_id = s.sender_id) \
+             THEN 'forbidden' \
+           WHEN e.id IS NOT NULL THEN 'existing' \
+           WHEN s.reply_to IS NOT NULL AND (s.reply_to < 1 OR s.reply_to > l.last_seq) THEN 'invalid_seq' \
+           ELSE 'store' END AS outcome \
+       FROM s LEFT JOIN locked l ON l.id = s.chat_id \
+       LEFT JOIN LATERAL ( \
+         SELECT id FROM messages m \
+         WHERE m.chat_id = s.chat_id AND m.sender_id = s.sender_id AND m.client_msg_id = s.client_msg_id LIMIT 1) e \
+         ON true), \
+     firsts AS ( \
+       SELECT c.*, min(n) FILTER (WHERE outcome = 'store') \
+         OVER (PARTITION BY chat_id, sender_id, client_msg_id) AS first_n \
+       FROM checked c), \
+     numbered AS ( \
+       SELECT f.*, CASE WHEN outcome = 'store' AND n = first_n THEN base + count(*) \
+           FILTER (WHERE outcome = 'store' AND n = first_n) OVER (PARTITION BY chat_id ORDER BY n) END AS seq \
+       FROM firsts f), \
+     fresh AS (SELECT * FROM numbered WHERE seq IS NOT NULL), \
+     bumped AS ( \
+       UPDATE chats AS c SET last_seq = f.last_seq, last_message_at = $1 \
+       FROM (SELECT chat_id, max(seq) AS last_seq FROM fresh GROUP BY chat_id) f \
+       WHERE c.id = ANY($8) AND c.id = f.chat_id), \
      senders AS ( \
-       SELECT p.chat_id, p.user_id, r.seq FROM chat_participants p \
-       JOIN unnest($4::uuid[], $5::uuid[], $6::bigint[]) AS r(chat_id, user_id, seq) \
-         ON p.chat_id = r.chat_id AND p.user_id = r.user_id \
+       SELECT p.chat_id, p.user_id, f.seq FROM chat_participants p \
+       JOIN (SELECT chat_id, sender_id, max(seq) AS seq FROM fresh GROUP BY chat_id, sender_id) f \
+         ON p.chat_id = f.chat_id AND p.user_id = f.sender_id \
        ORDER BY p.chat_id, p.user_id FOR UPDATE OF p), \
      raised AS ( \
        UPDATE chat_participants AS p SET last_read_seq = GREATEST(p.last_read_seq, r.seq), \
          last_delivered_seq = GREATEST(p.last_delivered_seq, r.seq) \
-       FROM senders r WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id) \
-     INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
-     SELECT id, chat_id, seq, sender_id, client_msg_id, content, NULLIF(reply_to, 0), $1 \
-     FROM unnest($7::uuid[], $8::uuid[], $9::bigint[], $10::uuid[], $11::text[], $12::text[], $13::bigint[]) \
-       AS m(id, chat_id, seq, sender_id, client_msg_id, content, reply_to)";
+       FROM senders r WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id), \
+     inserted AS ( \
+       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
+       SELECT id, chat_id, seq, sender_id, client_msg_id, content, reply_to, $1 FROM fresh) \
+     SELECT n, outcome, seq, first_n, existing FROM numbered ORDER BY n";
 
 pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, Failed> {
-    let txn = db.begin().await.map_err(|e| Failed::Unchecked(e.into()))?;
-    let checked = check(&txn, sends).await.map_err(Failed::Unchecked)?;
-    let steps = plan(&checked, sends);
     let now = stored_now();
-    let (messages, chats) = number(&checked, sends, &steps, now);
-    if !messages.is_empty() {
-        write(&txn, &messages, &chats, now).await?;
-    }
-    txn.commit().await?;
-    Ok(answers(steps, messages))
-}
-
-async fn check(txn: &DatabaseTransaction, sends: &[Pending]) -> ApiResult<Checked> {
+    // Every send gets its message drafted (an id, its content); the statement gives the seqs.
+    let drafts: Vec<Option<MessageDto>> =
+        sends.iter().map(|s| Some(new_message(s.chat_id, s.sender, &s.request, 0, now))).collect();
     let mut chat_ids: Vec<Uuid> = sends.iter().map(|s| s.chat_id).collect();
     chat_ids.sort();
     chat_ids.dedup();
     let values = vec![
+        now.into(),
         sends.iter().map(|s| s.chat_id).collect::<Vec<_>>().into(),
         sends.iter().map(|s| s.sender).collect::<Vec<_>>().into(),
         sends.iter().map(|s| s.request.client_msg_id.clone()).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.request.content.clone()).collect::<Vec<_>>().into(),
+        // The driver binds arrays without NULLs: whether a send replies travels beside its seq.
+        sends.iter().map(|s| s.request.reply_to.unwrap_or(0)).collect::<Vec<_>>().into(),
+        drafts.iter().flatten().map(|m| m.id).collect::<Vec<_>>().into(),
         chat_ids.into(),
+        sends.iter().map(|s| s.request.reply_to.is_some()).collect::<Vec<_>>().into(),
     ];
-    let mut last_seq = HashMap::new();
-    let mut members = std::collections::HashSet::new();
-    let mut existing_ids: HashMap<Uuid, usize> = HashMap::new();
-    for row in txn.query_all_raw(statement(CHECK, values)).await? {
-        let Some(n) = row.try_get::<Option<i64>>("", "n")? else {
-            last_seq.insert(row.try_get::<Uuid>("", "chat_id")?, row.try_get::<i64>("", "last_seq")?);
-            continue;
-        };
-        // WITH ORDINALITY counts from 1.
-        let index = usize::try_from(n - 1).map_err(anyhow::Error::from)?;
-        let send = sends.get(index).ok_or_else(|| anyhow::anyhow!("a checked send is not in the batch"))?;
-        if row.try_get::<bool>("", "member")? {
-            members.insert((send.chat_id, send.sender));
-        }
-        if let Some(id) = row.try_get::<Option<Uuid>>("", "existing")? {
-            existing_ids.insert(id, index);
-        }
-    }
+    let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, STORE, values)).await.map_err(
+        |e| match e {
+            // Nothing reached the database: every send gets this answer.
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Failed::Unchecked(e.into()),
+            // The statement failed and was rolled back (a racing retry, a deadlock, a lost link
+            // after the commit): the replay sorts it out send by send.
+            e => Failed::Write(e.into()),
+        },
+    )?;
+    // The batch is committed from here on: a failure must not replay it (the replay would find
+    // every message stored and announce none); the sends are answered with an error and their
+    // retries by clientMsgId return what was stored.
+    let Decided { mut steps, stored, retries } = decide(&rows, drafts).map_err(|e| Failed::Unchecked(e.into()))?;
     // Retries are rare: their originals are read only when there are some.
-    let mut existing = HashMap::new();
-    if !existing_ids.is_empty() {
-        let originals =
-            message::Entity::find().filter(message::Column::Id.is_in(existing_ids.keys().copied())).all(txn).await?;
-        for original in originals {
-            if let Some(index) = existing_ids.get(&original.id) {
-                existing.insert(key_of(&sends[*index]), original.to_dto());
+    if !retries.is_empty() {
+        match message::Entity::find().filter(message::Column::Id.is_in(retries.keys().copied())).all(db).await {
+            Ok(originals) => {
+                for original in originals {
+                    for index in retries.get(&original.id).into_iter().flatten() {
+                        steps[*index] = Step::Answer(Ok(Stored { message: original.to_dto(), fresh: false }));
+                    }
+                }
+            }
+            Err(e) => {
+                let error = ApiError::from(e);
+                for index in retries.values().flatten() {
+                    steps[*index] = Step::Answer(Err(error.duplicate()));
+                }
             }
         }
     }
-    Ok(Checked { last_seq, members, existing })
+    Ok(answers(steps, stored))
 }
 
-async fn write(
-    txn: &DatabaseTransaction,
-    messages: &[MessageDto],
-    chats: &[(Uuid, i64)],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), Failed> {
-    let newest = newest_of_senders(messages);
-    let values = vec![
-        now.into(),
-        chats.iter().map(|(id, _)| *id).collect::<Vec<_>>().into(),
-        chats.iter().map(|(_, seq)| *seq).collect::<Vec<_>>().into(),
-        newest.keys().map(|(chat_id, _)| *chat_id).collect::<Vec<_>>().into(),
-        newest.keys().map(|(_, sender)| *sender).collect::<Vec<_>>().into(),
-        newest.values().copied().collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.id).collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.chat_id).collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.seq).collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.sender_id).collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.client_msg_id.clone()).collect::<Vec<_>>().into(),
-        messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().into(),
-        // The driver binds arrays without NULLs: 0 (never a seq) stands for "not a reply".
-        messages.iter().map(|m| m.reply_to.unwrap_or(0)).collect::<Vec<_>>().into(),
-    ];
-    let inserted = txn.execute_raw(statement(WRITE, values)).await?;
-    if inserted.rows_affected() != messages.len() as u64 {
-        return Err(Failed::Write(anyhow::anyhow!(
-            "{} of {} messages inserted",
-            inserted.rows_affected(),
-            messages.len()
-        )));
+/// What the statement did with a batch.
+struct Decided {
+    /// Each send's step.
+    steps: Vec<Step>,
+    /// The stored messages, in step order.
+    stored: Vec<MessageDto>,
+    /// Retries of stored messages: the original's id → the indexes of the sends retrying it.
+    retries: HashMap<Uuid, Vec<usize>>,
+}
+
+fn decide(rows: &[QueryResult], mut drafts: Vec<Option<MessageDto>>) -> anyhow::Result<Decided> {
+    anyhow::ensure!(rows.len() == drafts.len(), "{} of {} sends decided", rows.len(), drafts.len());
+    let mut steps = Vec::with_capacity(rows.len());
+    let mut stored = Vec::new();
+    let mut retries: HashMap<Uuid, Vec<usize>> = HashMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let outcome: String = row.try_get("", "outcome")?;
+        let step = match outcome.as_str() {
+            "not_found" => Step::Answer(Err(chat_not_found())),
+            "forbidden" => Step::Answer(Err(forbidden())),
+            "invalid_seq" => Step::Answer(Err(invalid_reply_to())),
+            "existing" => {
+                retries.entry(row.try_get::<Uuid>("", "existing")?).or_default().push(index);
+                // Replaced by the original once it is read.
+                Step::Answer(Err(anyhow::anyhow!("the original of a retry went missing").into()))
+            }
+            "store" => match row.try_get::<Option<i64>>("", "seq")? {
+                Some(seq) => {
+                    let mut message = drafts[index].take().ok_or_else(|| anyhow::anyhow!("a send decided twice"))?;
+                    message.seq = seq;
+                    stored.push(message);
+                    Step::Store
+                }
+                // WITH ORDINALITY counts from 1.
+                None => Step::SameAs(usize::try_from(row.try_get::<i64>("", "first_n")? - 1)?),
+            },
+            other => anyhow::bail!("unknown outcome {other:?}"),
+        };
+        steps.push(step);
     }
-    Ok(())
+    Ok(Decided { steps, stored, retries })
 }
 
-fn statement(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+#[cfg(test)]
+mod tests {
+    use converge_migrations::{ServiceDb, connect_with_generic_plans};
+    use sea_orm::TransactionTrait;
+
+    use super::*;
+
+    /// The writer's connections plan the statement once and keep the plan. Made on a new database,
+    /// whose empty tables make reading them whole the cheapest plan, it must still find every row
+    /// by an index: otherwise each send would read every chat and participant until the plan is
+    /// replaced.
+    #[tokio::test]
+    async fn the_statement_planned_once_on_an_empty_database_reads_rows_by_index() {
+        let db = connect_with_generic_plans(&converge_testkit::fresh_postgres_database().await, 1).await.unwrap();
+        ServiceDb::Chat.migrate_up(&db).await.unwrap();
+        let txn = db.begin().await.unwrap();
+        let parameters = "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[]";
+        txn.execute_unprepared(&format!("PREPARE store({parameters}) AS {STORE}")).await.unwrap();
+        let explain = "EXPLAIN EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')";
+        let rows = txn.query_all_raw(Statement::from_string(DbBackend::Postgres, explain)).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("chats_pkey") && plan.contains("chat_participants"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "no table is read whole:\n{plan}");
+    }
 }
