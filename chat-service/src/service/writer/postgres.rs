@@ -6,7 +6,9 @@
 //! instances' writers wait on each other for as long as PostgreSQL takes to do the work.
 //!
 //! The batch's values travel as arrays (`unnest($2::uuid[], …)`), so the text is the same for one
-//! send or 256: each connection prepares it once.
+//! send or 256: each connection prepares it once. The writer's connections also plan it once
+//! (`converge_migrations::connect_with_generic_plans`): planned at every execution, planning cost
+//! more than the work. The test below checks the plan such a connection makes on an empty database.
 //!
 //! Each send is decided as [`super::plan`] decides it for the portable path (SQLite, the replay), in
 //! the same order: no such chat, not a participant, a retry of a stored message, a `replyTo` that
