@@ -125,7 +125,12 @@ def summary(results: str) -> str:
                    f"{storm['backlog_deliveries']} of {storm['expected_backlog_deliveries']}; lost {storm['lost']}, duplicates "
                    f"{storm['duplicates']}, order violations {storm['order_violations']}.\n")
     for ref in (l for l in lines if l.get("scenario") == "reference"):
-        if "rps" in ref:
+        if "last_recipient" in ref:
+            last = ref["last_recipient"]
+            out.append(f"- {ref['name']}, {ref['members']} members, {ref['rate']:.0f} msg/s for {ref['duration_s']:.0f} s: "
+                       f"last recipient p50 {last.get('p50_ms')} ms, p99 {last.get('p99_ms')} ms, max {last.get('max_ms')} ms; "
+                       f"{ref['deliveries']} of {ref['expected_deliveries']} deliveries")
+        elif "rps" in ref:
             out.append(f"- {ref['name']}, pipeline {ref['pipeline']}, {ref['clients']} clients: {ref['rps']:.0f} requests/s")
         else:
             out.append(f"- {ref['name']}, {ref['clients']} clients, {ref['seconds']} s: {ref['tps']:.0f} transactions/s")

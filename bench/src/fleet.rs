@@ -38,7 +38,7 @@ use crate::checker::{Arrival, SeqChecker};
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Bytes read from a socket at a time.
-const READ_BUFFER: usize = 4096;
+pub const READ_BUFFER: usize = 4096;
 
 /// The moment all timestamps of this process count from.
 pub fn origin() -> Instant {
@@ -46,7 +46,7 @@ pub fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-fn micros_since_origin(at: Instant) -> u64 {
+pub fn micros_since_origin(at: Instant) -> u64 {
     at.saturating_duration_since(origin()).as_micros() as u64
 }
 

@@ -10,6 +10,7 @@
 mod api;
 mod checker;
 mod fleet;
+mod floor;
 mod procs;
 mod scenarios;
 
@@ -77,6 +78,12 @@ pub enum Scenario {
     LargeGroup(scenarios::LargeGroupArgs),
     /// Clients disconnect, messages pile up, all reconnect at once with resume.
     ResumeStorm(scenarios::ResumeStormArgs),
+    /// The machine's floor for the large group: a bare WebSocket server writing each frame to
+    /// every member (no chat-service involved).
+    FanoutFloor(floor::FanoutFloorArgs),
+    /// The server half of fanout-floor, started by it as its own process.
+    #[command(hide = true)]
+    FloorServer(floor::FloorServerArgs),
 }
 
 /// Where results go: stdout, and the `--out` file if given.
@@ -104,6 +111,10 @@ pub fn note(text: impl std::fmt::Display) {
 fn main() -> Result<()> {
     fleet::origin();
     let cli = Cli::parse();
+    if let Scenario::FloorServer(args) = &cli.scenario {
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        return runtime.worker_threads(args.threads.max(1)).enable_all().build()?.block_on(floor::serve());
+    }
     let mut runtime = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -120,5 +131,8 @@ async fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     let mut out = Output { file };
-    scenarios::run(&cli, &mut out).await
+    match &cli.scenario {
+        Scenario::FanoutFloor(args) => floor::fanout_floor(args, &mut out).await,
+        _ => scenarios::run(&cli, &mut out).await,
+    }
 }

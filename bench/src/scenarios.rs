@@ -53,12 +53,12 @@ pub struct IdleArgs {
 #[derive(clap::Args)]
 pub struct LargeGroupArgs {
     #[arg(long, default_value_t = 1000)]
-    members: usize,
+    pub members: usize,
     /// Messages/s, sent round-robin by all members.
     #[arg(long, default_value_t = 50.0)]
-    rate: f64,
+    pub rate: f64,
     #[arg(long, default_value_t = 30.0)]
-    secs: f64,
+    pub secs: f64,
 }
 
 #[derive(clap::Args)]
@@ -149,11 +149,12 @@ pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Scenario::Idle(args) => idle(&ctx, args, out).await,
         Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
         Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
+        Scenario::FanoutFloor(_) | Scenario::FloorServer(_) => bail!("not a scenario against Converge"),
     }
 }
 
 /// `{count, p50_ms, p90_ms, p99_ms, max_ms}` of a µs histogram.
-fn summary(h: &Histogram<u64>) -> Value {
+pub fn summary(h: &Histogram<u64>) -> Value {
     let ms = |us: u64| round(us as f64 / 1000.0, 3);
     if h.is_empty() {
         return json!({ "count": 0 });

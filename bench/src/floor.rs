@@ -1,0 +1,191 @@
+//! The box's floor for the large group: the least any WebSocket chat server can do per message —
+//! write it to every member's socket — measured on the same machine, with the same members, rate
+//! and frame size, and the same kind of reader. No storage, no relay, no protocol: a bare
+//! tokio-tungstenite server, in its own process, writes every text frame it receives to every
+//! connection through a queue and a writer task per connection (one hop fewer than a chat-service).
+//! What the large group measures above this floor is Converge's; the floor itself is the machine's.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::Output;
+use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
+use crate::procs::{Procs, Watched};
+use crate::scenarios::{LargeGroupArgs, summary};
+
+#[derive(clap::Args)]
+pub struct FanoutFloorArgs {
+    /// The large group's shape (one member sends here: the server's work per message is the same).
+    #[command(flatten)]
+    group: LargeGroupArgs,
+    /// Bytes per frame: about a large group's `new_message` frame.
+    #[arg(long, default_value_t = 330)]
+    frame_bytes: usize,
+    /// The server's worker threads (a chat-service runs one HTTP worker per core).
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+}
+
+#[derive(clap::Args)]
+pub struct FloorServerArgs {
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// The server half: prints its port, then writes every text frame to every connection.
+pub async fn serve() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?.port());
+    let members: Arc<Mutex<Vec<mpsc::Sender<Message>>>> = Arc::default();
+    loop {
+        let (socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        let members = members.clone();
+        tokio::spawn(async move {
+            let Ok(ws) = tokio_tungstenite::accept_async(socket).await else { return };
+            let (mut sink, mut stream) = ws.split();
+            let (tx, mut queue) = mpsc::channel::<Message>(256);
+            // Told once it is registered: the client sends nothing before every member is.
+            let _ = tx.try_send(Message::text("registered"));
+            members.lock().expect("not poisoned").push(tx);
+            tokio::spawn(async move {
+                while let Some(message) = queue.recv().await {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(Ok(message)) = stream.next().await {
+                if message.is_text() {
+                    for member in members.lock().expect("not poisoned").iter() {
+                        let _ = member.try_send(message.clone());
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Per message: when it was due, when its slowest member got it, how many members got it.
+#[derive(Default)]
+struct Tally {
+    slowest: Vec<(u64, u64, usize)>,
+    complete: usize,
+    received: usize,
+}
+
+/// The client half: starts the server, connects the members, sends from one of them on an
+/// open-loop schedule, and reports when the last member got each message.
+pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
+    let mut server = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["floor-server", "--threads", &args.server_threads.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().context("the floor server has no pid")?;
+    let mut lines = BufReader::new(server.stdout.take().context("piped")?).lines();
+    let port: u16 = lines.next_line().await?.context("the floor server printed no port")?.parse()?;
+    let url = format!("ws://127.0.0.1:{port}/");
+
+    let total = (args.group.rate * args.group.secs).round() as usize;
+    // Indexed by message number, from 1.
+    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0, 0); total + 1], ..Tally::default() }));
+    let progress = Arc::new(Notify::new());
+    let connections = futures_util::stream::iter(0..args.group.members)
+        .map(|_| {
+            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+            let url = url.clone();
+            async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) if text.as_str() == "registered" => Ok(ws),
+                    other => bail!("expected the server's registered frame, got {other:?}"),
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let mut sender = None;
+    for connection in connections {
+        let ws = connection.context("connecting to the floor server")?;
+        let (sink, mut stream) = ws.split();
+        sender.get_or_insert(sink);
+        let (tally, progress, members) = (tally.clone(), progress.clone(), args.group.members);
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                let now = micros_since_origin(Instant::now());
+                let mut fields = text.as_str().split(' ');
+                let (Some(Ok(n)), Some(Ok(due))) =
+                    (fields.next().map(str::parse::<usize>), fields.next().map(str::parse::<u64>))
+                else {
+                    continue;
+                };
+                let mut tally = tally.lock().expect("not poisoned");
+                tally.received += 1;
+                let Some(entry) = tally.slowest.get_mut(n) else { continue };
+                entry.0 = due;
+                entry.1 = entry.1.max(now.saturating_sub(due));
+                entry.2 += 1;
+                if entry.2 == members {
+                    tally.complete += 1;
+                    progress.notify_one();
+                }
+            }
+        });
+    }
+    let mut sender = sender.context("no members")?;
+    let frame = |n: usize, due: u64| {
+        let head = format!("{n} {due} ");
+        format!("{head}{}", ".".repeat(args.frame_bytes.saturating_sub(head.len())))
+    };
+    let wait_for = |count: usize| {
+        let (tally, progress) = (tally.clone(), progress.clone());
+        async move {
+            loop {
+                let notified = progress.notified();
+                if tally.lock().expect("not poisoned").complete >= count {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    };
+    let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
+    let before = procs.sample();
+    let start = Instant::now();
+    for n in 1..=total {
+        let due = start + Duration::from_secs_f64((n - 1) as f64 / args.group.rate);
+        sleep_until(due).await;
+        sender.send(Message::text(frame(n, micros_since_origin(due)))).await?;
+    }
+    if tokio::time::timeout(Duration::from_secs(60), wait_for(total)).await.is_err() {
+        bail!("not every member received every message within a minute");
+    }
+    let after = procs.sample();
+    let tally = tally.lock().expect("not poisoned");
+    let mut last = histogram();
+    for (_, slowest, _) in &tally.slowest[1..] {
+        last.saturating_record(*slowest);
+    }
+    out.emit(&json!({
+        "scenario": "reference", "name": "bare WebSocket fan-out", "members": args.group.members,
+        "rate": args.group.rate, "duration_s": args.group.secs, "frame_bytes": args.frame_bytes,
+        "server_threads": args.server_threads, "last_recipient": summary(&last),
+        "deliveries": tally.received, "expected_deliveries": total * args.group.members,
+        "procs": Procs::describe(&before, &after),
+    }))?;
+    drop(server);
+    Ok(())
+}
