@@ -125,8 +125,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// the statistics as the tables grow.
 pub async fn connect_with_generic_plans(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = options(url, max_connections)?;
-    options.max_lifetime(PLAN_LIFETIME).map_sqlx_postgres_opts(|opts| {
-        opts.options([("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
+    // Set on each new connection rather than as startup `options`, which connection poolers such as
+    // PgBouncer refuse unless configured to pass them.
+    options.max_lifetime(PLAN_LIFETIME).map_sqlx_postgres_pool_opts(|pool| {
+        pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                let settings = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
+                sea_orm::sqlx::raw_sql(settings).execute(conn).await.map(|_| ())
+            })
+        })
     });
     Database::connect(options).await
 }

@@ -201,6 +201,9 @@ mod tests {
         let db = connect_with_generic_plans(&converge_testkit::fresh_postgres_database().await, 1).await.unwrap();
         ServiceDb::Chat.migrate_up(&db).await.unwrap();
         let txn = db.begin().await.unwrap();
+        let show = Statement::from_string(DbBackend::Postgres, "SHOW plan_cache_mode");
+        let mode = txn.query_one_raw(show).await.unwrap().unwrap().try_get_by_index::<String>(0).unwrap();
+        assert_eq!(mode, "force_generic_plan", "the writer's connections plan once");
         let parameters = "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[]";
         txn.execute_unprepared(&format!("PREPARE store({parameters}) AS {STORE}")).await.unwrap();
         let explain = "EXPLAIN EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')";
