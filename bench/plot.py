@@ -130,6 +130,10 @@ def summary(results: str) -> str:
             out.append(f"- {ref['name']}, {ref['members']} members, {ref['rate']:.0f} msg/s for {ref['duration_s']:.0f} s: "
                        f"last recipient p50 {last.get('p50_ms')} ms, p99 {last.get('p99_ms')} ms, max {last.get('max_ms')} ms; "
                        f"{ref['deliveries']} of {ref['expected_deliveries']} deliveries")
+        elif "all_caught_up_s" in ref:
+            out.append(f"- {ref['name']}, {ref['clients']} clients × {ref['frames']} frames: all caught up in "
+                       f"{ref['all_caught_up_s']} s (per client p50 {ref['caught_up'].get('p50_ms')} ms, "
+                       f"p99 {ref['caught_up'].get('p99_ms')} ms)")
         elif "rps" in ref:
             out.append(f"- {ref['name']}, pipeline {ref['pipeline']}, {ref['clients']} clients: {ref['rps']:.0f} requests/s")
         else:

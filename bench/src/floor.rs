@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
+use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,6 +24,9 @@ use crate::Output;
 use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
 use crate::procs::{Procs, Watched};
 use crate::scenarios::{LargeGroupArgs, summary};
+
+/// Connections the kernel queues for accepting.
+const ACCEPT_BACKLOG: u32 = 2048;
 
 #[derive(clap::Args)]
 pub struct FanoutFloorArgs {
@@ -38,27 +42,62 @@ pub struct FanoutFloorArgs {
 }
 
 #[derive(clap::Args)]
+pub struct ResumeFloorArgs {
+    /// Clients connecting at once (the resume storm's members).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Frames each client is sent on connecting (the resume storm's missed messages).
+    #[arg(long, default_value_t = 100)]
+    frames: usize,
+    /// Bytes per frame: about a `new_message` frame.
+    #[arg(long, default_value_t = 330)]
+    frame_bytes: usize,
+    /// The server's worker threads.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+}
+
+#[derive(clap::Args)]
 pub struct FloorServerArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Frames written to each connection as soon as it is registered.
+    #[arg(long, default_value_t = 0)]
+    pub burst: usize,
+    #[arg(long, default_value_t = 330)]
+    pub frame_bytes: usize,
 }
 
-/// The server half: prints its port, then writes every text frame to every connection.
-pub async fn serve() -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// The server half: prints its port, writes `burst` frames to each new connection, and every text
+/// frame it receives to every connection.
+pub async fn serve(args: FloorServerArgs) -> Result<()> {
+    let burst: Vec<Message> =
+        (1..=args.burst).map(|n| Message::text(padded(format!("{n} "), args.frame_bytes))).collect();
+    let burst = Arc::new(burst);
+    let socket = TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    // actix-web's default backlog: with tokio's 1 024, a thousand clients connecting at once
+    // overflowed the accept queue and waited a second for the kernel's SYN retransmit.
+    let listener = socket.listen(ACCEPT_BACKLOG)?;
     println!("{}", listener.local_addr()?.port());
     let members: Arc<Mutex<Vec<mpsc::Sender<Message>>>> = Arc::default();
     loop {
         let (socket, _) = listener.accept().await?;
         socket.set_nodelay(true)?;
-        let members = members.clone();
+        let (members, burst) = (members.clone(), burst.clone());
         tokio::spawn(async move {
             let Ok(ws) = tokio_tungstenite::accept_async(socket).await else { return };
             let (mut sink, mut stream) = ws.split();
             let (tx, mut queue) = mpsc::channel::<Message>(256);
             // Told once it is registered: the client sends nothing before every member is.
             let _ = tx.try_send(Message::text("registered"));
-            members.lock().expect("not poisoned").push(tx);
+            members.lock().expect("not poisoned").push(tx.clone());
+            for frame in burst.iter() {
+                if tx.send(frame.clone()).await.is_err() {
+                    return;
+                }
+            }
+            drop(tx);
             tokio::spawn(async move {
                 while let Some(message) = queue.recv().await {
                     if sink.send(message).await.is_err() {
@@ -88,15 +127,7 @@ struct Tally {
 /// The client half: starts the server, connects the members, sends from one of them on an
 /// open-loop schedule, and reports when the last member got each message.
 pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
-    let mut server = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["floor-server", "--threads", &args.server_threads.to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = server.id().context("the floor server has no pid")?;
-    let mut lines = BufReader::new(server.stdout.take().context("piped")?).lines();
-    let port: u16 = lines.next_line().await?.context("the floor server printed no port")?.parse()?;
-    let url = format!("ws://127.0.0.1:{port}/");
+    let (server, pid, url) = start_server(args.server_threads, 0, args.frame_bytes).await?;
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
@@ -146,10 +177,7 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
         });
     }
     let mut sender = sender.context("no members")?;
-    let frame = |n: usize, due: u64| {
-        let head = format!("{n} {due} ");
-        format!("{head}{}", ".".repeat(args.frame_bytes.saturating_sub(head.len())))
-    };
+    let frame = |n: usize, due: u64| padded(format!("{n} {due} "), args.frame_bytes);
     let wait_for = |count: usize| {
         let (tally, progress) = (tally.clone(), progress.clone());
         async move {
@@ -188,4 +216,76 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
     }))?;
     drop(server);
     Ok(())
+}
+
+/// The resume storm's floor: every client connects at once and is sent its missed frames straight
+/// away — no authentication, no reads, no presence; the time until the last client has them all.
+pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()> {
+    let (server, pid, url) = start_server(args.server_threads, args.frames, args.frame_bytes).await?;
+    let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
+    let before = procs.sample();
+    let started = Instant::now();
+    let clients = (0..args.clients).map(|_| {
+        let (url, frames) = (url.clone(), args.frames);
+        async move {
+            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+            // The registered frame, then the missed ones.
+            let mut received = 0;
+            while received <= frames {
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => received += 1,
+                    Some(Ok(_)) => {}
+                    other => bail!("the floor server ended a connection early: {other:?}"),
+                }
+            }
+            anyhow::Ok((started.elapsed(), ws))
+        }
+    });
+    let results = futures_util::future::join_all(clients).await;
+    let all_caught_up = started.elapsed();
+    let after = procs.sample();
+    let mut caught_up = histogram();
+    let mut failures = 0;
+    for result in &results {
+        match result {
+            Ok((at, _)) => {
+                caught_up.saturating_record(at.as_micros() as u64);
+            }
+            Err(_) => failures += 1,
+        }
+    }
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        bail!("{failures} of {} clients failed: {e:#}", args.clients);
+    }
+    out.emit(&json!({
+        "scenario": "reference", "name": "bare WebSocket connect storm", "clients": args.clients,
+        "frames": args.frames, "frame_bytes": args.frame_bytes, "server_threads": args.server_threads,
+        "all_caught_up_s": (all_caught_up.as_secs_f64() * 1000.0).round() / 1000.0,
+        "caught_up": summary(&caught_up), "procs": Procs::describe(&before, &after),
+    }))?;
+    drop(results);
+    drop(server);
+    Ok(())
+}
+
+/// Starts the server half as its own process: the child (killed when dropped), its pid, its URL.
+async fn start_server(threads: usize, burst: usize, frame_bytes: usize) -> Result<(Child, u32, String)> {
+    let mut server = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("floor-server")
+        .args(["--threads", &threads.to_string(), "--burst", &burst.to_string()])
+        .args(["--frame-bytes", &frame_bytes.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().context("the floor server has no pid")?;
+    let mut lines = BufReader::new(server.stdout.take().context("piped")?).lines();
+    let port: u16 = lines.next_line().await?.context("the floor server printed no port")?.parse()?;
+    Ok((server, pid, format!("ws://127.0.0.1:{port}/")))
+}
+
+/// `head` followed by dots up to `bytes`.
+fn padded(head: String, bytes: usize) -> String {
+    let dots = ".".repeat(bytes.saturating_sub(head.len()));
+    head + &dots
 }

@@ -81,6 +81,9 @@ pub enum Scenario {
     /// The machine's floor for the large group: a bare WebSocket server writing each frame to
     /// every member (no chat-service involved).
     FanoutFloor(floor::FanoutFloorArgs),
+    /// The machine's floor for the resume storm: clients connect at once to a bare WebSocket
+    /// server that sends each its missed frames straight away (no chat-service involved).
+    ResumeFloor(floor::ResumeFloorArgs),
     /// The server half of fanout-floor, started by it as its own process.
     #[command(hide = true)]
     FloorServer(floor::FloorServerArgs),
@@ -111,9 +114,9 @@ pub fn note(text: impl std::fmt::Display) {
 fn main() -> Result<()> {
     fleet::origin();
     let cli = Cli::parse();
-    if let Scenario::FloorServer(args) = &cli.scenario {
+    if let Scenario::FloorServer(args) = cli.scenario {
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        return runtime.worker_threads(args.threads.max(1)).enable_all().build()?.block_on(floor::serve());
+        return runtime.worker_threads(args.threads.max(1)).enable_all().build()?.block_on(floor::serve(args));
     }
     let mut runtime = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> Result<()> {
     let mut out = Output { file };
     match &cli.scenario {
         Scenario::FanoutFloor(args) => floor::fanout_floor(args, &mut out).await,
+        Scenario::ResumeFloor(args) => floor::resume_floor(args, &mut out).await,
         _ => scenarios::run(&cli, &mut out).await,
     }
 }

@@ -149,7 +149,9 @@ pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Scenario::Idle(args) => idle(&ctx, args, out).await,
         Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
         Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
-        Scenario::FanoutFloor(_) | Scenario::FloorServer(_) => bail!("not a scenario against Converge"),
+        Scenario::FanoutFloor(_) | Scenario::ResumeFloor(_) | Scenario::FloorServer(_) => {
+            bail!("not a scenario against Converge")
+        }
     }
 }
 
