@@ -13,12 +13,13 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Output;
 use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
@@ -89,6 +90,13 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
             let Ok(ws) = tokio_tungstenite::accept_async(socket).await else { return };
             let (mut sink, mut stream) = ws.split();
             let (tx, mut queue) = mpsc::channel::<Message>(256);
+            tokio::spawn(async move {
+                while let Some(message) = queue.recv().await {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
             // Told once it is registered: the client sends nothing before every member is.
             let _ = tx.try_send(Message::text("registered"));
             members.lock().expect("not poisoned").push(tx.clone());
@@ -98,13 +106,6 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
                 }
             }
             drop(tx);
-            tokio::spawn(async move {
-                while let Some(message) = queue.recv().await {
-                    if sink.send(message).await.is_err() {
-                        break;
-                    }
-                }
-            });
             while let Some(Ok(message)) = stream.next().await {
                 if message.is_text() {
                     for member in members.lock().expect("not poisoned").iter() {
@@ -116,10 +117,11 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
     }
 }
 
-/// Per message: when it was due, when its slowest member got it, how many members got it.
+/// Per message: how long its slowest member waited for it (µs from when it was due), and how many
+/// members got it.
 #[derive(Default)]
 struct Tally {
-    slowest: Vec<(u64, u64, usize)>,
+    slowest: Vec<(u64, usize)>,
     complete: usize,
     received: usize,
 }
@@ -131,20 +133,10 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
-    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0, 0); total + 1], ..Tally::default() }));
+    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0); total + 1], ..Tally::default() }));
     let progress = Arc::new(Notify::new());
     let connections = futures_util::stream::iter(0..args.group.members)
-        .map(|_| {
-            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-            let url = url.clone();
-            async move {
-                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) if text.as_str() == "registered" => Ok(ws),
-                    other => bail!("expected the server's registered frame, got {other:?}"),
-                }
-            }
-        })
+        .map(|_| connect(url.clone()))
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
@@ -166,10 +158,9 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
                 let mut tally = tally.lock().expect("not poisoned");
                 tally.received += 1;
                 let Some(entry) = tally.slowest.get_mut(n) else { continue };
-                entry.0 = due;
-                entry.1 = entry.1.max(now.saturating_sub(due));
-                entry.2 += 1;
-                if entry.2 == members {
+                entry.0 = entry.0.max(now.saturating_sub(due));
+                entry.1 += 1;
+                if entry.1 == members {
                     tally.complete += 1;
                     progress.notify_one();
                 }
@@ -204,7 +195,7 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
     let after = procs.sample();
     let tally = tally.lock().expect("not poisoned");
     let mut last = histogram();
-    for (_, slowest, _) in &tally.slowest[1..] {
+    for (slowest, _) in &tally.slowest[1..] {
         last.saturating_record(*slowest);
     }
     out.emit(&json!({
@@ -228,11 +219,9 @@ pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()
     let clients = (0..args.clients).map(|_| {
         let (url, frames) = (url.clone(), args.frames);
         async move {
-            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-            // The registered frame, then the missed ones.
+            let mut ws = connect(url).await?;
             let mut received = 0;
-            while received <= frames {
+            while received < frames {
                 match ws.next().await {
                     Some(Ok(Message::Text(_))) => received += 1,
                     Some(Ok(_)) => {}
@@ -267,6 +256,16 @@ pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()
     drop(results);
     drop(server);
     Ok(())
+}
+
+/// Connects as the generator does, and returns once the server has registered the connection.
+async fn connect(url: String) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(text))) if text.as_str() == "registered" => Ok(ws),
+        other => bail!("expected the server's registered frame, got {other:?}"),
+    }
 }
 
 /// Starts the server half as its own process: the child (killed when dropped), its pid, its URL.
