@@ -28,6 +28,8 @@ pub struct AppContext {
     pub writer: crate::service::writer::MessageWriter,
     /// Adds stored messages to the hot window and publishes them, many per Redis round trip.
     pub announcer: crate::service::announcer::Announcer,
+    /// Starts connections: follows their chats and reads the views, many connections per query.
+    pub arrivals: crate::service::arrivals::Arrivals,
     /// Who is online, across instances.
     pub presence: crate::presence::Presence,
 }

@@ -24,6 +24,7 @@ use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay};
 use crate::service::announcer::Announcer;
+use crate::service::arrivals::Arrivals;
 use crate::service::messages::DbMessages;
 use crate::service::receipts::{self, DeliveryReceipts};
 use crate::service::writer::MessageWriter;
@@ -87,6 +88,7 @@ impl Application {
             receipts,
             writer: MessageWriter::spawn(writer_db),
             announcer: Announcer::spawn(scale.window.clone(), hub.relay().clone()),
+            arrivals: Arrivals::spawn(db.clone(), hub.clone()),
             db,
             hub,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,

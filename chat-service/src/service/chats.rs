@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::{ChatDto, ChatKind, CreateChatRequest, ParticipantDto, Role};
-use converge_shared::entities::chat::{chat, message, participant};
+use converge_shared::entities::chat::{chat, known_user, message, participant};
 use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
@@ -15,7 +15,7 @@ use sea_orm::{
 use uuid::Uuid;
 use validator::Validate;
 
-use super::{chat_not_found, forbidden, publish, users};
+use super::{IDS_PER_QUERY, chat_not_found, forbidden, publish, users};
 use crate::context::{AppContext, Caller};
 use crate::relay::{ChatEvent, Topic};
 
@@ -119,13 +119,7 @@ pub async fn list(ctx: &AppContext, viewer: Uuid) -> ApiResult<Vec<ChatDto>> {
 
 /// The viewer's chats among `ids` (from [`chat_ids_of`]), most recently active first.
 pub async fn list_of(ctx: &AppContext, viewer: Uuid, ids: Vec<Uuid>) -> ApiResult<Vec<ChatDto>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let chats = chat::Entity::find().filter(chat::Column::Id.is_in(ids)).all(&ctx.db).await?;
-    let mut views = views(&ctx.db, viewer, chats).await?;
-    views.sort_by_key(|c| std::cmp::Reverse(c.last_message_at.unwrap_or(c.created_at)));
-    Ok(views)
+    Ok(ViewSource::read(&ctx.db, &ids).await?.views_of(viewer, &ids))
 }
 
 /// One chat, for a participant.
@@ -228,13 +222,25 @@ pub async fn require_participant<C: ConnectionTrait>(
 
 /// The ids of the chats a user is in.
 pub async fn chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult<Vec<Uuid>> {
-    Ok(participant::Entity::find()
-        .filter(participant::Column::UserId.eq(user_id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|p| p.chat_id)
-        .collect())
+    Ok(chat_ids_of_each(db, &[user_id]).await?.remove(&user_id).unwrap_or_default())
+}
+
+/// The ids of the chats each of `user_ids` is in, in one query per [`IDS_PER_QUERY`] users.
+pub async fn chat_ids_of_each<C: ConnectionTrait>(db: &C, user_ids: &[Uuid]) -> ApiResult<HashMap<Uuid, Vec<Uuid>>> {
+    let mut chats_of: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for chunk in user_ids.chunks(IDS_PER_QUERY) {
+        let rows: Vec<(Uuid, Uuid)> = participant::Entity::find()
+            .select_only()
+            .columns([participant::Column::UserId, participant::Column::ChatId])
+            .filter(participant::Column::UserId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (user_id, chat_id) in rows {
+            chats_of.entry(user_id).or_default().push(chat_id);
+        }
+    }
+    Ok(chats_of)
 }
 
 /// The chats of `user_id` with at most `max_members` participants: where their presence is shared.
@@ -257,70 +263,116 @@ pub async fn small_chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid, max_me
         .await?)
 }
 
+/// The participants of `chat_ids`, each chat's in the order they joined.
 async fn participants<C: ConnectionTrait>(db: &C, chat_ids: &[Uuid]) -> ApiResult<Vec<participant::Model>> {
-    Ok(participant::Entity::find()
-        .filter(participant::Column::ChatId.is_in(chat_ids.iter().copied()))
-        .order_by_asc(participant::Column::JoinedAt)
-        .all(db)
-        .await?)
+    let mut found = Vec::new();
+    for chunk in chat_ids.chunks(IDS_PER_QUERY) {
+        found.extend(
+            participant::Entity::find()
+                .filter(participant::Column::ChatId.is_in(chunk.iter().copied()))
+                .order_by_asc(participant::Column::JoinedAt)
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
 pub async fn view<C: ConnectionTrait>(db: &C, viewer: Uuid, chat: chat::Model) -> ApiResult<ChatDto> {
-    views(db, viewer, vec![chat]).await?.pop().ok_or_else(|| anyhow::anyhow!("a chat view vanished").into())
+    let chat_id = chat.id;
+    ViewSource::of(db, vec![chat])
+        .await?
+        .view(viewer, chat_id)
+        .ok_or_else(|| anyhow::anyhow!("a chat view vanished").into())
 }
 
-/// Chat views for `viewer`: participants with names, the last message, and the unread count.
-pub async fn views<C: ConnectionTrait>(db: &C, viewer: Uuid, chats: Vec<chat::Model>) -> ApiResult<Vec<ChatDto>> {
-    let ids: Vec<Uuid> = chats.iter().map(|c| c.id).collect();
-    let members = participants(db, &ids).await?;
-    let user_ids: Vec<Uuid> = members.iter().map(|p| p.user_id).collect::<HashSet<_>>().into_iter().collect();
-    let names = users::known(db, &user_ids).await?;
-    let mut by_chat: HashMap<Uuid, Vec<participant::Model>> = HashMap::new();
-    for member in members {
-        by_chat.entry(member.chat_id).or_default().push(member);
-    }
-    let mut last_of = Condition::any();
-    let mut any_last = false;
-    for chat in chats.iter().filter(|c| c.last_seq > 0) {
-        any_last = true;
-        last_of = last_of.add(message::Column::ChatId.eq(chat.id).and(message::Column::Seq.eq(chat.last_seq)));
-    }
-    let last_messages: HashMap<Uuid, message::Model> = if any_last {
-        message::Entity::find().filter(last_of).all(db).await?.into_iter().map(|m| (m.chat_id, m)).collect()
-    } else {
-        HashMap::new()
-    };
+/// What chat views show, read for any number of chats and viewers in a fixed number of queries
+/// (per [`IDS_PER_QUERY`] chats): a connection storm starts many viewers at once.
+pub struct ViewSource {
+    chats: HashMap<Uuid, chat::Model>,
+    /// Per chat, in the order they joined.
+    members: HashMap<Uuid, Vec<participant::Model>>,
+    names: HashMap<Uuid, known_user::Model>,
+    last_messages: HashMap<Uuid, message::Model>,
+}
 
-    Ok(chats
-        .into_iter()
-        .map(|chat| {
-            let members = by_chat.remove(&chat.id).unwrap_or_default();
-            let viewer_read = members.iter().find(|p| p.user_id == viewer).map_or(0, |p| p.last_read_seq);
-            ChatDto {
-                id: chat.id,
-                kind: ChatKind::parse(&chat.kind).unwrap_or(ChatKind::Group),
-                title: chat.title,
-                created_by: chat.created_by,
-                created_at: chat.created_at,
-                last_seq: chat.last_seq,
-                last_message_at: chat.last_message_at,
-                last_message: last_messages.get(&chat.id).map(message::Model::to_dto),
-                unread_count: Ord::max(chat.last_seq - viewer_read, 0),
-                participants: members
-                    .into_iter()
-                    .map(|p| {
-                        let known = names.get(&p.user_id);
-                        ParticipantDto {
-                            user_id: p.user_id,
-                            display_name: known.map_or_else(|| "Unknown user".to_owned(), |u| u.display_name.clone()),
-                            avatar_url: known.and_then(|u| u.avatar_url.clone()),
-                            role: Role::parse(&p.role),
-                            last_delivered_seq: p.last_delivered_seq,
-                            last_read_seq: p.last_read_seq,
-                        }
-                    })
-                    .collect(),
-            }
+impl ViewSource {
+    /// Reads the chats among `ids` that exist and what their views show.
+    pub async fn read<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> ApiResult<Self> {
+        let mut chats = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            chats.extend(chat::Entity::find().filter(chat::Column::Id.is_in(chunk.iter().copied())).all(db).await?);
+        }
+        Self::of(db, chats).await
+    }
+
+    /// Reads what the views of `chats` show: participants with names, and the last messages.
+    pub async fn of<C: ConnectionTrait>(db: &C, chats: Vec<chat::Model>) -> ApiResult<Self> {
+        if chats.is_empty() {
+            return Ok(Self {
+                chats: HashMap::new(),
+                members: HashMap::new(),
+                names: HashMap::new(),
+                last_messages: HashMap::new(),
+            });
+        }
+        let ids: Vec<Uuid> = chats.iter().map(|c| c.id).collect();
+        let mut members: HashMap<Uuid, Vec<participant::Model>> = HashMap::new();
+        for member in participants(db, &ids).await? {
+            members.entry(member.chat_id).or_default().push(member);
+        }
+        let user_ids: Vec<Uuid> =
+            members.values().flatten().map(|p| p.user_id).collect::<HashSet<_>>().into_iter().collect();
+        let names = users::known(db, &user_ids).await?;
+        let mut last_messages = HashMap::new();
+        let with_messages: Vec<&chat::Model> = chats.iter().filter(|c| c.last_seq > 0).collect();
+        for chunk in with_messages.chunks(IDS_PER_QUERY / 2) {
+            let last_of = chunk.iter().fold(Condition::any(), |any, chat| {
+                any.add(message::Column::ChatId.eq(chat.id).and(message::Column::Seq.eq(chat.last_seq)))
+            });
+            last_messages
+                .extend(message::Entity::find().filter(last_of).all(db).await?.into_iter().map(|m| (m.chat_id, m)));
+        }
+        Ok(Self { chats: chats.into_iter().map(|c| (c.id, c)).collect(), members, names, last_messages })
+    }
+
+    /// `viewer`'s views of the chats among `ids` that were read, most recently active first.
+    pub fn views_of(&self, viewer: Uuid, ids: &[Uuid]) -> Vec<ChatDto> {
+        let mut views: Vec<ChatDto> = ids.iter().filter_map(|id| self.view(viewer, *id)).collect();
+        views.sort_by_key(|c| std::cmp::Reverse(c.last_message_at.unwrap_or(c.created_at)));
+        views
+    }
+
+    /// `viewer`'s view of one chat that was read: participants with names, the last message, and
+    /// the viewer's unread count.
+    pub fn view(&self, viewer: Uuid, chat_id: Uuid) -> Option<ChatDto> {
+        let chat = self.chats.get(&chat_id)?;
+        let members = self.members.get(&chat_id).map_or(&[][..], Vec::as_slice);
+        let viewer_read = members.iter().find(|p| p.user_id == viewer).map_or(0, |p| p.last_read_seq);
+        Some(ChatDto {
+            id: chat.id,
+            kind: ChatKind::parse(&chat.kind).unwrap_or(ChatKind::Group),
+            title: chat.title.clone(),
+            created_by: chat.created_by,
+            created_at: chat.created_at,
+            last_seq: chat.last_seq,
+            last_message_at: chat.last_message_at,
+            last_message: self.last_messages.get(&chat.id).map(message::Model::to_dto),
+            unread_count: Ord::max(chat.last_seq - viewer_read, 0),
+            participants: members
+                .iter()
+                .map(|p| {
+                    let known = self.names.get(&p.user_id);
+                    ParticipantDto {
+                        user_id: p.user_id,
+                        display_name: known.map_or_else(|| "Unknown user".to_owned(), |u| u.display_name.clone()),
+                        avatar_url: known.and_then(|u| u.avatar_url.clone()),
+                        role: Role::parse(&p.role),
+                        last_delivered_seq: p.last_delivered_seq,
+                        last_read_seq: p.last_read_seq,
+                    }
+                })
+                .collect(),
         })
-        .collect())
+    }
 }

@@ -50,13 +50,7 @@ pub async fn follow_chat(
     let hub = Arc::clone(&ctx.hub);
     let registration = Registration { conn: hub.register(user_id, tx).await?, hub };
     let db = ctx.db.clone();
-    let follow_db = db.clone();
-    registration
-        .hub
-        .follow(registration.conn, chat_id, || async move {
-            Ok(find(&follow_db, chat_id).await.map_err(|e| anyhow::anyhow!("{e}"))?.last_seq)
-        })
-        .await?;
+    super::arrivals::follow(&db, &registration.hub, registration.conn, chat_id).await?;
     // Read after following: every message newer than this arrives live.
     let mut last = match after_seq {
         Some(seq) => seq,

@@ -2,6 +2,7 @@
 //! REST, GraphQL and the WebSocket all call these functions.
 
 pub mod announcer;
+pub mod arrivals;
 pub mod chats;
 pub mod history;
 pub mod live;
@@ -14,6 +15,10 @@ use converge_shared::api_error::ApiError;
 use converge_shared::error::ErrorCode;
 
 use crate::relay::{ChatEvent, Topic};
+
+/// Ids per `IN (…)` list: databases cap a statement's parameters (SQLite 32 766, PostgreSQL
+/// 65 535), and chat views read for many viewers at once can name more chats and members than that.
+pub(crate) const IDS_PER_QUERY: usize = 1000;
 
 pub(crate) fn forbidden() -> ApiError {
     ApiError::new(ErrorCode::Forbidden, "you are not a participant of this chat")

@@ -54,11 +54,13 @@ pub fn stored_name(display_name: &str) -> String {
 
 /// The known users among `ids`.
 pub async fn known<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, known_user::Model>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
+    let mut known = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(super::IDS_PER_QUERY) {
+        let rows =
+            known_user::Entity::find().filter(known_user::Column::Id.is_in(chunk.iter().copied())).all(db).await?;
+        known.extend(rows.into_iter().map(|u| (u.id, u)));
     }
-    let rows = known_user::Entity::find().filter(known_user::Column::Id.is_in(ids.iter().copied())).all(db).await?;
-    Ok(rows.into_iter().map(|u| (u.id, u)).collect())
+    Ok(known)
 }
 
 /// Makes sure every id names an active user-service user, asking user-service (as the caller)

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::context::AppContext;
 use crate::hub::{ConnId, Delivery};
-use crate::service::{chats, history, messages, users};
+use crate::service::{arrivals, chats, history, messages, users};
 
 /// One clock for every connection's frame limiter: making a clock probes the CPU (`cpuid`, which
 /// exits to the hypervisor on a VM), a cost a reconnect storm paid once per connection.
@@ -303,12 +303,8 @@ impl Connection {
             tracing::warn!(error = %e, "cannot start a connection");
             Close(close_code::SERVICE_RESTART, "temporarily unavailable")
         };
-        let chat_ids = chats::chat_ids_of(&self.ctx.db, self.user_id).await.map_err(internal)?;
-        for chat_id in &chat_ids {
-            self.follow(*chat_id).await.map_err(internal)?;
-        }
         // Read after following: every message newer than these views arrives live.
-        let mut views = chats::list_of(&self.ctx, self.user_id, chat_ids).await.map_err(internal)?;
+        let mut views = self.ctx.arrivals.follow_chats(self.user_id, self.conn_id).await.map_err(internal)?;
         self.remember_name(&mut views).await.map_err(internal)?;
         for view in &views {
             self.last_sent.insert(view.id, view.last_seq);
@@ -347,17 +343,6 @@ impl Connection {
             users::remember(&self.ctx.db, self.user_id, &name, None).await?;
         }
         Ok(())
-    }
-
-    async fn follow(&mut self, chat_id: Uuid) -> Result<(), ApiError> {
-        let db = self.ctx.db.clone();
-        self.ctx
-            .hub
-            .follow(self.conn_id, chat_id, || async move {
-                Ok(chats::find(&db, chat_id).await.map_err(|e| anyhow::anyhow!("{e}"))?.last_seq)
-            })
-            .await
-            .map_err(ApiError::Internal)
     }
 
     async fn on_client(
@@ -546,7 +531,7 @@ impl Connection {
                 }
                 // Rare and deep: boxed, so an idle connection's task does not carry its size.
                 let joined = Box::pin(async {
-                    self.follow(chat_id).await?;
+                    arrivals::follow(&self.ctx.db, &self.ctx.hub, self.conn_id, chat_id).await?;
                     let chat = chats::get(&self.ctx, self.user_id, chat_id).await?;
                     let online = if self.ctx.presence.shared_in(chat.participants.len()) {
                         let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id);

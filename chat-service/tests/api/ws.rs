@@ -241,6 +241,94 @@ on_both_backends! {
         assert_eq!((online["chatId"].clone(), online["online"].clone()), (json!(direct), json!(true)));
     }
 
+    async fn clients_connecting_at_once_each_get_their_own_chats_then_live_messages(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let mut users = Vec::new();
+        for i in 0..8 {
+            users.push(stack.user(&format!("arriving{i}")).await);
+        }
+        let others: Vec<_> = users[1..].iter().collect();
+        let group = stack.group(&users[0], &others).await;
+        let pairs = [(0, 1), (2, 3), (4, 5)];
+        let mut directs = Vec::new();
+        for (a, b) in pairs {
+            directs.push(stack.direct(&users[a], &users[b]).await);
+        }
+        for n in 0..3 {
+            let body = json!({ "clientMsgId": format!("g{n}"), "content": "to the group" });
+            assert!(stack.post(&users[0], &format!("/chats/{group}/messages"), &body).await.status().is_success());
+        }
+        for n in 0..2 {
+            let body = json!({ "clientMsgId": format!("d{n}"), "content": "to three" });
+            assert!(stack.post(&users[2], &format!("/chats/{}/messages", directs[1]), &body).await.status().is_success());
+        }
+
+        // Every start is under way at once, so the service serves them together.
+        let connected = futures_util::future::join_all(users.iter().map(|user| async {
+            let mut ws = stack.connect_raw().await;
+            ws.send(json!({ "type": "auth", "token": user.token })).await;
+            let ready = ws.next_of("ready").await;
+            (ws, ready)
+        }))
+        .await;
+        let (mut clients, readies): (Vec<_>, Vec<_>) = connected.into_iter().unzip();
+        for (i, ready) in readies.iter().enumerate() {
+            assert_eq!(ready["user"]["id"], users[i].id.to_string());
+            let mut expected: Vec<(String, i64, i64)> = vec![(group.to_string(), 3, if i == 0 { 0 } else { 3 })];
+            for ((a, b), chat) in pairs.iter().zip(&directs) {
+                if i == *a || i == *b {
+                    let (last, unread) = if *chat == directs[1] { (2, i64::from(i == 3) * 2) } else { (0, 0) };
+                    expected.push((chat.to_string(), last, unread));
+                }
+            }
+            let mut got: Vec<(String, i64, i64)> = ready["chats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["id"].as_str().unwrap().to_owned(), c["lastSeq"].as_i64().unwrap(), c["unreadCount"].as_i64().unwrap()))
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "user {i}'s ready lists exactly their chats");
+            let group_view = ready["chats"].as_array().unwrap().iter().find(|c| c["id"] == group.to_string()).unwrap();
+            assert_eq!(group_view["participants"].as_array().unwrap().len(), 8);
+            assert_eq!(group_view["lastMessage"]["clientMsgId"], "g2");
+        }
+
+        // Each connection follows its chats from the moment its views were read.
+        clients[0].send_message(group, "g3", "live").await;
+        for (i, ws) in clients.iter_mut().enumerate() {
+            assert_eq!(ws.collect_seqs(group, 1).await, vec![4], "user {i} hears the group live");
+        }
+        clients[4].send_message(directs[2], "d-live", "live").await;
+        assert_eq!(clients[5].collect_seqs(directs[2], 1).await, vec![1]);
+    }
+
+    async fn a_member_of_more_chats_than_one_query_names_gets_them_all(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, direct) = stack.ana_and_bob().await;
+        // Views read ids in chunks of 1 000: this crosses one.
+        let mut groups = Vec::new();
+        for _ in 0..1000 {
+            groups.push(stack.group(&ana, &[&bob]).await);
+        }
+        let last = *groups.last().unwrap();
+        let mut bob_ws = stack.connect_raw().await;
+        bob_ws.send(json!({ "type": "auth", "token": bob.token })).await;
+        let ready = bob_ws.next_of("ready").await;
+        let mut listed: Vec<String> = ready["chats"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+        let mut expected: Vec<String> = groups.iter().chain([&direct]).map(ToString::to_string).collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected);
+        let page: Value = stack.get(&bob, "/chats").await.json().await.unwrap();
+        assert_eq!(page.as_array().map(Vec::len), Some(1001), "REST lists them all too");
+
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(last, "late", "in the last chat").await;
+        assert_eq!(bob_ws.collect_seqs(last, 1).await, vec![1]);
+    }
+
     async fn a_new_chat_reaches_its_members_live(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;
