@@ -288,6 +288,7 @@ pub async fn view<C: ConnectionTrait>(db: &C, viewer: Uuid, chat: chat::Model) -
 
 /// What chat views show, read for any number of chats and viewers in a fixed number of queries
 /// (per [`IDS_PER_QUERY`] chats): a connection storm starts many viewers at once.
+#[derive(Default)]
 pub struct ViewSource {
     chats: HashMap<Uuid, chat::Model>,
     /// Per chat, in the order they joined.
@@ -309,12 +310,7 @@ impl ViewSource {
     /// Reads what the views of `chats` show: participants with names, and the last messages.
     pub async fn of<C: ConnectionTrait>(db: &C, chats: Vec<chat::Model>) -> ApiResult<Self> {
         if chats.is_empty() {
-            return Ok(Self {
-                chats: HashMap::new(),
-                members: HashMap::new(),
-                names: HashMap::new(),
-                last_messages: HashMap::new(),
-            });
+            return Ok(Self::default());
         }
         let ids: Vec<Uuid> = chats.iter().map(|c| c.id).collect();
         let mut members: HashMap<Uuid, Vec<participant::Model>> = HashMap::new();
