@@ -12,6 +12,9 @@ pub struct Config {
     pub host: String,
     /// Port to bind; 0 picks a free one (tests).
     pub chat_service_port: u16,
+    /// Connections the kernel queues until they are accepted: a reconnect storm arrives at once
+    /// (capped by `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// PostgreSQL URL; unset means the embedded SQLite file `chat.db` under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: String,
@@ -65,6 +68,7 @@ impl Default for Config {
         Self {
             host: "0.0.0.0".into(),
             chat_service_port: 3002,
+            listen_backlog: 2048,
             database_url: None,
             data_dir: "./data".into(),
             database_max_connections: 10,

@@ -10,6 +10,7 @@ use anyhow::Context;
 use converge_migrations::{ServiceDb, connect, connect_with_generic_plans};
 use converge_shared::auth::{Authenticator, JwksClient};
 use converge_shared::http as errors;
+use converge_shared::http::listen;
 use converge_shared::telemetry::observe_request;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::mpsc;
@@ -99,7 +100,7 @@ impl Application {
         };
         let receipt_interval = std::time::Duration::from_millis(context.config.delivery_receipt_ms.max(1));
         tokio::spawn(receipts::run(context.clone(), receipt_reports, receipt_interval));
-        let listener = TcpListener::bind((context.config.host.as_str(), context.config.chat_service_port))
+        let listener = listen(&context.config.host, context.config.chat_service_port, context.config.listen_backlog)
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();
         let server = serve(listener, context.clone(), auth)?;

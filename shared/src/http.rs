@@ -12,6 +12,34 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 
+/// Binds a service's listening socket with room for `backlog` connections not yet accepted.
+///
+/// std's `TcpListener::bind` queues 128. When every client of a restarted instance reconnects at
+/// once, the kernel drops the SYNs beyond that and each of those clients waits a second for its
+/// retransmit (`docs/benchmarks.md`: 100 – 124 `ListenOverflows` in a 1 000-client resume storm).
+/// Linux caps the queue at `net.core.somaxconn` (4 096 by default since 5.4).
+pub fn listen(host: &str, port: u16, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+
+    let mut last_error = None;
+    // Each address the host names, in order, as std's `bind` tries them.
+    for addr in (host, port).to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).and_then(|socket| {
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+            Ok(socket)
+        });
+        match bound {
+            Ok(socket) => return Ok(socket.into()),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the host names no address")))
+}
+
 /// JSON bodies: size limit, content type and shape errors in our envelope.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default().limit(limit).error_handler(|err, _req| json_error(err).into())
@@ -129,6 +157,32 @@ pub async fn health() -> HttpResponse {
 #[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::telemetry::metrics_handle().render())
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::listen;
+
+    /// A burst larger than std's 128 waits in the queue instead of losing SYNs: every connection
+    /// completes its handshake before the listener accepts any, and each is then accepted.
+    #[test]
+    fn listener_holds_a_burst_beyond_128_before_accepting() {
+        let listener = listen("127.0.0.1", 0, 512).expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let timeout = std::time::Duration::from_secs(5);
+        let clients: Vec<_> = (0..400)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, timeout)
+                    .unwrap_or_else(|e| panic!("connection {i} not queued (is net.core.somaxconn below 400?): {e}"))
+            })
+            .collect();
+        let accepted: Vec<_> = (0..clients.len()).map(|_| listener.accept().expect("queued connection")).collect();
+        let mut peers: Vec<_> = accepted.iter().map(|(_, peer)| *peer).collect();
+        let mut locals: Vec<_> = clients.iter().map(|c| c.local_addr().expect("connected")).collect();
+        peers.sort();
+        locals.sort();
+        assert_eq!(peers, locals, "each client accepted once");
+    }
 }
 
 #[cfg(test)]

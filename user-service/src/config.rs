@@ -13,6 +13,9 @@ pub struct Config {
     pub host: String,
     /// Port to bind; 0 picks a free one (tests).
     pub user_service_port: u16,
+    /// Connections the kernel queues until they are accepted: a reconnect storm arrives at once
+    /// (capped by `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// PostgreSQL URL; unset means the embedded SQLite file `users.db` under `data_dir`.
     pub database_url: Option<String>,
     /// Where the embedded default keeps its database and generated signing key.
@@ -51,6 +54,7 @@ impl Default for Config {
         Self {
             host: "0.0.0.0".into(),
             user_service_port: 3000,
+            listen_backlog: 2048,
             database_url: None,
             data_dir: "./data".into(),
             database_max_connections: 10,

@@ -11,6 +11,7 @@ use anyhow::Context;
 use converge_migrations::{ServiceDb, connect};
 use converge_shared::auth::Authenticator;
 use converge_shared::http as errors;
+use converge_shared::http::listen;
 use converge_shared::telemetry::observe_request;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::TracingLogger;
@@ -52,7 +53,7 @@ impl Application {
             limits: Arc::new(AuthRateLimits::new(config.auth_rate_limit_per_ip, config.auth_rate_limit_per_account)),
             config: Arc::new(config),
         };
-        let listener = TcpListener::bind((context.config.host.as_str(), context.config.user_service_port))
+        let listener = listen(&context.config.host, context.config.user_service_port, context.config.listen_backlog)
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.user_service_port))?;
         let port = listener.local_addr()?.port();
         let server = serve(listener, context.clone())?;
