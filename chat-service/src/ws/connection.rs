@@ -58,9 +58,6 @@ pub async fn run(
         Err(Close(code, reason)) => return close(session, code, reason).await,
     };
     let (tx, inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
-    let (writes, jobs) = mpsc::channel(MAX_PENDING_WRITES);
-    let (answer_tx, answers) = mpsc::channel(MAX_PENDING_WRITES);
-    let writer = tokio::spawn(write_worker(ctx.clone(), claims.sub, jobs, answer_tx));
     let conn_id = match Box::pin(ctx.hub.register(claims.sub, tx)).await {
         Ok(id) => id,
         Err(e) => {
@@ -83,11 +80,10 @@ pub async fn run(
         typing: HashMap::new(),
         last_heard: Instant::now(),
         presence_joined: false,
-        writes,
+        writes: None,
     };
-    let mut answers = answers;
-    let outcome = connection.serve(stream, inbox, &mut answers, resume).await;
-    Box::pin(connection.finish(outcome, writer, answers)).await;
+    let outcome = connection.serve(stream, inbox, resume).await;
+    Box::pin(connection.finish(outcome)).await;
 }
 
 /// A database write queued by a connection, done in order by its [`write_worker`].
@@ -103,6 +99,22 @@ enum Write {
 enum Answer {
     Frame(Box<ServerFrame>),
     Error(Option<Value>, ApiError),
+}
+
+/// A connection's [`write_worker`]: its queue of writes and the answers coming back.
+struct Writes {
+    jobs: mpsc::Sender<Box<Write>>,
+    answers: mpsc::Receiver<Box<Answer>>,
+}
+
+impl Writes {
+    fn start(ctx: &AppContext, user_id: Uuid) -> Self {
+        let (jobs, queue) = mpsc::channel(MAX_PENDING_WRITES);
+        let (answered, answers) = mpsc::channel(MAX_PENDING_WRITES);
+        // Detached: a worker finishes the writes already queued even if its connection is gone.
+        tokio::spawn(write_worker(ctx.clone(), user_id, queue, answered));
+        Self { jobs, answers }
+    }
 }
 
 /// Does a connection's writes one after another, off the connection's loop: the loop keeps
@@ -181,6 +193,14 @@ async fn authenticate(
     }
 }
 
+/// The next answer of the connection's write worker; never, while it has none.
+async fn next_answer(writes: &mut Option<Writes>) -> Option<Box<Answer>> {
+    match writes {
+        Some(writes) => writes.answers.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// An `error` frame on a connection about to close.
 async fn send_before_close(session: &mut Session, req: Option<Value>, error: ApiError) {
     let envelope = error.envelope();
@@ -240,8 +260,9 @@ struct Connection {
     /// Whether `start` told presence of this connection (and `finish` must tell it of the end).
     presence_joined: bool,
     limiter: DefaultDirectRateLimiter,
-    /// Queue of the connection's [`write_worker`].
-    writes: mpsc::Sender<Box<Write>>,
+    /// The connection's [`write_worker`], started by its first write: most connections only
+    /// read, and an idle one should not carry a task and two queues.
+    writes: Option<Writes>,
 }
 
 impl Connection {
@@ -249,7 +270,6 @@ impl Connection {
         &mut self,
         mut stream: AggregatedMessageStream,
         mut inbox: mpsc::Receiver<Delivery>,
-        answers: &mut mpsc::Receiver<Box<Answer>>,
         resume: Option<ResumePoints>,
     ) -> Close {
         if let Err(close) = Box::pin(self.start(resume)).await {
@@ -266,11 +286,12 @@ impl Connection {
             let typing_expiry = self.typing.values().min().copied();
             let far = Instant::now() + Duration::from_secs(3600);
             let step = tokio::select! {
-                message = stream.recv(), if self.writes.capacity() > 0 => self.on_client(message).await,
-                Some(answer) = answers.recv() => match *answer {
-                    Answer::Frame(frame) => self.send_frame(&frame).await,
-                    Answer::Error(req, error) => self.send_error(req, error).await,
-                },
+                // Client frames and answers are boxed: each connection's task is as large as its
+                // largest state, and deliveries (kept inline, the hot path) need less.
+                message = stream.recv(), if self.writes.as_ref().is_none_or(|w| w.jobs.capacity() > 0) => {
+                    Box::pin(self.on_client(message)).await
+                }
+                Some(answer) = next_answer(&mut self.writes) => Box::pin(self.send_answer(*answer)).await,
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => self.on_delivery(delivery).await,
                     None => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
@@ -400,7 +421,8 @@ impl Connection {
     /// Hands a write to the worker. The loop reads a client frame only while the queue has room,
     /// so this does not wait.
     async fn queue_write(&mut self, write: Write) -> Result<(), Close> {
-        match self.writes.try_send(Box::new(write)) {
+        let writes = self.writes.get_or_insert_with(|| Writes::start(&self.ctx, self.user_id));
+        match writes.jobs.try_send(Box::new(write)) {
             Ok(()) => Ok(()),
             Err(_) => Err(Close(close_code::SERVICE_RESTART, "temporarily unavailable")),
         }
@@ -564,6 +586,14 @@ impl Connection {
         }
     }
 
+    /// What the write worker answered: an ack, or the error of a write.
+    async fn send_answer(&mut self, answer: Answer) -> Result<(), Close> {
+        match answer {
+            Answer::Frame(frame) => self.send_frame(&frame).await,
+            Answer::Error(req, error) => self.send_error(req, error).await,
+        }
+    }
+
     async fn send_error(&mut self, req: Option<Value>, error: ApiError) -> Result<(), Close> {
         let envelope = error.envelope();
         let mut message = envelope.error.message;
@@ -599,12 +629,7 @@ impl Connection {
 
     /// Leaves the hub, ends the user's typing, lets queued writes finish (answering them while the
     /// client is still there), and closes with `outcome`'s code.
-    async fn finish(
-        mut self,
-        outcome: Close,
-        writer: tokio::task::JoinHandle<()>,
-        mut answers: mpsc::Receiver<Box<Answer>>,
-    ) {
+    async fn finish(mut self, outcome: Close) {
         for chat_id in std::mem::take(&mut self.typing).into_keys() {
             messages::typing(&self.ctx, self.user_id, chat_id, false).await;
         }
@@ -612,28 +637,24 @@ impl Connection {
         if self.presence_joined {
             self.ctx.presence.disconnected(self.user_id).await;
         }
-        // Closing the queue lets the worker end after the writes already in it.
-        let (closed, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.writes, closed));
-        let client_gone = outcome.0 == 1000 || outcome.0 == close_code::TOO_SLOW;
-        let answered = async {
-            while let Some(answer) = answers.recv().await {
-                if client_gone {
-                    continue;
+        if let Some(Writes { jobs, mut answers }) = self.writes.take() {
+            // Closing the queue lets the worker end after the writes already in it.
+            drop(jobs);
+            let client_gone = outcome.0 == 1000 || outcome.0 == close_code::TOO_SLOW;
+            let answered = async {
+                while let Some(answer) = answers.recv().await {
+                    if client_gone {
+                        continue;
+                    }
+                    if self.send_answer(*answer).await.is_err() {
+                        break;
+                    }
                 }
-                let sent = match *answer {
-                    Answer::Frame(frame) => self.send_frame(&frame).await,
-                    Answer::Error(req, error) => self.send_error(req, error).await,
-                };
-                if sent.is_err() {
-                    break;
-                }
+            };
+            if tokio::time::timeout(FINISH_WRITES_TIMEOUT, answered).await.is_err() {
+                tracing::warn!("writes still queued at close; they finish in the background");
             }
-        };
-        if tokio::time::timeout(FINISH_WRITES_TIMEOUT, answered).await.is_err() {
-            tracing::warn!("writes still queued at close; they finish in the background");
         }
-        drop(writer);
         close(self.session, outcome.0, outcome.1).await;
     }
 }

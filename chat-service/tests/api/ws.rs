@@ -61,6 +61,36 @@ on_both_backends! {
         }
     }
 
+    async fn sends_queued_just_before_the_client_leaves_are_stored_once_in_order(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        // Ana's connection has written nothing yet: these sends start its write worker, and she
+        // leaves without waiting for a single ack.
+        for n in 1..=5 {
+            let (id, content) = (format!("last-{n}"), format!("goodbye {n}"));
+            ana_ws.send(json!({ "type": "send_message", "req": n, "chatId": chat, "clientMsgId": id, "content": content })).await;
+        }
+        ana_ws.stream.close(None).await.expect("closes");
+
+        let mut heard = Vec::new();
+        for _ in 1..=5 {
+            let got = bob_ws.next_of("new_message").await;
+            heard.push((got["message"]["seq"].as_i64(), got["message"]["clientMsgId"].as_str().map(str::to_owned)));
+        }
+        let expected: Vec<_> = (1..=5).map(|n| (Some(n), Some(format!("last-{n}")))).collect();
+        assert_eq!(heard, expected);
+        let page: Value = stack.get(&bob, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
+        let stored: Vec<_> = page["messages"]
+            .as_array()
+            .expect("a page of messages")
+            .iter()
+            .map(|m| (m["seq"].as_i64(), m["clientMsgId"].as_str().map(str::to_owned)))
+            .collect();
+        assert_eq!(stored, expected, "stored once each, in the order sent");
+    }
+
     async fn a_retried_client_msg_id_returns_the_original(backend) {
         let stack = TestStack::spawn(backend).await;
         let (ana, _bob, chat) = stack.ana_and_bob().await;
@@ -222,11 +252,19 @@ on_both_backends! {
         let carla = stack.user("carla").await;
         stack.group(&ana, &[&bob, &carla]).await; // three members: above the limit
         let direct = stack.direct(&ana, &bob).await;
-        let bob_ws = stack.connect(&bob).await;
+        let presence_of = |frame: serde_json::Value| (frame["chatId"].clone(), frame["online"].clone());
 
+        // Ana is there first, so Bob's coming online is a flip she hears (had she connected after
+        // him, the announcement could reach her after a `ready` that already lists him).
         let mut ana_ws = stack.connect_raw().await;
         ana_ws.send(json!({ "type": "auth", "token": ana.token })).await;
-        assert_eq!(ana_ws.next_of("ready").await["online"], json!([bob.id]), "Bob shares a direct chat with Ana");
+        assert_eq!(ana_ws.next_of("ready").await["online"], json!([]), "nobody else is online yet");
+        let bob_ws = stack.connect(&bob).await;
+        assert_eq!(presence_of(ana_ws.next_of("presence").await), (json!(direct), json!(true)));
+
+        let mut ana_tab = stack.connect_raw().await;
+        ana_tab.send(json!({ "type": "auth", "token": ana.token })).await;
+        assert_eq!(ana_tab.next_of("ready").await["online"], json!([bob.id]), "Bob shares a direct chat with Ana");
         let mut carla_ws = stack.connect_raw().await;
         carla_ws.send(json!({ "type": "auth", "token": carla.token })).await;
         assert_eq!(carla_ws.next_of("ready").await["online"], json!([]), "Carla shares only the large group with them");
@@ -234,11 +272,9 @@ on_both_backends! {
         // Bob goes and comes back: Ana hears it once per flip, in the direct chat only (both
         // offline announcements would be published before either online one).
         drop(bob_ws);
-        let offline = ana_ws.next_of("presence").await;
-        assert_eq!((offline["chatId"].clone(), offline["online"].clone()), (json!(direct), json!(false)));
+        assert_eq!(presence_of(ana_ws.next_of("presence").await), (json!(direct), json!(false)));
         let _bob_ws = stack.connect(&bob).await;
-        let online = ana_ws.next_of("presence").await;
-        assert_eq!((online["chatId"].clone(), online["online"].clone()), (json!(direct), json!(true)));
+        assert_eq!(presence_of(ana_ws.next_of("presence").await), (json!(direct), json!(true)));
     }
 
     async fn clients_connecting_at_once_each_get_their_own_chats_then_live_messages(backend) {
