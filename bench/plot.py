@@ -134,6 +134,10 @@ def summary(results: str) -> str:
             out.append(f"- {ref['name']}, {ref['clients']} clients × {ref['frames']} frames: all caught up in "
                        f"{ref['all_caught_up_s']} s (per client p50 {ref['caught_up'].get('p50_ms')} ms, "
                        f"p99 {ref['caught_up'].get('p99_ms')} ms)")
+        elif "framework" in ref:
+            out.append(f"- {ref['name']} ({ref['framework']}), {ref['connections']} connections held {ref['hold_s']:.0f} s: "
+                       f"{ref['rss_after_hold_bytes_per_connection']:.0f} B/connection after the hold (slope "
+                       f"{ref['rss_slope_bytes_per_connection']:.0f} B)")
         elif "rps" in ref:
             out.append(f"- {ref['name']}, pipeline {ref['pipeline']}, {ref['clients']} clients: {ref['rps']:.0f} requests/s")
         else:

@@ -4,6 +4,10 @@
 //! tokio-tungstenite server, in its own process, writes every text frame it receives to every
 //! connection through a queue and a writer task per connection (one hop fewer than a chat-service).
 //! What the large group measures above this floor is Converge's; the floor itself is the machine's.
+//!
+//! The idle floor holds connections open on two bare servers — the same tokio-tungstenite one, and
+//! actix-web with actix-ws, the framework chat-service is built on — and measures each one's RSS
+//! per connection: what a connection costs before any of Converge's own state.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -21,10 +25,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::Output;
 use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
-use crate::procs::{Procs, Watched};
-use crate::scenarios::{LargeGroupArgs, summary};
+use crate::procs::{Procs, Watched, round};
+use crate::scenarios::{LargeGroupArgs, slope, summary};
+use crate::{Output, note};
 
 /// Connections the kernel queues for accepting.
 const ACCEPT_BACKLOG: u32 = 2048;
@@ -59,9 +63,41 @@ pub struct ResumeFloorArgs {
 }
 
 #[derive(clap::Args)]
+pub struct IdleFloorArgs {
+    /// Connections held by each bare server (the idle scenario's).
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// RSS is sampled after each of this many equal batches of connections.
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    #[arg(long, default_value_t = 30.0)]
+    hold_secs: f64,
+    /// Bytes of the one frame each client sends after connecting: about an auth frame with its token.
+    #[arg(long, default_value_t = 400)]
+    hello_bytes: usize,
+    /// The server's worker threads.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+}
+
+/// What a bare server is built with.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Framework {
+    TokioTungstenite,
+    /// actix-web with actix-ws, as chat-service: an HTTP/1 dispatcher per connection that stays
+    /// under the upgraded WebSocket.
+    ActixWs,
+}
+
+#[derive(clap::Args)]
 pub struct FloorServerArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    #[arg(long, value_enum, default_value_t = Framework::TokioTungstenite)]
+    pub framework: Framework,
+    /// Text frames received are dropped instead of written to every connection (actix-ws always drops them).
+    #[arg(long)]
+    pub no_fanout: bool,
     /// Frames written to each connection as soon as it is registered.
     #[arg(long, default_value_t = 0)]
     pub burst: usize,
@@ -71,7 +107,18 @@ pub struct FloorServerArgs {
 
 /// The server half: prints its port, writes `burst` frames to each new connection, and every text
 /// frame it receives to every connection.
-pub async fn serve(args: FloorServerArgs) -> Result<()> {
+pub fn serve(args: FloorServerArgs) -> Result<()> {
+    match args.framework {
+        Framework::TokioTungstenite => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.max(1))
+            .enable_all()
+            .build()?
+            .block_on(serve_tungstenite(args)),
+        Framework::ActixWs => actix_web::rt::System::new().block_on(serve_actix_ws(args)),
+    }
+}
+
+async fn serve_tungstenite(args: FloorServerArgs) -> Result<()> {
     let burst: Vec<Message> =
         (1..=args.burst).map(|n| Message::text(padded(format!("{n} "), args.frame_bytes))).collect();
     let burst = Arc::new(burst);
@@ -85,9 +132,12 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
     loop {
         let (socket, _) = listener.accept().await?;
         socket.set_nodelay(true)?;
-        let (members, burst) = (members.clone(), burst.clone());
+        let (members, burst, no_fanout) = (members.clone(), burst.clone(), args.no_fanout);
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(socket).await else { return };
+            // The generator's 4 KiB read buffer, not tungstenite's default 128 KiB: the idle floor
+            // measures what a connection must cost, and the other floors barely read.
+            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+            let Ok(ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config)).await else { return };
             let (mut sink, mut stream) = ws.split();
             let (tx, mut queue) = mpsc::channel::<Message>(256);
             tokio::spawn(async move {
@@ -107,7 +157,7 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
             }
             drop(tx);
             while let Some(Ok(message)) = stream.next().await {
-                if message.is_text() {
+                if message.is_text() && !no_fanout {
                     for member in members.lock().expect("not poisoned").iter() {
                         let _ = member.try_send(message.clone());
                     }
@@ -115,6 +165,49 @@ pub async fn serve(args: FloorServerArgs) -> Result<()> {
             }
         });
     }
+}
+
+/// The same server on actix-web and actix-ws, configured as chat-service's `/ws`: no fan-out, the
+/// frames it receives are read and dropped.
+async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
+    let burst: Arc<Vec<String>> =
+        Arc::new((1..=args.burst).map(|n| padded(format!("{n} "), args.frame_bytes)).collect());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let server = actix_web::HttpServer::new(move || {
+        let burst = burst.clone();
+        actix_web::App::new().route(
+            "/",
+            actix_web::web::get().to(move |req: actix_web::HttpRequest, body: actix_web::web::Payload| {
+                let burst = burst.clone();
+                async move {
+                    let (response, mut session, stream) = actix_ws::handle(&req, body)?;
+                    let mut stream = stream.aggregate_continuations();
+                    actix_web::rt::spawn(async move {
+                        if session.text("registered").await.is_err() {
+                            return;
+                        }
+                        for frame in burst.iter() {
+                            if session.text(frame.clone()).await.is_err() {
+                                return;
+                            }
+                        }
+                        while let Some(Ok(_)) = stream.next().await {}
+                    });
+                    Ok::<_, actix_web::Error>(response)
+                }
+            }),
+        )
+    })
+    .workers(args.threads.max(1))
+    .backlog(ACCEPT_BACKLOG)
+    .tcp_nodelay(true)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    println!("{port}");
+    server.await?;
+    Ok(())
 }
 
 /// Per message: how long its slowest member waited for it (µs from when it was due), and how many
@@ -129,7 +222,7 @@ struct Tally {
 /// The client half: starts the server, connects the members, sends from one of them on an
 /// open-loop schedule, and reports when the last member got each message.
 pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
-    let (server, pid, url) = start_server(args.server_threads, 0, args.frame_bytes).await?;
+    let (server, pid, url) = start(Framework::TokioTungstenite, true, args.server_threads, 0, args.frame_bytes).await?;
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
@@ -212,7 +305,8 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
 /// The resume storm's floor: every client connects at once and is sent its missed frames straight
 /// away — no authentication, no reads, no presence; the time until the last client has them all.
 pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()> {
-    let (server, pid, url) = start_server(args.server_threads, args.frames, args.frame_bytes).await?;
+    let (server, pid, url) =
+        start(Framework::TokioTungstenite, true, args.server_threads, args.frames, args.frame_bytes).await?;
     let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
     let before = procs.sample();
     let started = Instant::now();
@@ -258,6 +352,58 @@ pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()
     Ok(())
 }
 
+/// Idle connections on each bare server: RSS per connection (the least-squares slope while
+/// connecting, and after the hold as the idle scenario measures it).
+pub async fn idle_floor(args: &IdleFloorArgs, out: &mut Output) -> Result<()> {
+    for framework in [Framework::ActixWs, Framework::TokioTungstenite] {
+        let (server, pid, url) = start(framework, false, args.server_threads, 0, 0).await?;
+        let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
+        let baseline = procs.sample();
+        let base_rss = Procs::rss_kib(&baseline, "floor");
+        let mut points = vec![(0.0, base_rss as f64)];
+        let hello = padded("hello ".into(), args.hello_bytes);
+        let batch = args.connections.div_ceil(args.batches.max(1));
+        let mut held = Vec::with_capacity(args.connections);
+        while held.len() < args.connections {
+            let this = batch.min(args.connections - held.len());
+            let connected = futures_util::stream::iter(0..this)
+                .map(|_| {
+                    let (url, hello) = (url.clone(), hello.clone());
+                    async move {
+                        let mut ws = connect(url).await?;
+                        ws.send(Message::text(hello)).await?;
+                        anyhow::Ok(ws)
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await;
+            for ws in connected {
+                held.push(ws.with_context(|| format!("connecting to the bare {framework:?} server"))?);
+            }
+            // Settled as the idle scenario lets chat-service settle after each batch.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            points.push((held.len() as f64, Procs::rss_kib(&procs.sample(), "floor") as f64));
+        }
+        note(format!("idle floor ({framework:?}): holding {} connections for {}s", held.len(), args.hold_secs));
+        tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
+        let after = procs.sample();
+        let rss_held = Procs::rss_kib(&after, "floor");
+        out.emit(&json!({
+            "scenario": "reference", "name": "bare WebSocket idle connections", "framework": format!("{framework:?}"),
+            "connections": held.len(), "hello_bytes": args.hello_bytes, "hold_s": args.hold_secs,
+            "server_threads": args.server_threads, "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
+            "rss_slope_bytes_per_connection": round(slope(&points) * 1024.0, 0),
+            "rss_after_hold_bytes_per_connection":
+                round((rss_held as f64 - base_rss as f64) * 1024.0 / held.len().max(1) as f64, 0),
+            "procs": Procs::describe(&baseline, &after),
+        }))?;
+        drop(held);
+        drop(server);
+    }
+    Ok(())
+}
+
 /// Connects as the generator does, and returns once the server has registered the connection.
 async fn connect(url: String) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
@@ -269,9 +415,18 @@ async fn connect(url: String) -> Result<WebSocketStream<MaybeTlsStream<TcpStream
 }
 
 /// Starts the server half as its own process: the child (killed when dropped), its pid, its URL.
-async fn start_server(threads: usize, burst: usize, frame_bytes: usize) -> Result<(Child, u32, String)> {
+async fn start(
+    framework: Framework,
+    fanout: bool,
+    threads: usize,
+    burst: usize,
+    frame_bytes: usize,
+) -> Result<(Child, u32, String)> {
+    let framework = clap::ValueEnum::to_possible_value(&framework).context("every framework has a name")?;
     let mut server = tokio::process::Command::new(std::env::current_exe()?)
         .arg("floor-server")
+        .args(["--framework", framework.get_name()])
+        .args((!fanout).then_some("--no-fanout"))
         .args(["--threads", &threads.to_string(), "--burst", &burst.to_string()])
         .args(["--frame-bytes", &frame_bytes.to_string()])
         .stdout(Stdio::piped())

@@ -84,7 +84,10 @@ pub enum Scenario {
     /// The machine's floor for the resume storm: clients connect at once to a bare WebSocket
     /// server that sends each its missed frames straight away (no chat-service involved).
     ResumeFloor(floor::ResumeFloorArgs),
-    /// The server half of fanout-floor, started by it as its own process.
+    /// The framework's floor for idle connections: RSS per connection held open by a bare
+    /// actix-ws server (chat-service's framework) and a bare tokio-tungstenite one.
+    IdleFloor(floor::IdleFloorArgs),
+    /// The server half of the floors, started by them as its own process.
     #[command(hide = true)]
     FloorServer(floor::FloorServerArgs),
 }
@@ -115,8 +118,7 @@ fn main() -> Result<()> {
     fleet::origin();
     let cli = Cli::parse();
     if let Scenario::FloorServer(args) = cli.scenario {
-        let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        return runtime.worker_threads(args.threads.max(1)).enable_all().build()?.block_on(floor::serve(args));
+        return floor::serve(args);
     }
     let mut runtime = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -137,6 +139,7 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.scenario {
         Scenario::FanoutFloor(args) => floor::fanout_floor(args, &mut out).await,
         Scenario::ResumeFloor(args) => floor::resume_floor(args, &mut out).await,
+        Scenario::IdleFloor(args) => floor::idle_floor(args, &mut out).await,
         _ => scenarios::run(&cli, &mut out).await,
     }
 }

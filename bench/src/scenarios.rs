@@ -149,7 +149,7 @@ pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Scenario::Idle(args) => idle(&ctx, args, out).await,
         Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
         Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
-        Scenario::FanoutFloor(_) | Scenario::ResumeFloor(_) | Scenario::FloorServer(_) => {
+        Scenario::FanoutFloor(_) | Scenario::ResumeFloor(_) | Scenario::IdleFloor(_) | Scenario::FloorServer(_) => {
             bail!("not a scenario against Converge")
         }
     }
@@ -383,7 +383,7 @@ async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
 }
 
 /// Least-squares slope of y over x.
-fn slope(points: &[(f64, f64)]) -> f64 {
+pub fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
     let (mx, my) = (sx / n, sy / n);
