@@ -76,7 +76,6 @@ impl Application {
             });
         }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let (receipts, receipt_reports) = DeliveryReceipts::new();
         // On PostgreSQL the writer's one statement gets connections that plan it once: planned at
         // every execution, it cost PostgreSQL more CPU than running it.
         let writer_db = match db.get_database_backend() {
@@ -86,7 +85,7 @@ impl Application {
             _ => db.clone(),
         };
         let context = AppContext {
-            receipts,
+            receipts: DeliveryReceipts::default(),
             writer: MessageWriter::spawn(writer_db),
             announcer: Announcer::spawn(scale.window.clone(), hub.relay().clone()),
             arrivals: Arrivals::spawn(db.clone(), hub.clone()),
@@ -99,7 +98,7 @@ impl Application {
             presence: scale.presence,
         };
         let receipt_interval = std::time::Duration::from_millis(context.config.delivery_receipt_ms.max(1));
-        tokio::spawn(receipts::run(context.clone(), receipt_reports, receipt_interval));
+        tokio::spawn(receipts::run(context.clone(), receipt_interval));
         let listener = listen(&context.config.host, context.config.chat_service_port, context.config.listen_backlog)
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();

@@ -5,78 +5,83 @@
 //! member, would grow with the square of the group and outweigh the messages themselves.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use converge_shared::entities::chat::participant;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{messages, publish};
 use crate::context::AppContext;
 use crate::relay::{ChatEvent, Topic};
 
-/// Reports waiting for the task; when full, a report is dropped (a later delivery or a read
-/// raises the watermark anyway).
-const QUEUE: usize = 16 * 1024;
 /// Chats whose announced watermark is remembered; beyond this the memory starts over (at worst a
 /// watermark is announced twice).
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Where connections report deliveries; cheap to clone.
-#[derive(Clone)]
+/// Where connections report deliveries; cheap to clone. Reports of the same user and chat merge
+/// into the highest seq until the task takes them. Every delivery reports, so a report is a map
+/// update under a lock held for nanoseconds: a queue to the task cost a push per delivery and, as
+/// the task kept up, a wake-up of its thread for most of them.
+#[derive(Clone, Default)]
 pub struct DeliveryReceipts {
-    reports: mpsc::Sender<Report>,
+    gathered: Arc<Gathered>,
 }
 
-/// One connection's word that a user has everything up to `seq` of a chat.
-pub struct Report {
-    chat_id: Uuid,
-    user_id: Uuid,
-    seq: i64,
+#[derive(Default)]
+struct Gathered {
+    highest: Mutex<HashMap<(Uuid, Uuid), i64>>,
+    /// Signalled by the first report into an empty map: the task's interval starts there.
+    first: Notify,
 }
 
 impl DeliveryReceipts {
-    /// The handle, and what [`run`] needs to start once the context exists.
-    pub fn new() -> (Self, mpsc::Receiver<Report>) {
-        let (reports, pending) = mpsc::channel(QUEUE);
-        (Self { reports }, pending)
-    }
-
     /// Everything up to `seq` in `chat_id` has reached one of `user_id`'s connections.
     pub fn delivered(&self, chat_id: Uuid, user_id: Uuid, seq: i64) {
-        if self.reports.try_send(Report { chat_id, user_id, seq }).is_err() {
-            metrics::counter!("delivery_receipts_dropped_total").increment(1);
+        let first = {
+            let mut highest = self.highest();
+            let first = highest.is_empty();
+            let entry = highest.entry((chat_id, user_id)).or_default();
+            *entry = (*entry).max(seq);
+            first
+        };
+        if first {
+            self.gathered.first.notify_one();
         }
+    }
+
+    /// The reports gathered during `interval` after the first one.
+    async fn gather(&self, interval: Duration) -> HashMap<(Uuid, Uuid), i64> {
+        self.gathered.first.notified().await;
+        tokio::time::sleep(interval).await;
+        std::mem::take(&mut *self.highest())
+    }
+
+    fn highest(&self) -> MutexGuard<'_, HashMap<(Uuid, Uuid), i64>> {
+        // Nothing panics while holding it; a map of watermarks stays usable if something did.
+        self.gathered.highest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Gathers reports for `interval` after the first one, records them, and announces each chat's
 /// delivered-to-all watermark where it rose.
-pub async fn run(ctx: AppContext, mut pending: mpsc::Receiver<Report>, interval: Duration) {
+pub async fn run(ctx: AppContext, interval: Duration) {
     // What this instance last announced per chat; another instance may announce the same value
     // again, which clients take as a no-op.
     let mut announced: HashMap<Uuid, i64> = HashMap::new();
-    while let Some(first) = pending.recv().await {
-        let mut highest: HashMap<(Uuid, Uuid), i64> = HashMap::from([((first.chat_id, first.user_id), first.seq)]);
-        let due = Instant::now() + interval;
-        loop {
-            tokio::select! {
-                report = pending.recv() => match report {
-                    Some(Report { chat_id, user_id, seq }) => {
-                        let entry = highest.entry((chat_id, user_id)).or_default();
-                        *entry = (*entry).max(seq);
-                    }
-                    None => break,
-                },
-                () = sleep_until(due) => break,
-            }
+    loop {
+        let highest = ctx.receipts.gather(interval).await;
+        if highest.is_empty() {
+            continue;
         }
         let chats: HashSet<Uuid> = highest.keys().map(|(chat_id, _)| *chat_id).collect();
         let recorded = async {
-            record(&ctx, &highest).await?;
+            record(&ctx.db, &highest).await?;
             delivered_to_all(&ctx, &chats).await
         };
         match recorded.await {
@@ -109,10 +114,10 @@ const RAISE_DELIVERED: &str = "WITH raised AS ( \
      FROM raised r WHERE p.chat_id = r.chat_id AND p.user_id = r.user_id";
 
 /// Raises the delivered watermarks.
-async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyhow::Result<()> {
-    if ctx.db.get_database_backend() != DbBackend::Postgres {
+async fn record(db: &DatabaseConnection, highest: &HashMap<(Uuid, Uuid), i64>) -> anyhow::Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
         for (&(chat_id, user_id), &seq) in highest {
-            messages::raise_watermark(&ctx.db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await?;
+            messages::raise_watermark(db, participant::Column::LastDeliveredSeq, user_id, chat_id, seq).await?;
         }
         return Ok(());
     }
@@ -121,7 +126,7 @@ async fn record(ctx: &AppContext, highest: &HashMap<(Uuid, Uuid), i64>) -> anyho
         highest.keys().map(|(_, user_id)| *user_id).collect::<Vec<_>>().into(),
         highest.values().copied().collect::<Vec<_>>().into(),
     ];
-    ctx.db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, RAISE_DELIVERED, values)).await?;
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, RAISE_DELIVERED, values)).await?;
     Ok(())
 }
 
@@ -138,4 +143,76 @@ async fn delivered_to_all(ctx: &AppContext, chats: &HashSet<Uuid>) -> anyhow::Re
         .into_tuple::<(Uuid, i64)>()
         .all(&ctx.db)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use converge_migrations::ServiceDb;
+
+    use super::*;
+
+    /// Reports merge into the highest seq per user and chat; one made after a gathering is kept
+    /// for the next.
+    #[tokio::test]
+    async fn reports_merge_into_the_highest_seq_until_gathered() {
+        let receipts = DeliveryReceipts::default();
+        // A report that failed to start the interval would leave the gathering waiting.
+        let gather = |receipts: &DeliveryReceipts| {
+            let receipts = receipts.clone();
+            async move { tokio::time::timeout(Duration::from_secs(5), receipts.gather(Duration::from_millis(1))).await }
+        };
+        let (chat, ana, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for seq in [3, 5, 4] {
+            receipts.delivered(chat, ana, seq);
+        }
+        receipts.delivered(chat, bob, 2);
+        assert_eq!(gather(&receipts).await, Ok(HashMap::from([((chat, ana), 5), ((chat, bob), 2)])));
+
+        receipts.delivered(chat, bob, 6);
+        assert_eq!(gather(&receipts).await, Ok(HashMap::from([((chat, bob), 6)])));
+    }
+
+    /// Reports for two chats' members: every watermark rises to its report, and none is lowered by
+    /// a report older than what is stored.
+    #[tokio::test]
+    async fn every_reported_watermark_is_raised_and_none_lowered() {
+        let db = sea_orm::Database::connect(converge_testkit::fresh_postgres_database().await).await.unwrap();
+        ServiceDb::Chat.migrate_up(&db).await.unwrap();
+        let (chats, members) = ([Uuid::now_v7(), Uuid::now_v7()], 150);
+        let users: Vec<Uuid> = (0..members).map(|_| Uuid::now_v7()).collect();
+        for chat in chats {
+            let insert =
+                "INSERT INTO chats (id, kind, created_by, created_at, last_seq) VALUES ($1, 'group', $2, now(), 50)";
+            db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, insert, [chat.into(), users[0].into()]))
+                .await
+                .unwrap();
+            let insert = "INSERT INTO chat_participants (chat_id, user_id, role, joined_at, last_delivered_seq, last_read_seq) \
+                          SELECT $1, u, 'member', now(), 10, 0 FROM unnest($2::uuid[]) AS u";
+            db.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                insert,
+                [chat.into(), users.clone().into()],
+            ))
+            .await
+            .unwrap();
+        }
+        // Member i of chat c reported seq 5 + i + c: the first five stay at the stored 10.
+        let reported: HashMap<(Uuid, Uuid), i64> = chats
+            .iter()
+            .enumerate()
+            .flat_map(|(c, chat)| users.iter().enumerate().map(move |(i, user)| ((*chat, *user), (5 + i + c) as i64)))
+            .collect();
+
+        record(&db, &reported).await.unwrap();
+
+        let stored: HashMap<(Uuid, Uuid), i64> = participant::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| ((p.chat_id, p.user_id), p.last_delivered_seq))
+            .collect();
+        let expected: HashMap<(Uuid, Uuid), i64> = reported.iter().map(|(key, seq)| (*key, (*seq).max(10))).collect();
+        assert_eq!(stored, expected);
+    }
 }
