@@ -172,8 +172,6 @@ async fn serve_tungstenite(args: FloorServerArgs) -> Result<()> {
 async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
     let burst: Arc<Vec<String>> =
         Arc::new((1..=args.burst).map(|n| padded(format!("{n} "), args.frame_bytes)).collect());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
     let server = actix_web::HttpServer::new(move || {
         let burst = burst.clone();
         actix_web::App::new().route(
@@ -200,11 +198,13 @@ async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
         )
     })
     .workers(args.threads.max(1))
+    // Applies to the sockets `bind` creates, so the server binds its own (not a std listener).
     .backlog(ACCEPT_BACKLOG)
     .tcp_nodelay(true)
     .disable_signals()
-    .listen(listener)?
-    .run();
+    .bind(("127.0.0.1", 0))?;
+    let port = server.addrs().first().context("bound to an address")?.port();
+    let server = server.run();
     println!("{port}");
     server.await?;
     Ok(())

@@ -82,7 +82,7 @@ pub async fn run(ctx: AppContext, interval: Duration) {
         let chats: HashSet<Uuid> = highest.keys().map(|(chat_id, _)| *chat_id).collect();
         let recorded = async {
             record(&ctx.db, &highest).await?;
-            delivered_to_all(&ctx, &chats).await
+            delivered_to_all(&ctx.db, &chats).await
         };
         match recorded.await {
             Ok(watermarks) => {
@@ -131,7 +131,7 @@ async fn record(db: &DatabaseConnection, highest: &HashMap<(Uuid, Uuid), i64>) -
 }
 
 /// Per chat, the seq every participant has received or read.
-async fn delivered_to_all(ctx: &AppContext, chats: &HashSet<Uuid>) -> anyhow::Result<Vec<(Uuid, i64)>> {
+async fn delivered_to_all(db: &DatabaseConnection, chats: &HashSet<Uuid>) -> anyhow::Result<Vec<(Uuid, i64)>> {
     let received =
         Expr::cust("MIN(CASE WHEN last_read_seq > last_delivered_seq THEN last_read_seq ELSE last_delivered_seq END)");
     Ok(participant::Entity::find()
@@ -141,7 +141,7 @@ async fn delivered_to_all(ctx: &AppContext, chats: &HashSet<Uuid>) -> anyhow::Re
         .filter(participant::Column::ChatId.is_in(chats.iter().copied()))
         .group_by(participant::Column::ChatId)
         .into_tuple::<(Uuid, i64)>()
-        .all(&ctx.db)
+        .all(db)
         .await?)
 }
 
