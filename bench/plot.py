@@ -127,7 +127,8 @@ def summary(results: str) -> str:
     for ref in (l for l in lines if l.get("scenario") == "reference"):
         if "last_recipient" in ref:
             last = ref["last_recipient"]
-            out.append(f"- {ref['name']}, {ref['members']} members, {ref['rate']:.0f} msg/s for {ref['duration_s']:.0f} s: "
+            on = f" ({ref['framework']})" if "framework" in ref else ""
+            out.append(f"- {ref['name']}{on}, {ref['members']} members, {ref['rate']:.0f} msg/s for {ref['duration_s']:.0f} s: "
                        f"last recipient p50 {last.get('p50_ms')} ms, p99 {last.get('p99_ms')} ms, max {last.get('max_ms')} ms; "
                        f"{ref['deliveries']} of {ref['expected_deliveries']} deliveries")
         elif "all_caught_up_s" in ref:

@@ -1,9 +1,11 @@
 //! The box's floor for the large group: the least any WebSocket chat server can do per message —
 //! write it to every member's socket — measured on the same machine, with the same members, rate
-//! and frame size, and the same kind of reader. No storage, no relay, no protocol: a bare
-//! tokio-tungstenite server, in its own process, writes every text frame it receives to every
-//! connection through a queue and a writer task per connection (one hop fewer than a chat-service).
-//! What the large group measures above this floor is Converge's; the floor itself is the machine's.
+//! and frame size, and the same kind of reader. No storage, no relay, no protocol: a bare server,
+//! in its own process, writes every text frame it receives to every connection through a queue and
+//! a writer task per connection (one hop fewer than a chat-service). It runs twice: on
+//! tokio-tungstenite (the machine's floor) and on actix-web with actix-ws (the floor of the
+//! framework chat-service is built on: its HTTP/1 dispatcher under every WebSocket, a worker per
+//! core, each a single-threaded runtime). What the large group measures above these is Converge's.
 //!
 //! The idle floor holds connections open on two bare servers — the same tokio-tungstenite one, and
 //! actix-web with actix-ws, the framework chat-service is built on — and measures each one's RSS
@@ -14,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -44,6 +47,9 @@ pub struct FanoutFloorArgs {
     /// The server's worker threads (a chat-service runs one HTTP worker per core).
     #[arg(long, default_value_t = 2)]
     server_threads: usize,
+    /// The bare servers measured, one after the other.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Framework::TokioTungstenite, Framework::ActixWs])]
+    frameworks: Vec<Framework>,
 }
 
 #[derive(clap::Args)]
@@ -81,7 +87,7 @@ pub struct IdleFloorArgs {
 }
 
 /// What a bare server is built with.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Framework {
     TokioTungstenite,
     /// actix-web with actix-ws, as chat-service: an HTTP/1 dispatcher per connection that stays
@@ -147,9 +153,9 @@ async fn serve_tungstenite(args: FloorServerArgs) -> Result<()> {
                     }
                 }
             });
+            members.lock().expect("not poisoned").push(tx.clone());
             // Told once it is registered: the client sends nothing before every member is.
             let _ = tx.try_send(Message::text("registered"));
-            members.lock().expect("not poisoned").push(tx.clone());
             for frame in burst.iter() {
                 if tx.send(frame.clone()).await.is_err() {
                     return;
@@ -167,30 +173,63 @@ async fn serve_tungstenite(args: FloorServerArgs) -> Result<()> {
     }
 }
 
-/// The same server on actix-web and actix-ws, configured as chat-service's `/ws`: no fan-out, the
-/// frames it receives are read and dropped.
+/// The same server on actix-web and actix-ws, configured as chat-service's `/ws`: each connection
+/// has a queue and a task writing it to the session (as the tokio-tungstenite server), and its
+/// reading task fans every text frame out to every member's queue, across the workers.
 async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
-    let burst: Arc<Vec<String>> =
-        Arc::new((1..=args.burst).map(|n| padded(format!("{n} "), args.frame_bytes)).collect());
+    let burst: Arc<Vec<ByteString>> =
+        Arc::new((1..=args.burst).map(|n| ByteString::from(padded(format!("{n} "), args.frame_bytes))).collect());
+    let members: Arc<Mutex<Vec<mpsc::Sender<ByteString>>>> = Arc::default();
+    let no_fanout = args.no_fanout;
     let server = actix_web::HttpServer::new(move || {
-        let burst = burst.clone();
+        let (burst, members) = (burst.clone(), members.clone());
         actix_web::App::new().route(
             "/",
             actix_web::web::get().to(move |req: actix_web::HttpRequest, body: actix_web::web::Payload| {
-                let burst = burst.clone();
+                let (burst, members) = (burst.clone(), members.clone());
                 async move {
                     let (response, mut session, stream) = actix_ws::handle(&req, body)?;
                     let mut stream = stream.aggregate_continuations();
+                    if no_fanout {
+                        // The idle floor: the session alone, nothing of the fan-out's queue and task.
+                        actix_web::rt::spawn(async move {
+                            if session.text("registered").await.is_err() {
+                                return;
+                            }
+                            for frame in burst.iter() {
+                                if session.text(frame.clone()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            while let Some(Ok(_)) = stream.next().await {}
+                        });
+                        return Ok(response);
+                    }
+                    let (tx, mut queue) = mpsc::channel::<ByteString>(256);
                     actix_web::rt::spawn(async move {
-                        if session.text("registered").await.is_err() {
-                            return;
+                        while let Some(text) = queue.recv().await {
+                            if session.text(text).await.is_err() {
+                                break;
+                            }
                         }
+                    });
+                    actix_web::rt::spawn(async move {
+                        members.lock().expect("not poisoned").push(tx.clone());
+                        // Told once it is registered: the client sends nothing before every member is.
+                        let _ = tx.try_send(ByteString::from_static("registered"));
                         for frame in burst.iter() {
-                            if session.text(frame.clone()).await.is_err() {
+                            if tx.send(frame.clone()).await.is_err() {
                                 return;
                             }
                         }
-                        while let Some(Ok(_)) = stream.next().await {}
+                        drop(tx);
+                        while let Some(Ok(message)) = stream.next().await {
+                            if let actix_ws::AggregatedMessage::Text(text) = message {
+                                for member in members.lock().expect("not poisoned").iter() {
+                                    let _ = member.try_send(text.clone());
+                                }
+                            }
+                        }
                     });
                     Ok::<_, actix_web::Error>(response)
                 }
@@ -219,10 +258,17 @@ struct Tally {
     received: usize,
 }
 
-/// The client half: starts the server, connects the members, sends from one of them on an
-/// open-loop schedule, and reports when the last member got each message.
+/// The client half, for each bare server: starts it, connects the members, sends from one of them
+/// on an open-loop schedule, and reports when the last member got each message.
 pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
-    let (server, pid, url) = start(Framework::TokioTungstenite, true, args.server_threads, 0, args.frame_bytes).await?;
+    for framework in &args.frameworks {
+        fanout_floor_on(*framework, args, out).await?;
+    }
+    Ok(())
+}
+
+async fn fanout_floor_on(framework: Framework, args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
+    let (server, pid, url) = start(framework, true, args.server_threads, 0, args.frame_bytes).await?;
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
@@ -292,7 +338,8 @@ pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()
         last.saturating_record(*slowest);
     }
     out.emit(&json!({
-        "scenario": "reference", "name": "bare WebSocket fan-out", "members": args.group.members,
+        "scenario": "reference", "name": "bare WebSocket fan-out", "framework": format!("{framework:?}"),
+        "members": args.group.members,
         "rate": args.group.rate, "duration_s": args.group.secs, "frame_bytes": args.frame_bytes,
         "server_threads": args.server_threads, "last_recipient": summary(&last),
         "deliveries": tally.received, "expected_deliveries": total * args.group.members,
