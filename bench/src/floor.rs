@@ -87,7 +87,7 @@ pub struct IdleFloorArgs {
 }
 
 /// What a bare server is built with.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Framework {
     TokioTungstenite,
     /// actix-web with actix-ws, as chat-service: an HTTP/1 dispatcher per connection that stays
