@@ -78,8 +78,8 @@ pub enum Scenario {
     LargeGroup(scenarios::LargeGroupArgs),
     /// Clients disconnect, messages pile up, all reconnect at once with resume.
     ResumeStorm(scenarios::ResumeStormArgs),
-    /// The machine's floor for the large group: a bare WebSocket server writing each frame to
-    /// every member (no chat-service involved).
+    /// The large group's floors: a bare WebSocket server writing each frame to every member (no
+    /// chat-service involved), on tokio-tungstenite and on actix-ws (chat-service's framework).
     FanoutFloor(floor::FanoutFloorArgs),
     /// The machine's floor for the resume storm: clients connect at once to a bare WebSocket
     /// server that sends each its missed frames straight away (no chat-service involved).
