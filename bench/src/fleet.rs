@@ -146,6 +146,9 @@ struct IncomingMessage<'a> {
     seq: i64,
     #[serde(borrow)]
     client_msg_id: &'a str,
+    /// The server's stamp, taken where its writer picks the send up: read only from acks.
+    #[serde(default, borrow)]
+    created_at: Option<&'a str>,
 }
 
 /// The frame types counted (not checked) by name; anything else is `other`.
@@ -162,6 +165,29 @@ fn other_kind(kind: &str) -> &'static str {
         "pong",
     ];
     KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+/// The server's wall-clock stamp on a message (`createdAt`), taken when its writer picks the send
+/// up. Latencies here run on the monotonic clock from the schedule; the stamp splits one at the
+/// moment it is read: `after` = wall clock now − stamp (one clock, the box's, on both sides), and
+/// `before` = the rest. No pairing of the two clocks, so no drift between them.
+struct Stamp(chrono::DateTime<chrono::Utc>);
+
+/// A latency in µs, split at the server's stamp.
+struct Split {
+    before: u64,
+    after: u64,
+}
+
+impl Stamp {
+    fn parse(text: &str) -> Option<Self> {
+        chrono::DateTime::parse_from_rfc3339(text).ok().map(|at| Self(at.to_utc()))
+    }
+
+    fn split(&self, latency: u64) -> Split {
+        let after = (chrono::Utc::now() - self.0).num_microseconds().unwrap_or(0).clamp(0, latency as i64) as u64;
+        Split { before: latency - after, after }
+    }
 }
 
 /// Reads `{scheduled µs}-{instance}-{n}`.
@@ -229,6 +255,9 @@ pub struct ShardReport {
     pub deliver: Histogram<u64>,
     pub deliver_cross: Histogram<u64>,
     pub ack: Histogram<u64>,
+    /// An ack's latency split at the server's stamp on the message (see [`Stamp`]).
+    pub before_stamp: Histogram<u64>,
+    pub stamp_to_ack: Histogram<u64>,
     /// Cumulative since the shard started (the caller takes differences).
     pub duplicates: u64,
     pub order_violations: u64,
@@ -236,6 +265,8 @@ pub struct ShardReport {
     pub acked_max: HashMap<u32, i64>,
     /// Per (chat, seq): scheduled µs, slowest delivery µs, recipients (only with `track_last`).
     pub last_recipient: HashMap<(u32, i64), (u64, u64, u32)>,
+    /// Per (chat, seq): µs from the schedule to the server's stamp (only with `track_last`).
+    pub stamped: HashMap<(u32, i64), u64>,
 }
 
 impl ShardReport {
@@ -252,10 +283,13 @@ impl ShardReport {
             deliver: histogram(),
             deliver_cross: histogram(),
             ack: histogram(),
+            before_stamp: histogram(),
+            stamp_to_ack: histogram(),
             duplicates: 0,
             order_violations: 0,
             acked_max: HashMap::new(),
             last_recipient: HashMap::new(),
+            stamped: HashMap::new(),
         }
     }
 
@@ -279,6 +313,8 @@ impl ShardReport {
         let _ = self.deliver.add(&other.deliver);
         let _ = self.deliver_cross.add(&other.deliver_cross);
         let _ = self.ack.add(&other.ack);
+        let _ = self.before_stamp.add(&other.before_stamp);
+        let _ = self.stamp_to_ack.add(&other.stamp_to_ack);
         self.duplicates += other.duplicates;
         self.order_violations += other.order_violations;
         for (chat, seq) in other.acked_max {
@@ -290,6 +326,7 @@ impl ShardReport {
             entry.1 = entry.1.max(slowest);
             entry.2 += count;
         }
+        self.stamped.extend(other.stamped);
     }
 }
 
@@ -657,14 +694,23 @@ impl Shard {
             }
             "ack" => {
                 self.report.acked += 1;
-                if let Some(scheduled) = frame.req {
-                    self.report.ack.saturating_record(now.saturating_sub(scheduled));
+                let latency = frame.req.map(|scheduled| now.saturating_sub(scheduled));
+                if let Some(latency) = latency {
+                    self.report.ack.saturating_record(latency);
                 }
                 if let Some(message) = frame.message
                     && let Some(track) = conn.tracks.iter().find(|t| t.id == message.chat_id)
                 {
                     let max = self.report.acked_max.entry(track.chat).or_insert(message.seq);
                     *max = (*max).max(message.seq);
+                    if let (Some(latency), Some(stamp)) = (latency, message.created_at.and_then(Stamp::parse)) {
+                        let split = stamp.split(latency);
+                        self.report.before_stamp.saturating_record(split.before);
+                        self.report.stamp_to_ack.saturating_record(split.after);
+                        if self.track_last {
+                            self.report.stamped.insert((track.chat, message.seq), split.before);
+                        }
+                    }
                 }
                 self.answered();
             }
@@ -900,9 +946,28 @@ mod tests {
             ("new_message", 43, "0194f108-778a-7128-a24b-e40ad23f0825")
         );
         assert_eq!(parse_client_msg_id(message.client_msg_id), Some((1234, 1)));
+        assert_eq!(message.created_at, Some("2025-03-14T09:27:21.046730Z"));
         let text = r#"{"type":"error","req":9,"code":"rate_limited","message":"slow \"down\""}"#;
         assert!(serde_json::from_str::<Incoming>(text).is_err());
         let error: IncomingError = serde_json::from_str(text).unwrap();
         assert_eq!((error.code, error.req), (Some("rate_limited"), Some(9)));
+    }
+
+    #[test]
+    fn a_latency_splits_at_the_servers_stamp() {
+        let stamped_ago = |ms: i64| Stamp(chrono::Utc::now() - chrono::Duration::milliseconds(ms));
+        // Stamped 30 ms ago, answered 50 ms after its schedule: about 20 ms before the stamp.
+        let split = stamped_ago(30).split(50_000);
+        assert_eq!(split.before + split.after, 50_000);
+        assert!((30_000..35_000).contains(&split.after), "after the stamp: {} µs", split.after);
+        // A stamp older than the whole latency (clocks are not exact) leaves nothing before it.
+        let split = stamped_ago(80).split(50_000);
+        assert_eq!((split.before, split.after), (0, 50_000));
+        // A stamp in the future leaves nothing after it.
+        let split = stamped_ago(-80).split(50_000);
+        assert_eq!((split.before, split.after), (50_000, 0));
+        let parsed = Stamp::parse("2025-03-14T09:27:21.046730Z").map(|s| s.0.timestamp_micros());
+        assert_eq!(parsed, Some(1_741_944_441_046_730));
+        assert!(Stamp::parse("yesterday").is_none());
     }
 }

@@ -245,6 +245,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "lost": lost, "duplicates": duplicates, "order_violations": order_violations,
             "deliver": summary(&report.deliver), "deliver_cross_instance": summary(&report.deliver_cross),
             "ack": summary(&report.ack),
+            "before_stamp": summary(&report.before_stamp), "stamp_to_ack": summary(&report.stamp_to_ack),
             "procs": Procs::describe(&before, &after),
             "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
             "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
@@ -409,11 +410,14 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let (report, complete, drain_s, after) = settle(ctx, &fleet, &mut targets).await?;
     let settled = ctx.procs.sample();
     let pg_after = ctx.pg_counters();
-    let mut last = histogram();
+    let (mut last, mut last_after_stamp) = (histogram(), histogram());
     let mut incomplete = 0;
-    for (_, slowest, count) in report.last_recipient.values() {
+    for (key, (_, slowest, count)) in &report.last_recipient {
         if *count as usize >= users.len() {
             last.saturating_record(*slowest);
+            if let Some(before) = report.stamped.get(key) {
+                last_after_stamp.saturating_record(slowest.saturating_sub(*before));
+            }
         } else {
             incomplete += 1;
         }
@@ -428,6 +432,10 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "other_frames": report.other_frames,
         "last_recipient": summary(&last), "messages_not_reaching_everyone": incomplete,
         "deliver": summary(&report.deliver), "ack": summary(&report.ack),
+        // Where the time goes, split at the server's stamp on each message (its writer's pick-up):
+        // schedule → stamp (client, socket, connection, writer's queue), stamp → ack, stamp → last recipient.
+        "before_stamp": summary(&report.before_stamp), "stamp_to_ack": summary(&report.stamp_to_ack),
+        "stamp_to_last_recipient": summary(&last_after_stamp),
         "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
         "procs": Procs::describe(&before, &after),
         "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
