@@ -24,10 +24,9 @@ pub struct AppContext {
     pub window: Arc<dyn crate::window::HotWindow>,
     /// Gathers delivery receipts and records them every `DELIVERY_RECEIPT_MS`.
     pub receipts: crate::service::receipts::DeliveryReceipts,
-    /// Commits sends in batches (one transaction, one WAL flush for many messages).
+    /// Commits sends in batches (one transaction, one WAL flush for many messages) and announces
+    /// them (hot window and relay, many per Redis round trip).
     pub writer: crate::service::writer::MessageWriter,
-    /// Adds stored messages to the hot window and publishes them, many per Redis round trip.
-    pub announcer: crate::service::announcer::Announcer,
     /// Starts connections: follows their chats and reads the views, many connections per query.
     pub arrivals: crate::service::arrivals::Arrivals,
     /// Who is online, across instances.

@@ -48,6 +48,8 @@ pub struct Fanout {
     pub from: Option<Uuid>,
     pub frame: ServerFrame,
     pub text: ByteString,
+    /// When the hub fanned it out: a connection measures how long a delivery waited for it.
+    pub at: std::time::Instant,
 }
 
 /// Reads what the feeds need from the database: the messages of a gap.
@@ -337,7 +339,7 @@ impl Hub {
         let mut state = self.state();
         let State { conns, feeds, .. } = &mut *state;
         let Some(feed) = feeds.get(&chat_id) else { return };
-        let fanout = Arc::new(Fanout { chat_id, seq, from, frame, text });
+        let fanout = Arc::new(Fanout { chat_id, seq, from, frame, text, at: std::time::Instant::now() });
         let mut overflowed = Vec::new();
         for conn_id in &feed.subscribers {
             let Some(conn) = conns.get(conn_id) else { continue };

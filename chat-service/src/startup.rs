@@ -86,8 +86,7 @@ impl Application {
         };
         let context = AppContext {
             receipts: DeliveryReceipts::default(),
-            writer: MessageWriter::spawn(writer_db),
-            announcer: Announcer::spawn(scale.window.clone(), hub.relay().clone()),
+            writer: MessageWriter::spawn(writer_db, Announcer::spawn(scale.window.clone(), hub.relay().clone())),
             arrivals: Arrivals::spawn(db.clone(), hub.clone()),
             db,
             hub,

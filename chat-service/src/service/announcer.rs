@@ -1,29 +1,34 @@
-//! After a commit, a stored message is announced: added to the hot window and published to the
-//! chat's followers on every instance. One task does it for the instance, for as many messages as
-//! are waiting: while one Redis round trip is under way the next messages gather, so under load a
-//! round trip carries many of them (the window's `ZADD`s in one pipeline, the `PUBLISH`es in
-//! another, side by side) instead of two round trips per message.
+//! After a commit, the stored messages are announced: added to the hot window and published to
+//! their chats' followers on every instance. The writer hands each committed batch straight to this
+//! task, so a message is published as soon as it is durable, not when its sender's connection (on
+//! a worker busy with other connections' deliveries) gets to it. One task does it for the
+//! instance, for as many batches as are waiting: while one Redis round trip is under way the next
+//! batches gather, so under load a round trip carries many messages (the window's `ZADD`s in one
+//! pipeline, the `PUBLISH`es in another, side by side) instead of two round trips per message.
 //!
-//! Messages are announced in the order the writer stored them, and a send is answered only after
-//! its announcement, as before: an acknowledged message has been handed to the relay.
+//! Messages are announced in the order the writer stored them, and a batch's sends are answered
+//! only after its announcement: an acknowledged message has been handed to the relay.
 
 use std::sync::Arc;
 
 use converge_shared::dto::MessageDto;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::relay::{ChatEvent, Relay, Topic};
 use crate::window::HotWindow;
 
-/// Messages waiting to be announced; beyond this, senders wait.
-const QUEUE: usize = 4096;
-/// Most messages in one round trip.
-const MAX_BATCH: usize = 256;
+/// Batches waiting to be announced; beyond this, the writer waits.
+const QUEUE: usize = 1024;
+/// Most batches in one round trip.
+const MAX_BATCHES: usize = 64;
 
-/// The handle sends go through; cheap to clone.
+/// What runs once a batch has been announced: its sends are answered.
+pub type Then = Box<dyn FnOnce() + Send>;
+
+/// The handle the writer announces through; cheap to clone.
 #[derive(Clone)]
 pub struct Announcer {
-    queue: mpsc::Sender<(MessageDto, oneshot::Sender<()>)>,
+    queue: mpsc::Sender<(Vec<MessageDto>, Then)>,
 }
 
 impl Announcer {
@@ -34,42 +39,43 @@ impl Announcer {
         Self { queue }
     }
 
-    /// Announces a stored message and returns once the window and the relay have been told. A
-    /// failure loses nothing (reads fall back to the database, followers catch up by seq), so it
-    /// is logged and counted, never returned.
-    pub async fn announce(&self, message: MessageDto) {
-        let (done, announced) = oneshot::channel();
-        if self.queue.send((message, done)).await.is_ok() {
-            let _ = announced.await;
+    /// Announces a committed batch's messages, then runs `then`. A failure to announce loses
+    /// nothing (reads fall back to the database, followers catch up by seq), so it is logged and
+    /// counted, and `then` runs all the same.
+    pub async fn announce(&self, messages: Vec<MessageDto>, then: Then) {
+        if let Err(mpsc::error::SendError((_, then))) = self.queue.send((messages, then)).await {
+            // The task is gone (the instance is stopping): answer rather than leave the sends waiting.
+            then();
         }
     }
 }
 
-async fn run(
-    window: Arc<dyn HotWindow>,
-    relay: Arc<dyn Relay>,
-    mut waiting: mpsc::Receiver<(MessageDto, oneshot::Sender<()>)>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (messages, done): (Vec<MessageDto>, Vec<oneshot::Sender<()>>) = batch.drain(..).unzip();
-        let events: Vec<(Topic, ChatEvent)> =
-            messages.iter().map(|m| (Topic::Chat(m.chat_id), ChatEvent::Message(m.clone()))).collect();
-        let (pushed, published) = tokio::join!(window.push(&messages), relay.publish_many(&events));
-        if let Err(e) = pushed {
-            metrics::counter!("window_write_errors_total").increment(1);
-            tracing::warn!(messages = messages.len(), error = format!("{e:#}"), "cannot write the hot window");
+async fn run(window: Arc<dyn HotWindow>, relay: Arc<dyn Relay>, mut waiting: mpsc::Receiver<(Vec<MessageDto>, Then)>) {
+    let mut batches = Vec::with_capacity(MAX_BATCHES);
+    while waiting.recv_many(&mut batches, MAX_BATCHES).await > 0 {
+        let (batches_messages, thens): (Vec<Vec<MessageDto>>, Vec<Then>) = batches.drain(..).unzip();
+        let messages: Vec<MessageDto> = batches_messages.into_iter().flatten().collect();
+        if !messages.is_empty() {
+            let events: Vec<(Topic, ChatEvent)> =
+                messages.iter().map(|m| (Topic::Chat(m.chat_id), ChatEvent::Message(m.clone()))).collect();
+            let started = std::time::Instant::now();
+            let (pushed, published) = tokio::join!(window.push(&messages), relay.publish_many(&events));
+            metrics::histogram!("announce_seconds").record(started.elapsed().as_secs_f64());
+            if let Err(e) = pushed {
+                metrics::counter!("window_write_errors_total").increment(1);
+                tracing::warn!(messages = messages.len(), error = format!("{e:#}"), "cannot write the hot window");
+            }
+            if let Err(e) = published {
+                metrics::counter!("relay_publish_errors_total").increment(1);
+                tracing::warn!(
+                    messages = messages.len(),
+                    error = format!("{e:#}"),
+                    "publish failed; followers will catch up by seq"
+                );
+            }
         }
-        if let Err(e) = published {
-            metrics::counter!("relay_publish_errors_total").increment(1);
-            tracing::warn!(
-                messages = messages.len(),
-                error = format!("{e:#}"),
-                "publish failed; followers will catch up by seq"
-            );
-        }
-        for done in done {
-            let _ = done.send(());
+        for then in thens {
+            then();
         }
     }
 }

@@ -22,7 +22,8 @@ const DEFAULT_PAGE: u64 = 50;
 /// Longest `clientMsgId`.
 const MAX_CLIENT_MSG_ID: usize = 64;
 
-/// Stores a message and returns it with its seq; then announces it (hot window and relay).
+/// Stores a message and returns it with its seq, once it is committed and announced (hot window
+/// and relay).
 ///
 /// The seq comes from incrementing the chat's `last_seq` in the same transaction that inserts the
 /// message: the row lock orders concurrent senders, a rolled-back send gives its number back, so
@@ -31,12 +32,7 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 /// stored message, from any door and any instance, and publishes nothing.
 pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessageRequest) -> ApiResult<MessageDto> {
     validate_send(ctx, &req)?;
-    let stored = ctx.writer.store(sender, chat_id, req).await?;
-    if stored.fresh {
-        metrics::counter!("chat_messages_total").increment(1);
-        ctx.announcer.announce(stored.message.clone()).await;
-    }
-    Ok(stored.message)
+    Ok(ctx.writer.store(sender, chat_id, req).await?.message)
 }
 
 fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {

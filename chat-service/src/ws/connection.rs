@@ -541,6 +541,7 @@ impl Connection {
                     Box::pin(self.catch_up(chat_id, seq - 1)).await?;
                 }
                 self.send_text(fanout.text.clone()).await?;
+                metrics::histogram!("delivery_wait_seconds").record(fanout.at.elapsed().as_secs_f64());
                 self.last_sent.insert(chat_id, seq);
                 if let ServerFrame::NewMessage { message } = &fanout.frame {
                     self.delivered(chat_id, seq, message.sender_id);

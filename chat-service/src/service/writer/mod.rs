@@ -2,7 +2,8 @@
 //!
 //! Every send of this instance goes through one writer task. While a batch commits, the next one
 //! gathers; under load a batch holds many messages, so the cost of a durable commit (an fsync) is
-//! shared by all of them. What a send is promised does not change: its seq is taken from
+//! shared by all of them. A committed batch goes straight to the [`Announcer`], and its sends are
+//! answered once it is announced. What a send is promised does not change: its seq is taken from
 //! `chats.last_seq` inside the transaction that stores it (row locks order instances; a failed
 //! batch gives its numbers back), and it is acknowledged only after the commit.
 //!
@@ -31,6 +32,8 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::announcer::Announcer;
+
 /// Sends waiting for the writer; beyond this, senders wait (back-pressure on their connections).
 const QUEUE: usize = 4096;
 /// Most sends in one transaction (bounded by latency more than by the database).
@@ -57,14 +60,14 @@ struct Pending {
 }
 
 impl MessageWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(db: DatabaseConnection) -> Self {
+    /// Starts the writer task on the current runtime; it hands every committed batch to `announcer`.
+    pub fn spawn(db: DatabaseConnection, announcer: Announcer) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, pending));
+        tokio::spawn(run(db, announcer, pending));
         Self { queue }
     }
 
-    /// Stores a validated send and returns the message with its seq, once committed.
+    /// Stores a validated send and returns the message with its seq, once committed and announced.
     pub async fn store(&self, sender: Uuid, chat_id: Uuid, request: SendMessageRequest) -> ApiResult<Stored> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending { sender, chat_id, request, reply };
@@ -73,12 +76,13 @@ impl MessageWriter {
     }
 }
 
-async fn run(db: DatabaseConnection, mut pending: mpsc::Receiver<Pending>) {
+async fn run(db: DatabaseConnection, announcer: Announcer, mut pending: mpsc::Receiver<Pending>) {
     let postgres = db.get_database_backend() == DbBackend::Postgres;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("message_batch_size").record(batch.len() as f64);
         let sends = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        let started = std::time::Instant::now();
         let outcome = async {
             if postgres {
                 postgres::store_batch(&db, &sends).await
@@ -108,9 +112,17 @@ async fn run(db: DatabaseConnection, mut pending: mpsc::Receiver<Pending>) {
                 results
             }
         };
-        for (send, result) in sends.into_iter().zip(results) {
-            let _ = send.reply.send(result);
-        }
+        metrics::histogram!("message_batch_seconds").record(started.elapsed().as_secs_f64());
+        let fresh: Vec<MessageDto> =
+            results.iter().flatten().filter(|stored| stored.fresh).map(|stored| stored.message.clone()).collect();
+        metrics::counter!("chat_messages_total").increment(fresh.len() as u64);
+        // Announced from here, not by each sender: publishing waits for no sender's connection.
+        let answer = move || {
+            for (send, result) in sends.into_iter().zip(results) {
+                let _ = send.reply.send(result);
+            }
+        };
+        announcer.announce(fresh, Box::new(answer)).await;
     }
 }
 
