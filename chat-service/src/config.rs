@@ -15,6 +15,9 @@ pub struct Config {
     /// Connections the kernel queues until they are accepted: a reconnect storm arrives at once
     /// (capped by `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Threads serving HTTP and WebSocket connections; 0 means one per CPU. Instances that share a
+    /// machine can split its CPUs between them.
+    pub http_workers: usize,
     /// PostgreSQL URL; unset means the embedded SQLite file `chat.db` under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: String,
@@ -69,6 +72,7 @@ impl Default for Config {
             host: "0.0.0.0".into(),
             chat_service_port: 3002,
             listen_backlog: 2048,
+            http_workers: 0,
             database_url: None,
             data_dir: "./data".into(),
             database_max_connections: 10,

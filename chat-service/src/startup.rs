@@ -168,6 +168,7 @@ async fn wait_for_signal() {
 
 fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> anyhow::Result<Server> {
     let max_body = context.config.max_body_bytes;
+    let workers = context.config.http_workers;
     let auth = web::Data::new(auth);
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let data = web::Data::new(context);
@@ -185,6 +186,7 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> any
             .route("/ws", web::get().to(ws::upgrade))
             .configure(errors::configure_fallback)
     })
+    .workers(if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers })
     .shutdown_timeout(10)
     // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
     // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
