@@ -29,6 +29,9 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -45,6 +48,18 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Fails only if another recorder is installed already; ours then stays unused and
             // /metrics renders an empty page, which is visible and harmless.
             let _ = metrics::set_global_recorder(recorder);
+            // A histogram keeps every sample until upkeep folds it into its buckets; without a
+            // Prometheus scraping /metrics nothing else does, and memory would grow with traffic.
+            let upkeep = handle.clone();
+            let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms grow until scraped");
+            }
             handle
         })
         .clone()
