@@ -19,6 +19,21 @@ def label_rates(axis, rates) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def workers(machine: dict) -> str:
+    """The instances' HTTP workers, when the run recorded them (runs before 829a87f did not)."""
+    n = machine.get("http_workers_per_instance")
+    return f" with {n} HTTP worker(s) each" if n else ""
+
+
+def stamp_split(large: dict) -> str:
+    """Where the large group's time went, split at the server's stamp (runs before 40ce2cb have no split)."""
+    before, after = large.get("before_stamp", {}), large.get("stamp_to_last_recipient", {})
+    if not before.get("count"):
+        return ""
+    return (f" Split at the server's stamp: schedule → stamp p50 {before.get('p50_ms')} ms, p99 {before.get('p99_ms')} ms; "
+            f"stamp → last recipient p50 {after.get('p50_ms')} ms, p99 {after.get('p99_ms')} ms.")
+
+
 def main(results: str, out_dir: str) -> None:
     lines = [json.loads(line) for line in open(results) if line.strip()]
     out = Path(out_dir)
@@ -87,7 +102,8 @@ def summary(results: str) -> str:
     out.append(f"Machine: {machine.get('cpus')} × {machine.get('cpu_model')}, {machine.get('mem_gib')} GiB, "
                f"kernel {machine.get('kernel')}; {machine.get('postgres', '').split(' on ')[0]} "
                f"(synchronous_commit={machine.get('synchronous_commit')}); {machine.get('redis', '').split(' sha')[0]}; "
-               f"commit {machine.get('commit')}; {machine.get('instances')} chat-service instance(s); "
+               f"commit {machine.get('commit')}; {machine.get('instances')} chat-service instance(s)"
+               f"{workers(machine)}; "
                f"load average {machine.get('load_before', 0):.2f} before, {after.get('load_after', 0):.2f} after.\n")
     steps = [l for l in lines if l.get("scenario") == "grid" and "step" in l]
     if steps:
@@ -116,7 +132,7 @@ def summary(results: str) -> str:
         out.append(f"Large group: {large['members']} members, {large['rate']:.0f} msg/s offered for {large['duration_s']:.0f} s: "
                    f"{large['acked']} of {large['sent']} acked; last recipient p50 {lr.get('p50_ms')} ms, p99 {lr.get('p99_ms')} ms, "
                    f"max {lr.get('max_ms')} ms; lost {large['lost']}, duplicates {large['duplicates']}, order violations "
-                   f"{large['order_violations']}; other frames {large.get('other_frames')}.\n")
+                   f"{large['order_violations']}; other frames {large.get('other_frames')}.{stamp_split(large)}\n")
     storm = next((l for l in lines if l.get("scenario") == "resume-storm"), None)
     if storm:
         out.append(f"Resume storm: {storm['clients']} clients × {storm['messages_per_chat']} missed messages: all reconnected in "
