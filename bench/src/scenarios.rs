@@ -24,7 +24,11 @@ pub struct GridArgs {
     #[arg(long, default_value_t = 10)]
     members: usize,
     /// Offered rates in messages/s, one step each.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,2500,3000,4000,6000,8000,10000,12000,16000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,1500,2000,2500,3000,4000,6000,8000,10000,12000,16000"
+    )]
     rates: Vec<f64>,
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
