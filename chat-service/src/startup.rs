@@ -185,16 +185,18 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> any
             .configure(graphql::configure)
             .route("/ws", web::get().to(ws::upgrade))
             .configure(errors::configure_fallback)
-    })
-    .workers(if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers })
-    .shutdown_timeout(10)
-    // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
-    // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
-    .tcp_nodelay(true)
-    // Signals are handled in `run_until_stopped`, which tells WebSocket clients before stopping.
-    .disable_signals()
-    .listen(listener)?
-    .run();
+    });
+    // Unset (0), actix's own default: a worker per CPU.
+    let server = if workers == 0 { server } else { server.workers(workers) };
+    let server = server
+        .shutdown_timeout(10)
+        // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
+        // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
+        .tcp_nodelay(true)
+        // Signals are handled in `run_until_stopped`, which tells WebSocket clients before stopping.
+        .disable_signals()
+        .listen(listener)?
+        .run();
     Ok(server)
 }
 
