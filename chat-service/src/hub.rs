@@ -63,8 +63,8 @@ pub struct Hub {
     relay: Arc<dyn Relay>,
     source: Arc<dyn MessageSource>,
     next_conn: AtomicU64,
-    /// Woken whenever a connection starts following a chat.
-    followed: tokio::sync::Notify,
+    /// Woken whenever a feed gains or loses a subscriber.
+    followers_changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -78,6 +78,33 @@ struct State {
 struct Conn {
     user_id: Uuid,
     tx: mpsc::Sender<Delivery>,
+    /// The feeds this connection is a subscriber of: what `unregister` leaves, so a disconnect
+    /// costs the connection's chats, not every feed of the instance, under the lock fan-out needs.
+    following: Vec<Uuid>,
+}
+
+impl State {
+    /// Makes `conn` a subscriber of the existing feed of `chat_id`; a connection already gone
+    /// stays out, so no feed keeps a subscriber that `unregister` would not remove.
+    fn join_feed(&mut self, conn: ConnId, chat_id: Uuid) {
+        let Some(entry) = self.conns.get_mut(&conn) else { return };
+        let Some(feed) = self.feeds.get_mut(&chat_id) else { return };
+        if feed.subscribers.insert(conn) {
+            entry.following.push(chat_id);
+        }
+    }
+
+    /// Takes `conn` off the feed of `chat_id`, dropping the feed when it was the last subscriber;
+    /// whether it dropped it, so the caller leaves the relay topic.
+    fn leave_feed(&mut self, conn: ConnId, chat_id: Uuid) -> bool {
+        let Some(feed) = self.feeds.get_mut(&chat_id) else { return false };
+        feed.subscribers.remove(&conn);
+        let emptied = feed.subscribers.is_empty();
+        if emptied {
+            self.feeds.remove(&chat_id);
+        }
+        emptied
+    }
 }
 
 struct Feed {
@@ -96,7 +123,7 @@ impl Hub {
             relay,
             source,
             next_conn: AtomicU64::new(1),
-            followed: tokio::sync::Notify::new(),
+            followers_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -115,7 +142,7 @@ impl Hub {
         self.relay.subscribe(Topic::User(user_id)).await?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
-        state.conns.insert(id, Conn { user_id, tx });
+        state.conns.insert(id, Conn { user_id, tx, following: Vec::new() });
         state.by_user.entry(user_id).or_default().insert(id);
         metrics::gauge!("ws_connections").set(state.conns.len() as f64);
         Ok(id)
@@ -132,18 +159,12 @@ impl Hub {
                     state.by_user.remove(&entry.user_id);
                 }
             }
-            let mut emptied = Vec::new();
-            state.feeds.retain(|chat_id, feed| {
-                feed.subscribers.remove(&conn);
-                let keep = !feed.subscribers.is_empty();
-                if !keep {
-                    emptied.push(*chat_id);
-                }
-                keep
-            });
+            let emptied: Vec<Uuid> =
+                entry.following.into_iter().filter(|chat_id| state.leave_feed(conn, *chat_id)).collect();
             metrics::gauge!("ws_connections").set(state.conns.len() as f64);
             (entry.user_id, emptied)
         };
+        self.followers_changed.notify_waiters();
         for chat_id in emptied {
             self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
         }
@@ -171,28 +192,43 @@ impl Hub {
                     return Err(e);
                 }
             };
-            let duplicate_subscription = {
+            let subscription_unused = {
                 let mut state = self.state();
+                // A connection that ended meanwhile gets no feed: nobody would end it.
+                let gone = !state.conns.contains_key(&conn);
                 let exists = state.feeds.contains_key(&chat_id);
-                let feed = state.feeds.entry(chat_id).or_insert_with(|| Feed {
-                    subscribers: HashSet::new(),
-                    next_seq: baseline + 1,
-                    pending: BTreeMap::new(),
-                    gap_check_scheduled: false,
-                });
-                feed.subscribers.insert(conn);
-                exists
+                if !gone && !exists {
+                    state.feeds.insert(
+                        chat_id,
+                        Feed {
+                            subscribers: HashSet::new(),
+                            next_seq: baseline + 1,
+                            pending: BTreeMap::new(),
+                            gap_check_scheduled: false,
+                        },
+                    );
+                }
+                state.join_feed(conn, chat_id);
+                // Another connection created the feed meanwhile, or nobody needs it.
+                gone || exists
             };
-            self.followed.notify_waiters();
-            if duplicate_subscription {
-                // Another connection created the feed meanwhile; keep the relay count balanced.
+            self.followers_changed.notify_waiters();
+            if subscription_unused {
+                // Keep the relay's count of this topic balanced.
                 self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
             }
             return Ok(());
         }
-        let joined = self.state().feeds.get_mut(&chat_id).map(|feed| feed.subscribers.insert(conn)).is_some();
+        let joined = {
+            let mut state = self.state();
+            let exists = state.feeds.contains_key(&chat_id);
+            if exists {
+                state.join_feed(conn, chat_id);
+            }
+            exists
+        };
         if joined {
-            self.followed.notify_waiters();
+            self.followers_changed.notify_waiters();
             return Ok(());
         }
         // The feed went away between the two looks: start it again.
@@ -203,14 +239,12 @@ impl Hub {
     pub async fn unfollow(&self, conn: ConnId, chat_id: Uuid) {
         let emptied = {
             let mut state = self.state();
-            let Some(feed) = state.feeds.get_mut(&chat_id) else { return };
-            feed.subscribers.remove(&conn);
-            let empty = feed.subscribers.is_empty();
-            if empty {
-                state.feeds.remove(&chat_id);
+            if let Some(entry) = state.conns.get_mut(&conn) {
+                entry.following.retain(|followed| *followed != chat_id);
             }
-            empty
+            state.leave_feed(conn, chat_id)
         };
+        self.followers_changed.notify_waiters();
         if emptied {
             self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
         }
@@ -380,18 +414,19 @@ impl Hub {
         self.state().feeds.get(&chat_id).map_or(0, |f| f.subscribers.len())
     }
 
-    /// Resolves once at least `count` local connections or subscriptions follow `chat_id`: what a
-    /// test awaits to know a subscription without a backlog is live.
-    pub async fn followed_by(&self, chat_id: Uuid, count: usize) {
+    /// Resolves once the number of local connections or subscriptions following `chat_id`
+    /// satisfies `wanted`: what a test awaits to know a subscription without a backlog is live, or
+    /// that a connection that ended has left its feeds.
+    pub async fn followers_become(&self, chat_id: Uuid, wanted: impl Fn(usize) -> bool) {
         loop {
-            let followed = self.followed.notified();
-            tokio::pin!(followed);
-            // Registered before the look, so a follow between the look and the wait still wakes us.
-            followed.as_mut().enable();
-            if self.followers(chat_id) >= count {
+            let changed = self.followers_changed.notified();
+            tokio::pin!(changed);
+            // Registered before the look, so a change between the look and the wait still wakes us.
+            changed.as_mut().enable();
+            if wanted(self.followers(chat_id)) {
                 return;
             }
-            followed.await;
+            changed.await;
         }
     }
 

@@ -246,9 +246,16 @@ impl TestStack {
     /// Waits until `count` subscribers follow `chat`: a subscription without a backlog has no frame
     /// that says it is live, so tests await the hub's own signal.
     pub async fn wait_for_followers(&self, chat: Uuid, count: usize) {
-        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.followed_by(chat, count))
+        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.followers_become(chat, |n| n >= count))
             .await
             .unwrap_or_else(|_| panic!("{count} followers of {chat} in time"));
+    }
+
+    /// Waits until exactly `count` local connections follow `chat`: after a connection ends, say.
+    pub async fn wait_for_exactly_followers(&self, chat: Uuid, count: usize) {
+        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.followers_become(chat, |n| n == count)).await.unwrap_or_else(
+            |_| panic!("exactly {count} followers of {chat} in time, not {}", self.chat.hub.followers(chat)),
+        );
     }
 
     /// An acknowledged `graphql-transport-ws` connection of `user`.

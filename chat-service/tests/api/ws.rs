@@ -403,6 +403,34 @@ on_both_backends! {
         assert_eq!(cat_ws.next_of("conversation_left").await["chatId"], chat.to_string());
     }
 
+    async fn a_connection_that_ends_leaves_its_feeds_and_no_others(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let cat = stack.user("cat").await;
+        let shared = stack.group(&ana, &[&bob]).await;
+        let anas_only = stack.group(&ana, &[&cat]).await;
+        let bobs_only = stack.group(&bob, &[&cat]).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        stack.wait_for_exactly_followers(shared, 2).await;
+        stack.wait_for_exactly_followers(anas_only, 1).await;
+
+        ana_ws.stream.close(None).await.expect("close frame sent");
+        stack.wait_for_exactly_followers(shared, 1).await;
+        stack.wait_for_exactly_followers(anas_only, 0).await;
+        assert_eq!(stack.chat.hub.followers(bobs_only), 1, "a chat Ana is not in keeps its follower");
+
+        // Bob's feeds carry on: he still hears both of his chats live.
+        for (chat, sender) in [(shared, &ana), (bobs_only, &cat)] {
+            let body = json!({ "clientMsgId": format!("after-{chat}"), "content": "still here" });
+            let res = stack.post(sender, &format!("/chats/{chat}/messages"), &body).await;
+            assert_eq!(res.status().as_u16(), 201);
+            let got = bob_ws.next_of("new_message").await;
+            assert_eq!((got["message"]["chatId"].as_str(), got["message"]["content"].as_str()), (Some(chat.to_string().as_str()), Some("still here")));
+        }
+    }
+
     async fn chatting_carries_on_while_user_service_is_down(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;
