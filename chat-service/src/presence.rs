@@ -164,6 +164,11 @@ impl Flips {
     }
 }
 
+/// Online users refreshed per Redis round trip at a heartbeat. A pooled connection's write buffer
+/// keeps the size of the largest pipeline it sent: one pipeline for every online user left
+/// megabytes on each pooled connection (19 MB on 7 of them with 10 000 users online).
+const HEARTBEAT_USERS_PER_PIPELINE: usize = 256;
+
 struct Task {
     flips: Flips,
     relay: Arc<dyn Relay>,
@@ -310,11 +315,16 @@ impl Task {
             let mut pipe = redis::pipe();
             pipe.zadd(redis.keys.instances(), &me, now + ttl).ignore();
             let mine = redis.keys.presence_instance(redis.instance);
-            for user in self.counts.keys() {
-                let key = redis.keys.presence_user(*user);
-                pipe.zadd(&key, &me, now + ttl).ignore();
-                pipe.pexpire(&key, ttl * 10).ignore();
-                pipe.sadd(&mine, user.to_string()).ignore();
+            let users: Vec<Uuid> = self.counts.keys().copied().collect();
+            for chunk in users.chunks(HEARTBEAT_USERS_PER_PIPELINE) {
+                for user in chunk {
+                    let key = redis.keys.presence_user(*user);
+                    pipe.zadd(&key, &me, now + ttl).ignore();
+                    pipe.pexpire(&key, ttl * 10).ignore();
+                    pipe.sadd(&mine, user.to_string()).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await?;
+                pipe.clear();
             }
             pipe.pexpire(&mine, ttl * 10).ignore();
             pipe.query_async::<()>(&mut conn).await?;
