@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -84,9 +85,16 @@ struct ReadyChat {
     last_seq: i64,
 }
 
+/// What a connection's `ready` said.
+pub struct Ready {
+    /// Each chat's `lastSeq` at that moment.
+    seqs: HashMap<Uuid, i64>,
+    /// The frame's size: what the server wrote before the connection went idle.
+    bytes: usize,
+}
+
 /// Connects, authenticates (resuming from `resume` if given) and waits for `ready`.
-/// Returns the stream and each chat's `lastSeq` at that moment.
-pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Result<(Ws, HashMap<Uuid, i64>)> {
+pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Result<(Ws, Ready)> {
     let handshake = async {
         // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read: at the
         // default 128 KiB that memset was a third of the generator's CPU. Frames here are small;
@@ -103,7 +111,7 @@ pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Re
                         bail!("expected ready, got {}", text.as_str());
                     }
                     let seqs = ready.chats.into_iter().map(|c| (c.id, c.last_seq)).collect();
-                    return Ok((ws, seqs));
+                    return Ok((ws, Ready { seqs, bytes: text.len() }));
                 }
                 Message::Close(frame) => bail!("closed before ready: {frame:?}"),
                 _ => {}
@@ -539,8 +547,9 @@ impl Shard {
         tokio::spawn(async move {
             for attempt in 1..=5u32 {
                 match connect(&url, &token, Some(resume.clone())).await {
-                    Ok((ws, seqs)) => {
-                        let _ = commands.send(Cmd::Adopt { slot, ws: Box::new(ws), spec: None, seqs }).await;
+                    Ok((ws, ready)) => {
+                        let (ws, seqs) = (Box::new(ws), ready.seqs);
+                        let _ = commands.send(Cmd::Adopt { slot, ws, spec: None, seqs }).await;
                         return;
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(200) * attempt).await,
@@ -753,6 +762,8 @@ impl CatchUpWatch {
 pub struct Fleet {
     shards: Vec<mpsc::Sender<Cmd>>,
     pub specs: Vec<ConnSpec>,
+    /// Bytes of every `ready` the fleet's connections got when they first connected.
+    ready_bytes: AtomicU64,
 }
 
 impl Fleet {
@@ -778,7 +789,7 @@ impl Fleet {
                 tx
             })
             .collect();
-        Self { shards, specs: Vec::new() }
+        Self { shards, specs: Vec::new(), ready_bytes: AtomicU64::new(0) }
     }
 
     fn place(&self, conn: usize) -> (usize, usize) {
@@ -794,6 +805,11 @@ impl Fleet {
         self.shards[shard].send(command).await.map_err(|_| anyhow::anyhow!("a shard stopped"))
     }
 
+    /// The mean size of the `ready` frames of the connections opened so far.
+    pub fn ready_bytes_mean(&self) -> f64 {
+        self.ready_bytes.load(Ordering::Relaxed) as f64 / self.specs.len().max(1) as f64
+    }
+
     /// Opens every connection of `specs` (appended after the existing ones), `concurrency` at a time.
     pub async fn connect(&mut self, specs: Vec<ConnSpec>, concurrency: usize) -> Result<()> {
         let first = self.specs.len();
@@ -801,9 +817,10 @@ impl Fleet {
         let this = &*self;
         let results: Vec<Result<()>> = stream::iter(specs.into_iter().enumerate())
             .map(|(i, spec)| async move {
-                let (ws, seqs) = connect(&spec.url, &spec.token, None).await?;
+                let (ws, ready) = connect(&spec.url, &spec.token, None).await?;
+                this.ready_bytes.fetch_add(ready.bytes as u64, Ordering::Relaxed);
                 let (shard, slot) = this.place(first + i);
-                this.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: Some(spec), seqs }).await
+                this.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: Some(spec), seqs: ready.seqs }).await
             })
             .buffer_unordered(concurrency)
             .collect()
@@ -916,9 +933,9 @@ impl Fleet {
     /// Reconnects a connection with `auth.resume` and hands it back to its shard.
     pub async fn reconnect(&self, conn: usize, resume: ResumePoints) -> Result<()> {
         let spec = &self.specs[conn];
-        let (ws, seqs) = connect(&spec.url, &spec.token, Some(resume)).await?;
+        let (ws, ready) = connect(&spec.url, &spec.token, Some(resume)).await?;
         let (shard, slot) = self.place(conn);
-        self.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: None, seqs }).await
+        self.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: None, seqs: ready.seqs }).await
     }
 
     /// Closes every connection.

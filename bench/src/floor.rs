@@ -35,6 +35,9 @@ use crate::{Output, note};
 
 /// Connections the kernel queues for accepting.
 const ACCEPT_BACKLOG: u32 = 2048;
+/// The size of `ready` in the idle scenario (two groups of ten, no messages): the idle floor writes a
+/// frame this large to each connection, as chat-service must.
+const READY_BYTES: usize = 3328;
 
 #[derive(clap::Args)]
 pub struct FanoutFloorArgs {
@@ -78,6 +81,10 @@ pub struct IdleFloorArgs {
     batches: usize,
     #[arg(long, default_value_t = 30.0)]
     hold_secs: f64,
+    /// Bytes of one frame the server writes to each connection after registering it, as
+    /// chat-service writes `ready` (the idle scenario's mean `ready_bytes_mean`); 0 for none.
+    #[arg(long, default_value_t = READY_BYTES)]
+    ready_bytes: usize,
     /// Bytes of the one frame each client sends after connecting: about an auth frame with its token.
     #[arg(long, default_value_t = 400)]
     hello_bytes: usize,
@@ -403,7 +410,8 @@ pub async fn resume_floor(args: &ResumeFloorArgs, out: &mut Output) -> Result<()
 /// connecting, and after the hold as the idle scenario measures it).
 pub async fn idle_floor(args: &IdleFloorArgs, out: &mut Output) -> Result<()> {
     for framework in [Framework::ActixWs, Framework::TokioTungstenite] {
-        let (server, pid, url) = start(framework, false, args.server_threads, 0, 0).await?;
+        let with_ready = usize::from(args.ready_bytes > 0);
+        let (server, pid, url) = start(framework, false, args.server_threads, with_ready, args.ready_bytes).await?;
         let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
         let baseline = procs.sample();
         let base_rss = Procs::rss_kib(&baseline, "floor");
@@ -419,6 +427,9 @@ pub async fn idle_floor(args: &IdleFloorArgs, out: &mut Output) -> Result<()> {
                     async move {
                         let mut ws = connect(url).await?;
                         ws.send(Message::text(hello)).await?;
+                        for _ in 0..with_ready {
+                            ws.next().await.context("the server's ready-sized frame")??;
+                        }
                         anyhow::Ok(ws)
                     }
                 })
@@ -438,7 +449,8 @@ pub async fn idle_floor(args: &IdleFloorArgs, out: &mut Output) -> Result<()> {
         let rss_held = Procs::rss_kib(&after, "floor");
         out.emit(&json!({
             "scenario": "reference", "name": "bare WebSocket idle connections", "framework": format!("{framework:?}"),
-            "connections": held.len(), "hello_bytes": args.hello_bytes, "hold_s": args.hold_secs,
+            "connections": held.len(), "hello_bytes": args.hello_bytes, "ready_bytes": args.ready_bytes,
+            "hold_s": args.hold_secs,
             "server_threads": args.server_threads, "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
             "rss_slope_bytes_per_connection": round(slope(&points) * 1024.0, 0),
             "rss_after_hold_bytes_per_connection":

@@ -375,10 +375,11 @@ async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
     let rss_held = Procs::rss_kib(&held, "chat");
     let slope = slope(&points);
     let per_conn_held = (rss_held as f64 - base_rss as f64) * 1024.0 / total.max(1) as f64;
+    let ready_bytes = fleet.ready_bytes_mean();
     fleet.shutdown().await;
     out.emit(&json!({
         "scenario": "idle", "phase": "summary", "connections": total, "chats": chats.len(),
-        "chats_per_connection": 2, "hold_s": args.hold_secs,
+        "chats_per_connection": 2, "hold_s": args.hold_secs, "ready_bytes_mean": round(ready_bytes, 0),
         "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
         "rss_slope_bytes_per_connection": round(slope * 1024.0, 0),
         "rss_after_hold_bytes_per_connection": round(per_conn_held, 0),
