@@ -46,31 +46,63 @@ const FINISH_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a connection ends: the close code and reason sent, if any.
 struct Close(u16, &'static str);
 
-pub async fn run(
+/// Serves one upgraded connection to its end.
+///
+/// Not an `async fn`: its arguments, and every local of the handshake, would stay in the task's
+/// state for the connection's whole life. Opening runs boxed and is freed before serving, so an
+/// idle connection's task holds only what serving needs.
+pub fn run(
+    ctx: AppContext,
+    auth: Arc<Authenticator>,
+    session: Session,
+    stream: AggregatedMessageStream,
+    header_token: Option<String>,
+) -> impl Future<Output = ()> {
+    let opening = Box::pin(open(ctx, auth, session, stream, header_token));
+    async move {
+        let Some(mut opened) = opening.await else { return };
+        let resume = opened.resume.take();
+        let outcome = opened.connection.serve(&mut opened.stream, &mut opened.inbox, resume).await;
+        Box::pin(opened.connection.finish(outcome)).await;
+    }
+}
+
+/// A connection past its handshake, registered with the hub.
+struct Opened {
+    connection: Connection,
+    stream: AggregatedMessageStream,
+    inbox: mpsc::Receiver<Delivery>,
+    resume: Option<ResumePoints>,
+}
+
+/// Authenticates and registers a connection; `None` once it has been closed instead.
+async fn open(
     ctx: AppContext,
     auth: Arc<Authenticator>,
     mut session: Session,
     mut stream: AggregatedMessageStream,
     header_token: Option<String>,
-) {
+) -> Option<Opened> {
     let deadline = Instant::now() + Duration::from_secs(ctx.config.ws_auth_timeout_secs);
-    // The steps before and after serving are boxed: a task is as large as its largest state, and an
-    // idle connection should only carry the serving loop.
-    let authenticated = Box::pin(authenticate(&auth, &mut session, &mut stream, header_token, deadline)).await;
+    let authenticated = authenticate(&auth, &mut session, &mut stream, header_token, deadline).await;
     let (claims, resume) = match authenticated {
         Ok(authenticated) => authenticated,
-        Err(Close(code, reason)) => return close(session, code, reason).await,
+        Err(Close(code, reason)) => {
+            close(session, code, reason).await;
+            return None;
+        }
     };
     let (tx, inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
-    let conn_id = match Box::pin(ctx.hub.register(claims.sub, tx)).await {
+    let conn_id = match ctx.hub.register(claims.sub, tx).await {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "cannot register a connection");
-            return close(session, close_code::SERVICE_RESTART, "relay unavailable").await;
+            close(session, close_code::SERVICE_RESTART, "relay unavailable").await;
+            return None;
         }
     };
     let per_second = NonZeroU32::new(ctx.config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN);
-    let mut connection = Connection {
+    let connection = Connection {
         limiter: RateLimiter::direct_with_clock(
             Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
             LIMITER_CLOCK.clone(),
@@ -86,8 +118,7 @@ pub async fn run(
         presence_joined: false,
         writes: None,
     };
-    let outcome = connection.serve(stream, inbox, resume).await;
-    Box::pin(connection.finish(outcome)).await;
+    Some(Opened { connection, stream, inbox, resume })
 }
 
 /// A database write queued by a connection, done in order by its [`write_worker`].
@@ -249,6 +280,18 @@ async fn close(session: Session, code: u16, reason: &str) {
     let _ = session.close(Some(reason)).await;
 }
 
+/// What woke a serving connection.
+enum Event {
+    Client(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
+    Answer(Box<Answer>),
+    /// `None` when the hub dropped the connection's queue: it fell too far behind.
+    Delivery(Option<Delivery>),
+    /// Whether the shutdown signal's sender is gone (which means shutting down as well).
+    Shutdown(bool),
+    Heartbeat,
+    TypingExpired,
+}
+
 struct Connection {
     ctx: AppContext,
     session: Session,
@@ -272,13 +315,16 @@ struct Connection {
 impl Connection {
     async fn serve(
         &mut self,
-        mut stream: AggregatedMessageStream,
-        mut inbox: mpsc::Receiver<Delivery>,
+        stream: &mut AggregatedMessageStream,
+        inbox: &mut mpsc::Receiver<Delivery>,
         resume: Option<ResumePoints>,
     ) -> Close {
         if let Err(close) = Box::pin(self.start(resume)).await {
             return close;
         }
+        // Heard from just now: starting may have taken long (a slow database), and an idle client
+        // has had no ping to answer yet.
+        self.last_heard = Instant::now();
         let heartbeat_every = Duration::from_secs(self.ctx.config.ws_heartbeat_secs.max(1));
         let idle_timeout = Duration::from_secs(self.ctx.config.ws_idle_timeout_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
@@ -289,29 +335,36 @@ impl Connection {
             }
             let typing_expiry = self.typing.values().min().copied();
             let far = Instant::now() + Duration::from_secs(3600);
-            let step = tokio::select! {
+            // The select only says what happened; handling it follows, outside the select.
+            let event = tokio::select! {
+                message = stream.recv(), if self.writes.as_ref().is_none_or(|w| w.jobs.capacity() > 0) => {
+                    Event::Client(message)
+                }
+                Some(answer) = next_answer(&mut self.writes) => Event::Answer(answer),
+                delivery = inbox.recv() => Event::Delivery(delivery),
+                changed = shutdown.changed() => Event::Shutdown(changed.is_err()),
+                _ = heartbeat.tick() => Event::Heartbeat,
+                _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => Event::TypingExpired,
+            };
+            let step = match event {
                 // Client frames and answers are boxed: each connection's task is as large as its
                 // largest state, and deliveries (kept inline, the hot path) need less.
-                message = stream.recv(), if self.writes.as_ref().is_none_or(|w| w.jobs.capacity() > 0) => {
-                    Box::pin(self.on_client(message)).await
+                Event::Client(message) => Box::pin(self.on_client(message)).await,
+                Event::Answer(answer) => Box::pin(self.send_answer(*answer)).await,
+                Event::Delivery(Some(delivery)) => self.on_delivery(delivery).await,
+                Event::Delivery(None) => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
+                Event::Shutdown(false) => Ok(()),
+                Event::Shutdown(true) => {
+                    Err(Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume"))
                 }
-                Some(answer) = next_answer(&mut self.writes) => Box::pin(self.send_answer(*answer)).await,
-                delivery = inbox.recv() => match delivery {
-                    Some(delivery) => self.on_delivery(delivery).await,
-                    None => Err(Close(close_code::TOO_SLOW, "too slow: reconnect and resume")),
-                },
-                changed = shutdown.changed() => match changed {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume")),
-                },
-                _ = heartbeat.tick() => {
+                Event::Heartbeat => {
                     if self.last_heard.elapsed() > idle_timeout {
                         Err(Close(close_code::HEARTBEAT_TIMEOUT, "no heartbeat"))
                     } else {
                         self.session.ping(b"").await.map_err(|_| Close(1000, ""))
                     }
                 }
-                _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => {
+                Event::TypingExpired => {
                     Box::pin(self.expire_typing()).await;
                     Ok(())
                 }
@@ -552,43 +605,49 @@ impl Connection {
                 }
                 Ok(())
             }
-            Delivery::Joined(chat_id) => {
-                if self.last_sent.contains_key(&chat_id) {
-                    return Ok(());
-                }
-                // Rare and deep: boxed, so an idle connection's task does not carry its size.
-                let joined = Box::pin(async {
-                    arrivals::follow(&self.ctx.db, &self.ctx.hub, self.conn_id, chat_id).await?;
-                    let chat = chats::get(&self.ctx, self.user_id, chat_id).await?;
-                    let online = if self.ctx.presence.shared_in(chat.participants.len()) {
-                        let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id);
-                        self.ctx.presence.online(peers.collect()).await.into_iter().collect()
-                    } else {
-                        Vec::new()
-                    };
-                    Ok::<_, ApiError>((chat, online))
-                })
-                .await;
-                match joined {
-                    Ok((chat, online)) => {
-                        self.last_sent.insert(chat_id, chat.last_seq);
-                        self.send_frame(&ServerFrame::ConversationCreated { chat, online }).await
-                    }
-                    Err(e) => {
-                        tracing::warn!(%chat_id, error = %e, "cannot follow a joined chat");
-                        Ok(())
-                    }
-                }
+            // Rare and deep: boxed, so an idle connection's task does not carry their size.
+            Delivery::Joined(chat_id) => Box::pin(self.on_joined(chat_id)).await,
+            Delivery::Left(chat_id) => Box::pin(self.on_left(chat_id)).await,
+        }
+    }
+
+    /// The user was added to a chat: follow it and tell the client.
+    async fn on_joined(&mut self, chat_id: Uuid) -> Result<(), Close> {
+        if self.last_sent.contains_key(&chat_id) {
+            return Ok(());
+        }
+        let joined = async {
+            arrivals::follow(&self.ctx.db, &self.ctx.hub, self.conn_id, chat_id).await?;
+            let chat = chats::get(&self.ctx, self.user_id, chat_id).await?;
+            let online = if self.ctx.presence.shared_in(chat.participants.len()) {
+                let peers = chat.participants.iter().map(|p| p.user_id).filter(|u| *u != self.user_id);
+                self.ctx.presence.online(peers.collect()).await.into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            Ok::<_, ApiError>((chat, online))
+        }
+        .await;
+        match joined {
+            Ok((chat, online)) => {
+                self.last_sent.insert(chat_id, chat.last_seq);
+                self.send_frame(&ServerFrame::ConversationCreated { chat, online }).await
             }
-            Delivery::Left(chat_id) => {
-                if self.last_sent.remove(&chat_id).is_none() {
-                    return Ok(());
-                }
-                self.typing.remove(&chat_id);
-                Box::pin(self.ctx.hub.unfollow(self.conn_id, chat_id)).await;
-                self.send_frame(&ServerFrame::ConversationLeft { chat_id }).await
+            Err(e) => {
+                tracing::warn!(%chat_id, error = %e, "cannot follow a joined chat");
+                Ok(())
             }
         }
+    }
+
+    /// The user left or was removed from a chat: stop following it and tell the client.
+    async fn on_left(&mut self, chat_id: Uuid) -> Result<(), Close> {
+        if self.last_sent.remove(&chat_id).is_none() {
+            return Ok(());
+        }
+        self.typing.remove(&chat_id);
+        self.ctx.hub.unfollow(self.conn_id, chat_id).await;
+        self.send_frame(&ServerFrame::ConversationLeft { chat_id }).await
     }
 
     /// What the write worker answered: an ack, or the error of a write.
