@@ -74,6 +74,7 @@ enum Op {
 }
 
 /// Where presence lives beyond this instance.
+#[derive(Clone)]
 pub struct RedisPresence {
     pub pool: Pool,
     pub keys: Keys,
@@ -99,6 +100,7 @@ impl Presence {
             counts: HashMap::new(),
             retry_join: HashSet::new(),
             retry_leave: HashSet::new(),
+            reaper: None,
         };
         tokio::spawn(task.run(rx));
         Self { ops, redis: reader, max_chat_members }
@@ -137,6 +139,7 @@ impl Presence {
 }
 
 /// Which chats hear of a user's presence flips.
+#[derive(Clone)]
 struct Flips {
     db: DatabaseConnection,
     max_chat_members: usize,
@@ -178,6 +181,9 @@ struct Task {
     /// Users whose join or leave did not reach Redis; retried at each heartbeat.
     retry_join: HashSet<Uuid>,
     retry_leave: HashSet<Uuid>,
+    /// Cleaning up after dead instances, off this task: a dead instance may have had thousands of
+    /// users, and joins and leaves must not wait for them.
+    reaper: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Which of `users` have an unexpired entry in Redis.
@@ -351,11 +357,20 @@ impl Task {
             }
         }
         let Some(redis) = &self.redis else { return };
-        for instance in dead.iter().filter_map(|d| d.parse::<Uuid>().ok()).filter(|d| *d != redis.instance) {
-            if let Err(e) = timed(reap(&self.flips, redis, instance)).await {
-                tracing::warn!(%instance, error = format!("{e:#}"), "cannot clean up after a dead instance");
-            }
+        let dead: Vec<Uuid> =
+            dead.iter().filter_map(|d| d.parse::<Uuid>().ok()).filter(|d| *d != redis.instance).collect();
+        // One reaper at a time; what it has not finished is still dead at the next heartbeat.
+        if dead.is_empty() || self.reaper.as_ref().is_some_and(|reaper| !reaper.is_finished()) {
+            return;
         }
+        let (flips, redis) = (self.flips.clone(), redis.clone());
+        self.reaper = Some(tokio::spawn(async move {
+            for instance in dead {
+                if let Err(e) = reap(&flips, &redis, instance).await {
+                    tracing::warn!(%instance, error = format!("{e:#}"), "cannot clean up after a dead instance");
+                }
+            }
+        }));
     }
 }
 
@@ -403,21 +418,28 @@ async fn leave(
 
 /// Removes a dead instance's entries, announcing the users it leaves offline.
 async fn reap(flips: &Flips, redis: &RedisPresence, instance: Uuid) -> anyhow::Result<()> {
-    let mut conn = redis.pool.get().await?;
-    let users: Vec<String> =
-        redis::cmd("SMEMBERS").arg(redis.keys.presence_instance(instance)).query_async(&mut conn).await?;
-    drop(conn);
+    let users: Vec<String> = timed(async {
+        let mut conn = redis.pool.get().await?;
+        Ok(redis::cmd("SMEMBERS").arg(redis.keys.presence_instance(instance)).query_async(&mut conn).await?)
+    })
+    .await?;
     for user in users.iter().filter_map(|u| u.parse::<Uuid>().ok()) {
-        leave(flips, redis, instance, user, true).await?;
+        // Each user on its own clock: the whole of a big instance takes longer than one command may.
+        timed(leave(flips, redis, instance, user, true)).await?;
     }
-    let mut conn = redis.pool.get().await?;
-    redis::pipe()
-        .del(redis.keys.presence_instance(instance))
-        .ignore()
-        .zrem(redis.keys.instances(), instance.to_string())
-        .ignore()
-        .query_async::<()>(&mut conn)
-        .await?;
-    tracing::info!(%instance, users = users.len(), "cleaned up after a dead instance");
+    timed(async {
+        let mut conn = redis.pool.get().await?;
+        redis::pipe()
+            .del(redis.keys.presence_instance(instance))
+            .ignore()
+            .zrem(redis.keys.instances(), instance.to_string())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    // The id in the text: tests await this line.
+    tracing::info!("cleaned up after dead instance {instance}: {} users", users.len());
     Ok(())
 }

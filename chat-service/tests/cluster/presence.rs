@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
+
 use crate::helpers::{Cluster, redis_command, shared_redis_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,4 +63,40 @@ async fn a_killed_instances_users_go_offline_within_the_expiry() {
         .expect("offline");
     let took = killed.elapsed();
     assert!(took <= Duration::from_secs(TTL * 2 + 1), "offline {took:?} after the kill (TTL {TTL} s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_with_thousands_of_users_is_cleaned_up_whole() {
+    // More users than one Redis command's time bound lets anyone reap in one go.
+    const USERS: usize = 8_000;
+    let cluster = Cluster::start_with(1, &shared_redis_url(), &[("PRESENCE_TTL_SECS", "2")]).await;
+    let dead = Uuid::new_v4();
+    let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
+    let last_beat = chrono::Utc::now().timestamp_millis() - 60_000;
+    let instance_key = format!("{}presence:instance:{dead}", cluster.prefix);
+    let user_key = |user: Uuid| format!("{}presence:user:{{{user}}}", cluster.prefix);
+    let mut seed = redis::pipe();
+    for user in &users {
+        seed.sadd(&instance_key, user.to_string()).ignore();
+        seed.zadd(user_key(*user), dead.to_string(), last_beat).ignore();
+    }
+    let cleaned = cluster.instance(0).logged(&format!("cleaned up after dead instance {dead}: {USERS} users"));
+    seed.zadd(format!("{}instances", cluster.prefix), dead.to_string(), last_beat).ignore();
+    let client = redis::Client::open(cluster.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    seed.query_async::<()>(&mut conn).await.unwrap();
+
+    cleaned.await;
+    let url = cluster.redis_url.as_str();
+    let exists = |key: String| async move { redis_command::<bool>(url, redis::cmd("EXISTS").arg(key).clone()).await };
+    assert!(!exists(instance_key.clone()).await, "the dead instance's set is gone");
+    for user in [users[0], users[USERS / 2], users[USERS - 1]] {
+        assert!(!exists(user_key(user)).await, "{user} is no longer listed on the dead instance");
+    }
+    let alive: Vec<String> = redis_command(
+        &cluster.redis_url,
+        redis::cmd("ZRANGE").arg(format!("{}instances", cluster.prefix)).arg(0).arg(-1).clone(),
+    )
+    .await;
+    assert!(!alive.contains(&dead.to_string()), "the dead instance is no longer listed: {alive:?}");
 }
