@@ -84,14 +84,16 @@ struct Conn {
 }
 
 impl State {
-    /// Makes `conn` a subscriber of the existing feed of `chat_id`; a connection already gone
-    /// stays out, so no feed keeps a subscriber that `unregister` would not remove.
-    fn join_feed(&mut self, conn: ConnId, chat_id: Uuid) {
-        let Some(entry) = self.conns.get_mut(&conn) else { return };
-        let Some(feed) = self.feeds.get_mut(&chat_id) else { return };
-        if feed.subscribers.insert(conn) {
+    /// Makes `conn` a subscriber of the feed of `chat_id`, if there is one (whether there is); a
+    /// connection already gone stays out, so no feed keeps a subscriber `unregister` would not remove.
+    fn join_feed(&mut self, conn: ConnId, chat_id: Uuid) -> bool {
+        let Some(feed) = self.feeds.get_mut(&chat_id) else { return false };
+        if let Some(entry) = self.conns.get_mut(&conn)
+            && feed.subscribers.insert(conn)
+        {
             entry.following.push(chat_id);
         }
+        true
     }
 
     /// Takes `conn` off the feed of `chat_id`, dropping the feed when it was the last subscriber;
@@ -219,14 +221,7 @@ impl Hub {
             }
             return Ok(());
         }
-        let joined = {
-            let mut state = self.state();
-            let exists = state.feeds.contains_key(&chat_id);
-            if exists {
-                state.join_feed(conn, chat_id);
-            }
-            exists
-        };
+        let joined = self.state().join_feed(conn, chat_id);
         if joined {
             self.followers_changed.notify_waiters();
             return Ok(());
