@@ -9,13 +9,12 @@ use converge_shared::dto::MessageDto;
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::ServerFrame;
 use futures_util::Stream;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::chats::{find, require_participant};
 use super::messages;
 use crate::context::AppContext;
-use crate::hub::{ConnId, Delivery, Fanout, Hub};
+use crate::hub::{ConnId, Delivery, Fanout, Hub, delivery_queue};
 
 /// Messages read from the database per query while catching up.
 const BACKLOG_PAGE: u64 = 500;
@@ -46,7 +45,7 @@ pub async fn follow_chat(
         return Err(ApiError::new(ErrorCode::InvalidSeq, format!("afterSeq must be between 0 and {}", chat.last_seq)));
     }
 
-    let (tx, mut inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
+    let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
     let hub = Arc::clone(&ctx.hub);
     let registration = Registration { conn: hub.register(user_id, tx).await?, hub };
     let db = ctx.db.clone();
@@ -85,7 +84,7 @@ pub async fn follow_chat(
                 yield Ok(Update::Message(message));
             }
             until = last;
-            let Some(delivery) = inbox.recv().await else {
+            let Ok(delivery) = inbox.recv_async().await else {
                 yield Err(ApiError::new(
                     ErrorCode::Unavailable,
                     "the subscriber fell behind: subscribe again with afterSeq set to the last seq received",

@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
 use crate::context::AppContext;
-use crate::hub::{ConnId, Delivery};
+use crate::hub::{ConnId, Delivery, DeliveryReceiver, delivery_queue};
 use crate::service::{arrivals, chats, history, messages, users};
 
 /// One clock for every connection's frame limiter: making a clock probes the CPU (`cpuid`, which
@@ -62,7 +62,7 @@ pub fn run(
     async move {
         let Some(mut opened) = opening.await else { return };
         let resume = opened.resume.take();
-        let outcome = opened.connection.serve(&mut opened.stream, &mut opened.inbox, resume).await;
+        let outcome = opened.connection.serve(&mut opened.stream, &opened.inbox, resume).await;
         Box::pin(opened.connection.finish(outcome)).await;
     }
 }
@@ -71,7 +71,7 @@ pub fn run(
 struct Opened {
     connection: Connection,
     stream: AggregatedMessageStream,
-    inbox: mpsc::Receiver<Delivery>,
+    inbox: DeliveryReceiver,
     resume: Option<ResumePoints>,
 }
 
@@ -92,7 +92,7 @@ async fn open(
             return None;
         }
     };
-    let (tx, inbox) = mpsc::channel(ctx.config.ws_outbound_queue.max(1));
+    let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
     let conn_id = match ctx.hub.register(claims.sub, tx).await {
         Ok(id) => id,
         Err(e) => {
@@ -316,7 +316,7 @@ impl Connection {
     async fn serve(
         &mut self,
         stream: &mut AggregatedMessageStream,
-        inbox: &mut mpsc::Receiver<Delivery>,
+        inbox: &DeliveryReceiver,
         resume: Option<ResumePoints>,
     ) -> Close {
         if let Err(close) = Box::pin(self.start(resume)).await {
@@ -341,7 +341,7 @@ impl Connection {
                     Event::Client(message)
                 }
                 Some(answer) = next_answer(&mut self.writes) => Event::Answer(answer),
-                delivery = inbox.recv() => Event::Delivery(delivery),
+                delivery = inbox.recv_async() => Event::Delivery(delivery.ok()),
                 changed = shutdown.changed() => Event::Shutdown(changed.is_err()),
                 _ = heartbeat.tick() => Event::Heartbeat,
                 _ = sleep_until(typing_expiry.unwrap_or(far)), if typing_expiry.is_some() => Event::TypingExpired,
