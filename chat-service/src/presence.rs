@@ -156,21 +156,32 @@ impl Flips {
     ) -> anyhow::Result<Vec<(Topic, ChatEvent)>> {
         let chat_ids = match known {
             Some(chat_ids) => chat_ids,
-            None => chats::small_chat_ids_of(&self.db, user_id, self.max_chat_members)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => self.shared_chats_of(&[user_id]).await?.remove(&user_id).unwrap_or_default(),
         };
-        Ok(chat_ids
-            .into_iter()
-            .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
-            .collect())
+        Ok(flip(user_id, online, chat_ids))
     }
+
+    /// Each user's chats where presence is shared, in one query.
+    async fn shared_chats_of(&self, users: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Vec<Uuid>>> {
+        chats::small_chat_ids_of_each(&self.db, users, self.max_chat_members).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+fn flip(user_id: Uuid, online: bool, chat_ids: Vec<Uuid>) -> Vec<(Topic, ChatEvent)> {
+    chat_ids
+        .into_iter()
+        .map(|chat_id| (Topic::Chat(chat_id), ChatEvent::Presence { chat_id, user_id, online }))
+        .collect()
 }
 
 /// Online users refreshed per Redis round trip at a heartbeat. A pooled connection's write buffer
 /// keeps the size of the largest pipeline it sent: one pipeline for every online user left
 /// megabytes on each pooled connection (19 MB on 7 of them with 10 000 users online).
 const HEARTBEAT_USERS_PER_PIPELINE: usize = 256;
+
+/// A dead instance's users reaped per database query and Redis round trip; like the heartbeat's,
+/// the pipeline stays small enough that the pooled connection's write buffer does too.
+const REAP_USERS_PER_ROUND: usize = 64;
 
 struct Task {
     flips: Flips,
@@ -288,7 +299,7 @@ impl Task {
 
     async fn leave(&mut self, user_id: Uuid) {
         let Some(redis) = &self.redis else { return self.announce_locally(user_id, false, None).await };
-        match timed(leave(&self.flips, redis, redis.instance, user_id, false)).await {
+        match timed(leave(&self.flips, redis, redis.instance, &[user_id], false)).await {
             Ok(()) => tracing::debug!("presence left {user_id}"),
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "presence leave failed; retried at the next heartbeat");
@@ -391,28 +402,33 @@ fn push_events(
     Ok(())
 }
 
-/// Runs the leave script for `instance`'s entry of `user_id`.
+/// Runs the leave script for `instance`'s entries of `users`: one query and one Redis round trip
+/// for all of them, so a dead instance's thousands of users are reaped in rounds, not one by one.
 async fn leave(
     flips: &Flips,
     redis: &RedisPresence,
     instance: Uuid,
-    user_id: Uuid,
+    users: &[Uuid],
     reaping: bool,
 ) -> anyhow::Result<()> {
-    let events = flips.events(user_id, false, None).await?;
+    let mut chats_of = flips.shared_chats_of(users).await?;
     let script = redis::Script::new(LEAVE);
-    let mut invocation = script.key(redis.keys.presence_user(user_id));
-    invocation.arg(now_ms()).arg(instance.to_string()).arg(if reaping { "1" } else { "0" });
-    push_events(&mut invocation, &redis.keys, &events)?;
-    let mut conn = redis.pool.get().await?;
-    let _: i64 = invocation.invoke_async(&mut conn).await?;
-    if !reaping {
-        redis::cmd("SREM")
-            .arg(redis.keys.presence_instance(instance))
-            .arg(user_id.to_string())
-            .query_async::<()>(&mut conn)
-            .await?;
+    let mut pipe = redis::pipe();
+    // A script run in a pipeline is not loaded on demand.
+    pipe.cmd("SCRIPT").arg("LOAD").arg(LEAVE).ignore();
+    let now = now_ms();
+    for user in users {
+        let mut invocation = script.key(redis.keys.presence_user(*user));
+        invocation.arg(now).arg(instance.to_string()).arg(if reaping { "1" } else { "0" });
+        push_events(&mut invocation, &redis.keys, &flip(*user, false, chats_of.remove(user).unwrap_or_default()))?;
+        pipe.invoke_script(&invocation).ignore();
     }
+    if !reaping {
+        pipe.srem(redis.keys.presence_instance(instance), users.iter().map(Uuid::to_string).collect::<Vec<_>>())
+            .ignore();
+    }
+    let mut conn = redis.pool.get().await?;
+    pipe.query_async::<()>(&mut conn).await?;
     Ok(())
 }
 
@@ -423,9 +439,10 @@ async fn reap(flips: &Flips, redis: &RedisPresence, instance: Uuid) -> anyhow::R
         Ok(redis::cmd("SMEMBERS").arg(redis.keys.presence_instance(instance)).query_async(&mut conn).await?)
     })
     .await?;
-    for user in users.iter().filter_map(|u| u.parse::<Uuid>().ok()) {
-        // Each user on its own clock: the whole of a big instance takes longer than one command may.
-        timed(leave(flips, redis, instance, user, true)).await?;
+    let parsed: Vec<Uuid> = users.iter().filter_map(|u| u.parse().ok()).collect();
+    for round in parsed.chunks(REAP_USERS_PER_ROUND) {
+        // Each round on its own clock: the whole of a big instance takes longer than one command may.
+        timed(leave(flips, redis, instance, round, true)).await?;
     }
     timed(async {
         let mut conn = redis.pool.get().await?;

@@ -227,40 +227,56 @@ pub async fn chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult
 
 /// The ids of the chats each of `user_ids` is in, in one query per [`IDS_PER_QUERY`] users.
 pub async fn chat_ids_of_each<C: ConnectionTrait>(db: &C, user_ids: &[Uuid]) -> ApiResult<HashMap<Uuid, Vec<Uuid>>> {
+    memberships_of_each(db, user_ids, None).await
+}
+
+/// The chats of each of `user_ids` with at most `max_members` participants: where their presence
+/// is shared. One query per [`IDS_PER_QUERY`] users: presence asks it on every last disconnect of
+/// a user, and for every user of an instance that died.
+pub async fn small_chat_ids_of_each<C: ConnectionTrait>(
+    db: &C,
+    user_ids: &[Uuid],
+    max_members: usize,
+) -> ApiResult<HashMap<Uuid, Vec<Uuid>>> {
+    memberships_of_each(db, user_ids, Some(max_members)).await
+}
+
+/// The chats each of `user_ids` is in; with `max_members`, only those with at most that many
+/// participants.
+async fn memberships_of_each<C: ConnectionTrait>(
+    db: &C,
+    user_ids: &[Uuid],
+    max_members: Option<usize>,
+) -> ApiResult<HashMap<Uuid, Vec<Uuid>>> {
     let mut chats_of: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for chunk in user_ids.chunks(IDS_PER_QUERY) {
-        let rows: Vec<(Uuid, Uuid)> = participant::Entity::find()
+        let mut query = participant::Entity::find()
             .select_only()
             .columns([participant::Column::UserId, participant::Column::ChatId])
-            .filter(participant::Column::UserId.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(db)
-            .await?;
+            .filter(participant::Column::UserId.is_in(chunk.iter().copied()));
+        if let Some(max_members) = max_members {
+            let theirs = Query::select()
+                .column(participant::Column::ChatId)
+                .from(participant::Entity)
+                .and_where(participant::Column::UserId.is_in(chunk.iter().copied()))
+                .to_owned();
+            let small = Query::select()
+                .column(participant::Column::ChatId)
+                .from(participant::Entity)
+                .and_where(participant::Column::ChatId.in_subquery(theirs))
+                .group_by_col(participant::Column::ChatId)
+                .and_having(
+                    Expr::col(participant::Column::UserId).count().lte(i64::try_from(max_members).unwrap_or(i64::MAX)),
+                )
+                .to_owned();
+            query = query.filter(participant::Column::ChatId.in_subquery(small));
+        }
+        let rows: Vec<(Uuid, Uuid)> = query.into_tuple().all(db).await?;
         for (user_id, chat_id) in rows {
             chats_of.entry(user_id).or_default().push(chat_id);
         }
     }
     Ok(chats_of)
-}
-
-/// The chats of `user_id` with at most `max_members` participants: where their presence is shared.
-/// One query: presence asks it on every last disconnect of a user.
-pub async fn small_chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid, max_members: usize) -> ApiResult<Vec<Uuid>> {
-    let mine = Query::select()
-        .column(participant::Column::ChatId)
-        .from(participant::Entity)
-        .and_where(participant::Column::UserId.eq(user_id))
-        .to_owned();
-    let max = i64::try_from(max_members).unwrap_or(i64::MAX);
-    Ok(participant::Entity::find()
-        .select_only()
-        .column(participant::Column::ChatId)
-        .filter(participant::Column::ChatId.in_subquery(mine))
-        .group_by(participant::Column::ChatId)
-        .having(Expr::col(participant::Column::UserId).count().lte(max))
-        .into_tuple()
-        .all(db)
-        .await?)
 }
 
 /// The participants of `chat_ids`, each chat's in the order they joined.

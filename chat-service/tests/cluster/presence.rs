@@ -44,23 +44,36 @@ async fn a_user_on_two_instances_goes_offline_only_after_both_close() {
 async fn a_killed_instances_users_go_offline_within_the_expiry() {
     const TTL: u64 = 2;
     let mut cluster = Cluster::start_with(2, &shared_redis_url(), &[("PRESENCE_TTL_SECS", "2")]).await;
-    let (una, obs) = (cluster.user("una").await, cluster.user("obs").await);
-    cluster.group(&una, &[&obs]).await;
-    let joined = cluster.instance(0).logged(&format!("presence joined {}", una.id));
-    let _una = cluster.connect(&una, 0).await;
-    joined.await;
+    let (una, ivo, obs) = (cluster.user("una").await, cluster.user("ivo").await, cluster.user("obs").await);
+    // Each with the observer in a chat of their own: the reap tells each chat of its own user.
+    let una_chat = cluster.group(&una, &[&obs]).await;
+    let ivo_chat = cluster.group(&ivo, &[&obs]).await;
+    let joined = [&una, &ivo].map(|user| cluster.instance(0).logged(&format!("presence joined {}", user.id)));
+    let (_una, _ivo) = (cluster.connect(&una, 0).await, cluster.connect(&ivo, 0).await);
+    futures_util::future::join_all(joined).await;
 
     let mut observer = cluster.connect(&obs, 1).await;
     let ready = observer.log.iter().find(|f| f["type"] == "ready").expect("ready").clone();
-    assert_eq!(ready["online"], serde_json::json!([una.id]), "ready lists the online peers");
+    let mut online: Vec<String> = serde_json::from_value(ready["online"].clone()).expect("ids");
+    online.sort();
+    let mut expected = vec![una.id.to_string(), ivo.id.to_string()];
+    expected.sort();
+    assert_eq!(online, expected, "ready lists the online peers");
 
     cluster.instances[0].kill().await;
     let killed = Instant::now();
-    let id = una.id.to_string();
-    observer
-        .until(|f| f["type"] == "presence" && f["userId"] == id.as_str() && f["online"] == false)
-        .await
-        .expect("offline");
+    for (name, user, chat) in [("una", &una, una_chat), ("ivo", &ivo, ivo_chat)] {
+        let (id, chat) = (user.id.to_string(), chat.to_string());
+        observer
+            .until(|f| {
+                f["type"] == "presence"
+                    && f["userId"] == id.as_str()
+                    && f["chatId"] == chat.as_str()
+                    && f["online"] == false
+            })
+            .await
+            .unwrap_or_else(|| panic!("{name} offline in their chat"));
+    }
     let took = killed.elapsed();
     assert!(took <= Duration::from_secs(TTL * 2 + 1), "offline {took:?} after the kill (TTL {TTL} s)");
 }
