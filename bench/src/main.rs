@@ -23,6 +23,9 @@ use serde_json::Value;
 
 use crate::procs::Watched;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "converge-bench", about = "Load generator and benchmark scenarios for Converge")]
 pub struct Cli {

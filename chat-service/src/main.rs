@@ -2,6 +2,10 @@ use anyhow::Context;
 use chat_service::{Application, Config};
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Converge chat-service: chats, ordered durable messages and the WebSocket gateway.
 #[derive(Parser)]
 #[command(version)]
