@@ -403,8 +403,10 @@ impl Client {
     /// The next text frame (recorded), or `None` once the connection is closed or broken.
     pub async fn next(&mut self) -> Option<Value> {
         let stream = self.stream.as_mut()?;
+        // One deadline for the call: the server's pings, skipped below, must not keep it waiting.
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let message = tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await.expect("a frame arrives in time");
+            let message = tokio::time::timeout_at(deadline, stream.next()).await.expect("a frame arrives in time");
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(&text).expect("frames are JSON");
