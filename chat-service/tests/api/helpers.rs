@@ -159,8 +159,10 @@ impl WsClient {
 
     /// The next text frame, as JSON. Pings are answered by the library.
     pub async fn next(&mut self) -> Value {
+        // One deadline for the call: the server's pings, skipped below, must not keep it waiting.
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("a frame arrives in time")
                 .expect("the connection is open")
@@ -185,8 +187,9 @@ impl WsClient {
 
     /// The close code the server ends the connection with.
     pub async fn closed_with(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await.expect("closed in time");
+            let message = tokio::time::timeout_at(deadline, self.stream.next()).await.expect("closed in time");
             match message {
                 Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
                 Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return 1006,
