@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
 
 use crate::helpers::{TestStack, on_both_backends};
 
@@ -105,6 +106,27 @@ on_both_backends! {
         assert_eq!(rest, first["message"]);
         let page: serde_json::Value = stack.get(&ana, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
         assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    }
+
+    async fn a_retry_announces_a_stored_message_that_was_never_announced(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        // What an instance leaves when it stops between a commit and its publish, or when the link
+        // to the database breaks after the commit: the message stored, no follower told.
+        let original = store_unannounced(&stack, chat, ana.id, "lost-ack", "are you there?").await;
+
+        // Ana never got her ack, so she sends again with the same clientMsgId.
+        let ack = ana_ws.send_message(chat, "lost-ack", "are you there?").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["message"]["id"], original.to_string(), "the retry returns the stored message");
+
+        let got = bob_ws.next_of("new_message").await;
+        assert_eq!((got["message"]["id"].as_str(), got["message"]["seq"].as_i64()), (Some(original.to_string().as_str()), Some(1)));
+        // Announced again, not stored again: the next send continues the order.
+        assert_eq!(ana_ws.send_message(chat, "next", "hello?").await["message"]["seq"], 2);
+        assert_eq!(bob_ws.next_of("new_message").await["message"]["seq"], 2, "seq 1 reached Bob once");
     }
 
     async fn a_reconnecting_client_resumes_exactly_what_it_missed(backend) {
@@ -490,4 +512,40 @@ on_both_backends! {
         // Once Bob reads again, what was queued drains and the connection ends with "too slow".
         assert_eq!(stalled.closed_with().await, 4008);
     }
+}
+
+/// Stores a message as the writer would — the chat's next seq, in one transaction — without
+/// announcing it, and returns its id.
+async fn store_unannounced(stack: &TestStack, chat_id: Uuid, sender: Uuid, client_msg_id: &str, content: &str) -> Uuid {
+    use converge_shared::entities::chat::{chat, message};
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+
+    let txn = stack.chat.db.begin().await.unwrap();
+    let row = chat::Entity::find_by_id(chat_id).one(&txn).await.unwrap().expect("the chat exists");
+    let seq = row.last_seq + 1;
+    let now = chrono::Utc::now();
+    let mut bumped = row.into_active_model();
+    bumped.last_seq = Set(seq);
+    bumped.last_message_at = Set(Some(now));
+    bumped.update(&txn).await.unwrap();
+    let id = Uuid::now_v7();
+    message::ActiveModel {
+        id: Set(id),
+        chat_id: Set(chat_id),
+        seq: Set(seq),
+        sender_id: Set(sender),
+        client_msg_id: Set(client_msg_id.to_owned()),
+        content: Set(content.to_owned()),
+        attachment_id: Set(None),
+        image_url: Set(None),
+        reply_to: Set(None),
+        created_at: Set(now),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    id
 }

@@ -113,17 +113,32 @@ async fn run(db: DatabaseConnection, announcer: Announcer, mut pending: mpsc::Re
             }
         };
         metrics::histogram!("message_batch_seconds").record(started.elapsed().as_secs_f64());
-        let fresh: Vec<MessageDto> =
-            results.iter().flatten().filter(|stored| stored.fresh).map(|stored| stored.message.clone()).collect();
-        metrics::counter!("chat_messages_total").increment(fresh.len() as u64);
+        metrics::counter!("chat_messages_total").increment(results.iter().flatten().filter(|s| s.fresh).count() as u64);
+        let messages = to_announce(&results);
         // Announced from here, not by each sender: publishing waits for no sender's connection.
         let answer = move || {
             for (send, result) in sends.into_iter().zip(results) {
                 let _ = send.reply.send(result);
             }
         };
-        announcer.announce(fresh, Box::new(answer)).await;
+        announcer.announce(messages, Box::new(answer)).await;
     }
+}
+
+/// What a batch announces: the messages it stored, and the originals its retries found. A retry
+/// may follow a commit that was never announced — its instance stopped between the commit and the
+/// publish, or the link to the database broke after the commit, so the send was answered with an
+/// error — and announcing the original again costs nothing where it was: feeds and connections
+/// drop a seq they are past.
+fn to_announce(results: &[ApiResult<Stored>]) -> Vec<MessageDto> {
+    let mut messages: Vec<MessageDto> = Vec::with_capacity(results.len());
+    for stored in results.iter().flatten() {
+        // A retry within the batch found a message already in the list; retries are rare.
+        if stored.fresh || !messages.iter().any(|m| m.id == stored.message.id) {
+            messages.push(stored.message.clone());
+        }
+    }
+    messages
 }
 
 /// Why a batch stored nothing.
@@ -346,5 +361,12 @@ mod tests {
         assert_eq!(stored(4), Some((messages[1].id, true)));
         assert_eq!(stored(5), Some((messages[0].id, false)), "a retry within the batch answers as its first");
         assert_eq!(stored(7), Some((messages[2].id, true)));
+
+        let announced: Vec<Uuid> = to_announce(&results).iter().map(|m| m.id).collect();
+        assert_eq!(
+            announced,
+            [messages[0].id, earlier.id, messages[1].id, messages[2].id],
+            "the stored messages and the original a retry found, each once"
+        );
     }
 }
