@@ -107,15 +107,18 @@ def summary(results: str) -> str:
                f"load average {machine.get('load_before', 0):.2f} before, {after.get('load_after', 0):.2f} after.\n")
     steps = [l for l in lines if l.get("scenario") == "grid" and "step" in l]
     if steps:
-        out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | ack p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | ack p50 / p99 ms | generator late p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in steps:
             d, c, a, p = s["deliver"], s["deliver_cross_instance"], s["ack"], s["procs"]
+            # How late the generator issued its sends (recorded since the precise pacer).
+            late = s.get("send_lateness", {})
             chats = " + ".join(f"{v['cpu_pct']:.0f}" for k, v in sorted(p.items()) if k.startswith("chat"))
             cpu = f"{chats}, {p.get('postgres', {}).get('cpu_pct', 0):.0f}, {p.get('redis', {}).get('cpu_pct', 0):.0f}, {p['bench']['cpu_pct']:.0f}"
             out.append(f"| {s['offered_rate']:.0f} | {s['achieved_rate']:.0f} | {s['deliveries_per_s']:.0f} | "
                        f"{d.get('p50_ms')} / {d.get('p90_ms')} / {d.get('p99_ms')} / {d.get('max_ms')} | "
                        f"{c.get('p50_ms')} / {c.get('p99_ms')} | {a.get('p50_ms')} / {a.get('p99_ms')} | "
+                       f"{late.get('p50_ms', '–')} / {late.get('p99_ms', '–')} | "
                        f"{s['lost']} | {s['duplicates']} | {s['order_violations']} | {cpu} | {s['bench_cpu_us_per_delivery']} | "
                        f"{'yes' if s['sustainable'] else 'no'} |")
         grid = next((l for l in lines if l.get("scenario") == "grid" and l.get("phase") == "summary"), {})

@@ -28,13 +28,14 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 use crate::checker::{Arrival, SeqChecker};
+use crate::pacer::{Pacer, PacerKind};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -266,6 +267,9 @@ pub struct ShardReport {
     /// An ack's latency split at the server's stamp on the message (see [`Stamp`]).
     pub before_stamp: Histogram<u64>,
     pub stamp_to_ack: Histogram<u64>,
+    /// How late the generator itself issued each send after its scheduled time: its timer's and
+    /// its runtime's share of every latency above, which no server can remove.
+    pub send_lateness: Histogram<u64>,
     /// Cumulative since the shard started (the caller takes differences).
     pub duplicates: u64,
     pub order_violations: u64,
@@ -293,6 +297,7 @@ impl ShardReport {
             ack: histogram(),
             before_stamp: histogram(),
             stamp_to_ack: histogram(),
+            send_lateness: histogram(),
             duplicates: 0,
             order_violations: 0,
             acked_max: HashMap::new(),
@@ -323,6 +328,7 @@ impl ShardReport {
         let _ = self.ack.add(&other.ack);
         let _ = self.before_stamp.add(&other.before_stamp);
         let _ = self.stamp_to_ack.add(&other.stamp_to_ack);
+        let _ = self.send_lateness.add(&other.send_lateness);
         self.duplicates += other.duplicates;
         self.order_violations += other.order_violations;
         for (chat, seq) in other.acked_max {
@@ -391,6 +397,8 @@ struct Shard {
     conns: Vec<Option<Conn>>,
     reads: SelectAll<Tagged>,
     schedule: Option<Schedule>,
+    /// Wakes the shard when its next send is due.
+    pacer: Pacer,
     report: ShardReport,
     duplicates: u64,
     order_violations: u64,
@@ -424,7 +432,7 @@ impl Shard {
                     Some(command) => self.command(command).await,
                     None => return,
                 },
-                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.send_due().await,
+                _ = self.pacer.until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.send_due().await,
                 Some((slot, generation, item)) = self.reads.next() => self.on_item(slot, generation, item),
             }
         }
@@ -588,6 +596,9 @@ impl Shard {
                 reply_to: None,
             };
             let Ok(text) = serde_json::to_string(&frame) else { continue };
+            self.report
+                .send_lateness
+                .saturating_record(Instant::now().saturating_duration_since(due).as_micros() as u64);
             match sink.send(Message::text(text)).await {
                 Ok(()) => {
                     self.report.sent += 1;
@@ -767,7 +778,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(shards: usize, track_last: bool) -> Self {
+    pub fn new(shards: usize, track_last: bool, pacer: PacerKind) -> Self {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
@@ -776,6 +787,7 @@ impl Fleet {
                     conns: Vec::new(),
                     reads: SelectAll::new(),
                     schedule: None,
+                    pacer: Pacer::new(pacer),
                     report: ShardReport::new(),
                     duplicates: 0,
                     order_violations: 0,

@@ -4,6 +4,7 @@
 //! - `checker`: per-chat seq checks (gap-free, in order, exactly once).
 //! - `api`: provisioning users (app API) and group chats (REST).
 //! - `fleet`: connections multiplexed over a few shard tasks; open-loop sending; measurements.
+//! - `pacer`: wakes a shard when its next send is due, to the microsecond.
 //! - `procs`: CPU and RSS of the processes under test.
 //! - `scenarios`: the named workloads.
 
@@ -11,6 +12,7 @@ mod api;
 mod checker;
 mod fleet;
 mod floor;
+mod pacer;
 mod procs;
 mod scenarios;
 
@@ -64,6 +66,10 @@ pub struct Cli {
     /// so the generator takes as little CPU from the system under test as it can.
     #[arg(long, default_value_t = 1, global = true)]
     threads: usize,
+    /// What wakes a shard for its next send: a timerfd, to tens of microseconds, or tokio's
+    /// timer, which rounds every wake-up up to the next millisecond.
+    #[arg(long, env = "BENCH_PACER", value_enum, default_value_t = pacer::PacerKind::Precise, global = true)]
+    pacer: pacer::PacerKind,
     /// Connections opened at a time.
     #[arg(long, default_value_t = 64, global = true)]
     connect_concurrency: usize,

@@ -26,12 +26,17 @@ pub struct GridArgs {
     /// Offered rates in messages/s, one step each.
     #[arg(
         long,
+        env = "BENCH_GRID_RATES",
         value_delimiter = ',',
         default_value = "250,500,1000,1500,2000,2500,3000,4000,6000,8000,10000,12000,16000"
     )]
     rates: Vec<f64>,
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
+    /// Seconds at the first rate before the first step, checked but not measured: the first
+    /// messages pay for query plans, caches and pooled connections being made.
+    #[arg(long, default_value_t = 5.0)]
+    warmup_secs: f64,
     /// A step is sustainable with p99 send→deliver at most this (and nothing lost or reordered).
     #[arg(long, default_value_t = 100.0)]
     p99_limit_ms: f64,
@@ -198,7 +203,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             ctx.spec(i, user, vec![(chats[chat], chat as u32)], Some(0))
         })
         .collect();
-    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
     let connect_s = ctx.connect(&mut fleet, "grid", specs).await?;
     out.emit(&json!({
         "scenario": "grid", "phase": "setup", "groups": args.groups, "members": args.members,
@@ -208,6 +213,18 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
     let senders: Vec<usize> = (0..users.len()).collect();
     let mut targets: HashMap<u32, i64> = HashMap::new();
     let (mut lost_before, mut dups_before, mut order_before) = (0, 0, 0);
+    if let (Some(&rate), true) = (args.rates.first(), args.warmup_secs > 0.0) {
+        fleet.report().await?;
+        fleet.send(&senders, rate, Duration::from_secs_f64(args.warmup_secs), None).await?;
+        let (report, complete, _, _) = settle(ctx, &fleet, &mut targets).await?;
+        (lost_before, dups_before, order_before) = (complete.lost, report.duplicates, report.order_violations);
+        out.emit(&json!({
+            "scenario": "grid", "phase": "warmup", "offered_rate": rate, "secs": args.warmup_secs,
+            "sent": report.sent, "acked": report.acked, "deliveries": report.deliveries,
+            "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
+            "deliver": summary(&report.deliver),
+        }))?;
+    }
     let mut best: Option<f64> = None;
     let mut broken = 0;
     for (step, &rate) in args.rates.iter().enumerate() {
@@ -250,6 +267,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "deliver": summary(&report.deliver), "deliver_cross_instance": summary(&report.deliver_cross),
             "ack": summary(&report.ack),
             "before_stamp": summary(&report.before_stamp), "stamp_to_ack": summary(&report.stamp_to_ack),
+            "send_lateness": summary(&report.send_lateness),
             "procs": Procs::describe(&before, &after),
             "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
             "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
@@ -340,7 +358,7 @@ async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
             of_user[c + k * chats_per_layout].push((chats[b], b as u32));
         }
     }
-    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
     let baseline = ctx.procs.sample();
     let base_rss = Procs::rss_kib(&baseline, "chat");
     out.emit(&json!({ "scenario": "idle", "phase": "ramp", "connections": 0, "server_rss_kib": base_rss }))?;
@@ -402,7 +420,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let users = ctx.users("large", args.members).await?;
     let chat = ctx.groups("large", vec![users.iter().collect()]).await?[0];
     let specs = users.iter().enumerate().map(|(i, u)| ctx.spec(i, u, vec![(chat, 0)], Some(0))).collect();
-    let mut fleet = Fleet::new(ctx.cli.shards, true);
+    let mut fleet = Fleet::new(ctx.cli.shards, true, ctx.cli.pacer);
     let connect_s = ctx.connect(&mut fleet, "large-group", specs).await?;
     // Were presence shared in a group this size, each member coming online would be announced
     // to all the others: about a million frames, counted here.
@@ -441,6 +459,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         // schedule → stamp (client, socket, connection, writer's queue), stamp → ack, stamp → last recipient.
         "before_stamp": summary(&report.before_stamp), "stamp_to_ack": summary(&report.stamp_to_ack),
         "stamp_to_last_recipient": summary(&last_after_stamp),
+        "send_lateness": summary(&report.send_lateness),
         "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
         "procs": Procs::describe(&before, &after),
         "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
@@ -467,7 +486,7 @@ async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -
             ctx.spec(i, user, vec![(chats[c], c as u32)], sends)
         })
         .collect();
-    let mut fleet = Fleet::new(ctx.cli.shards, false);
+    let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
     ctx.connect(&mut fleet, "storm", specs).await?;
     let away: Vec<usize> = (0..senders_at).collect();
     // Returns once the server has closed each of them: their backlog is what follows.
