@@ -23,12 +23,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
+use crate::pacer::{Pacer, PacerKind};
 use crate::procs::{Procs, Watched, round};
 use crate::scenarios::{LargeGroupArgs, slope, summary};
 use crate::{Output, note};
@@ -267,14 +268,20 @@ struct Tally {
 
 /// The client half, for each bare server: starts it, connects the members, sends from one of them
 /// on an open-loop schedule, and reports when the last member got each message.
-pub async fn fanout_floor(args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
+/// Its sends are paced as the generator's are (`pacer`), so the two compare.
+pub async fn fanout_floor(args: &FanoutFloorArgs, pacer: PacerKind, out: &mut Output) -> Result<()> {
     for framework in &args.frameworks {
-        fanout_floor_on(*framework, args, out).await?;
+        fanout_floor_on(*framework, args, pacer, out).await?;
     }
     Ok(())
 }
 
-async fn fanout_floor_on(framework: Framework, args: &FanoutFloorArgs, out: &mut Output) -> Result<()> {
+async fn fanout_floor_on(
+    framework: Framework,
+    args: &FanoutFloorArgs,
+    pacer: PacerKind,
+    out: &mut Output,
+) -> Result<()> {
     let (server, pid, url) = start(framework, true, args.server_threads, 0, args.frame_bytes).await?;
 
     let total = (args.group.rate * args.group.secs).round() as usize;
@@ -329,10 +336,11 @@ async fn fanout_floor_on(framework: Framework, args: &FanoutFloorArgs, out: &mut
     };
     let procs = Procs::new(vec![Watched { name: "floor-server".into(), pid }]);
     let before = procs.sample();
+    let mut pacer = Pacer::new(pacer);
     let start = Instant::now();
     for n in 1..=total {
         let due = start + Duration::from_secs_f64((n - 1) as f64 / args.group.rate);
-        sleep_until(due).await;
+        pacer.until(due).await;
         sender.send(Message::text(frame(n, micros_since_origin(due)))).await?;
     }
     if tokio::time::timeout(Duration::from_secs(60), wait_for(total)).await.is_err() {

@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let mut out = Output { file };
     match &cli.scenario {
-        Scenario::FanoutFloor(args) => floor::fanout_floor(args, &mut out).await,
+        Scenario::FanoutFloor(args) => floor::fanout_floor(args, cli.pacer, &mut out).await,
         Scenario::ResumeFloor(args) => floor::resume_floor(args, &mut out).await,
         Scenario::IdleFloor(args) => floor::idle_floor(args, &mut out).await,
         _ => scenarios::run(&cli, &mut out).await,
