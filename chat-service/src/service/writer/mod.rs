@@ -127,9 +127,9 @@ async fn run(db: DatabaseConnection, announcer: Announcer, mut pending: mpsc::Re
 
 /// What a batch announces: the messages it stored, and the originals its retries found. A retry
 /// may follow a commit that was never announced — its instance stopped between the commit and the
-/// publish, or the link to the database broke after the commit, so the send was answered with an
-/// error — and announcing the original again costs nothing where it was: feeds and connections
-/// drop a seq they are past.
+/// publish, or the link to the database broke after the commit and the replay below found the
+/// batch's messages already stored — and announcing the original again costs nothing where it
+/// was: feeds and connections drop a seq they are past.
 fn to_announce(results: &[ApiResult<Stored>]) -> Vec<MessageDto> {
     let mut messages: Vec<MessageDto> = Vec::with_capacity(results.len());
     for stored in results.iter().flatten() {
