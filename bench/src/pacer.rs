@@ -92,10 +92,18 @@ impl Pacer {
                 *armed = None;
                 return sleep_until(at).await;
             };
-            // Reading takes the expiry; an early wake-up (none is expected) reads nothing and waits on.
-            if let Ok(Ok(())) = ready.try_io(|t| t.get_ref().0.wait().map_err(io::Error::from)) {
-                *armed = None;
-                return;
+            match ready.try_io(|t| t.get_ref().0.wait().map_err(io::Error::from)) {
+                Ok(Ok(())) => {
+                    *armed = None;
+                    return;
+                }
+                // A timer that cannot be read would wake the shard for nothing, again and again.
+                Ok(Err(_)) => {
+                    *armed = None;
+                    return sleep_until(at).await;
+                }
+                // Readiness left from a deadline set before this one: nothing to read, wait on.
+                Err(_would_block) => continue,
             }
         }
     }
