@@ -473,9 +473,102 @@ impl Hub {
     }
 }
 
+/// The events the relay hands this instance, on their way to the hub.
+pub type Incoming = mpsc::Receiver<(Topic, ChatEvent)>;
+
+/// Where the hub's fan-out will run: the first HTTP worker to start takes the inbound events and
+/// pumps them into the hub on its own thread. Connections live on the workers, so there a delivery
+/// wakes its connection without crossing threads — on the instance's main thread every delivery
+/// did (docs/benchmarks.md measures the difference). A worker that stops gives the events back for
+/// the next one to start.
+#[derive(Clone)]
+pub struct Pump {
+    hub: Arc<Hub>,
+    waiting: Arc<Mutex<Option<Incoming>>>,
+}
+
+impl Pump {
+    pub fn new(hub: Arc<Hub>, inbound: Incoming) -> Self {
+        Self { hub, waiting: Arc::new(Mutex::new(Some(inbound))) }
+    }
+
+    /// Starts pumping on the current thread's runtime, unless a pump already runs.
+    pub fn start_here(&self) {
+        let taken = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(inbound) = taken {
+            let lease = Lease { inbound: Some(inbound), waiting: self.waiting.clone() };
+            tokio::spawn(pump(self.hub.clone(), lease));
+        }
+    }
+}
+
+/// The inbound events, held by a running pump and given back when it is dropped.
+struct Lease {
+    inbound: Option<Incoming>,
+    waiting: Arc<Mutex<Option<Incoming>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(inbound) = self.inbound.take() {
+            *self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(inbound);
+        }
+    }
+}
+
 /// Pumps events from the relay into the hub until the relay stops.
-pub async fn pump(hub: Arc<Hub>, mut inbound: mpsc::Receiver<(Topic, ChatEvent)>) {
+async fn pump(hub: Arc<Hub>, mut lease: Lease) {
+    let Some(inbound) = lease.inbound.as_mut() else { return };
     while let Some((topic, event)) = inbound.recv().await {
         hub.dispatch(topic, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::local::LocalRelay;
+
+    struct NoMessages;
+
+    #[async_trait::async_trait]
+    impl MessageSource for NoMessages {
+        async fn messages_between(&self, _: Uuid, _: i64, _: i64) -> anyhow::Result<Vec<MessageDto>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn waiting(pump: &Pump) -> bool {
+        pump.waiting.lock().unwrap().is_some()
+    }
+
+    /// Every HTTP worker asks for the pump as it starts: one runs it, and when that worker's
+    /// runtime is gone the next worker to start takes it over.
+    #[test]
+    fn one_worker_pumps_and_a_worker_started_after_it_stops_takes_over() {
+        let (sender, inbound) = mpsc::channel(8);
+        let hub = Hub::new(Arc::new(LocalRelay::new(sender)), Arc::new(NoMessages));
+        let pump = Pump::new(hub, inbound);
+        let worker = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+        let first = worker();
+        first.block_on(async {
+            pump.start_here();
+            pump.start_here();
+            tokio::task::yield_now().await;
+        });
+        assert!(!waiting(&pump), "the first worker pumps");
+        let second = worker();
+        second.block_on(async { pump.start_here() });
+        assert!(!waiting(&pump), "a second worker starts no second pump");
+
+        drop(first);
+        assert!(waiting(&pump), "a stopped worker gives the events back");
+        let third = worker();
+        third.block_on(async {
+            pump.start_here();
+            tokio::task::yield_now().await;
+        });
+        assert!(!waiting(&pump), "the next worker to start pumps them");
     }
 }

@@ -66,7 +66,7 @@ impl Application {
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
         let scale = Scale::start(&config, &db, inbound_tx)?;
         let hub = Hub::new(scale.relay.clone(), scale.source);
-        tokio::spawn(hub::pump(hub.clone(), inbound_rx));
+        let pump = hub::Pump::new(hub.clone(), inbound_rx);
         if let Some(mut reconnected) = scale.reconnected {
             let hub = hub.clone();
             tokio::spawn(async move {
@@ -101,7 +101,7 @@ impl Application {
         let listener = listen(&context.config.host, context.config.chat_service_port, context.config.listen_backlog)
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, context.clone(), auth)?;
+        let server = serve(listener, context.clone(), auth, pump)?;
         Ok(Self { server, port, context, shutdown: Arc::new(shutdown) })
     }
 
@@ -166,13 +166,15 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn serve(listener: TcpListener, context: AppContext, auth: Authenticator) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, context: AppContext, auth: Authenticator, pump: hub::Pump) -> anyhow::Result<Server> {
     let max_body = context.config.max_body_bytes;
     let workers = context.config.http_workers;
     let auth = web::Data::new(auth);
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let data = web::Data::new(context);
+    // Runs on each worker's thread as it starts (and restarts).
     let server = HttpServer::new(move || {
+        pump.start_here();
         App::new()
             .app_data(data.clone())
             .app_data(auth.clone())
