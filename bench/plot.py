@@ -93,6 +93,14 @@ def main(results: str, out_dir: str) -> None:
         plt.close(fig)
 
 
+def stage(st: dict) -> str:
+    """One server stage: mean, and the buckets holding p50 and p99."""
+    if not st.get("count"):
+        return "–"
+    bound = lambda v: f"≤ {v:g}" if v is not None else "> 10 000"
+    return f"{st['mean_ms']:.2f} ({bound(st.get('p50_le_ms'))} / {bound(st.get('p99_le_ms'))})"
+
+
 def summary(results: str) -> str:
     """The results as Markdown tables (bench/results/summary.md)."""
     lines = [json.loads(line) for line in open(results) if line.strip()]
@@ -123,6 +131,18 @@ def summary(results: str) -> str:
                        f"{'yes' if s['sustainable'] else 'no'} |")
         grid = next((l for l in lines if l.get("scenario") == "grid" and l.get("phase") == "summary"), {})
         out.append(f"\nMaximum sustainable rate: {grid.get('max_sustainable_rate')} messages/s.\n")
+    staged = [(f"grid {l['offered_rate']:.0f} msg/s", l) for l in steps if l.get("server_stages")]
+    staged += [("large group", l) for l in lines if l.get("scenario") == "large-group" and l.get("server_stages")]
+    if staged:
+        out.append("chat-service's own stage histograms over the same windows (both instances; mean, and the "
+                   "Prometheus bucket holding p50 / p99, \"≤\"):\n")
+        out.append("| window | batches | batch (statement + commit) ms | announce ms | stamp → hub ms | hub → socket ms |")
+        out.append("|---|---|---|---|---|---|")
+        for name, l in staged:
+            st = l["server_stages"]
+            out.append(f"| {name} | {st.get('batch', {}).get('count', 0):.0f} | " + " | ".join(
+                stage(st.get(key, {})) for key in ("batch", "announce", "stamp_to_hub", "hub_to_socket")) + " |")
+        out.append("")
     idle = next((l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "summary"), None)
     if idle:
         out.append(f"Idle: {idle['connections']} connections, RSS slope {idle['rss_slope_bytes_per_connection']:.0f} B/connection, "

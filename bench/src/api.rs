@@ -34,6 +34,11 @@ impl Api {
         })
     }
 
+    /// The HTTP client, for reading the services' other endpoints (`/metrics`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Creates (or refreshes) `count` app users named `{prefix}-{i}`, `concurrency` requests at a time.
     pub async fn users(&self, prefix: &str, count: usize, concurrency: usize) -> Result<Vec<User>> {
         stream::iter(0..count)

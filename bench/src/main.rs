@@ -15,6 +15,7 @@ mod floor;
 mod pacer;
 mod procs;
 mod scenarios;
+mod stages;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::api::{Api, User};
 use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
 use crate::procs::{PgCounters, Procs, Sample, analyze, round};
+use crate::stages::ServerStages;
 use crate::{Cli, Output, Scenario, note};
 
 /// The longest a scenario waits for answers and deliveries after its sending stops: what has not
@@ -102,6 +103,10 @@ impl Ctx<'_> {
 
     fn pg_counters(&self) -> Option<PgCounters> {
         self.cli.pg_stats_url.as_deref().and_then(PgCounters::read)
+    }
+
+    async fn server_stages(&self) -> Option<ServerStages> {
+        ServerStages::read(self.api.http(), &self.cli.chat_services).await
     }
 
     fn instances(&self) -> usize {
@@ -231,12 +236,14 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         fleet.report().await?;
         let before = ctx.procs.sample();
         let pg_before = ctx.pg_counters();
+        let stages_before = ctx.server_stages().await;
         let load_before = load_average();
         let step_time = Duration::from_secs_f64(args.step_secs);
         fleet.send(&senders, rate, step_time, None).await?;
         let (report, complete, drain_s, after) = settle(ctx, &fleet, &mut targets).await?;
         let settled = ctx.procs.sample();
         let pg_after = ctx.pg_counters();
+        let stages_after = ctx.server_stages().await;
         let lost = complete.lost.saturating_sub(lost_before);
         let duplicates = report.duplicates - dups_before;
         let order_violations = report.order_violations - order_before;
@@ -271,6 +278,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             "procs": Procs::describe(&before, &after),
             "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
             "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
+            "server_stages": ServerStages::between(stages_before, stages_after),
             "load_before": load_before, "load_after": load_average(),
             "sustainable": sustainable,
         });
@@ -427,12 +435,14 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
     let presence_frames = fleet.report().await?.other_frames.get("presence").copied().unwrap_or(0);
     let before = ctx.procs.sample();
     let pg_before = ctx.pg_counters();
+    let stages_before = ctx.server_stages().await;
     let senders: Vec<usize> = (0..users.len()).collect();
     fleet.send(&senders, args.rate, Duration::from_secs_f64(args.secs), None).await?;
     let mut targets = HashMap::new();
     let (report, complete, drain_s, after) = settle(ctx, &fleet, &mut targets).await?;
     let settled = ctx.procs.sample();
     let pg_after = ctx.pg_counters();
+    let stages_after = ctx.server_stages().await;
     let (mut last, mut last_after_stamp) = (histogram(), histogram());
     let mut incomplete = 0;
     for (key, (_, slowest, count)) in &report.last_recipient {
@@ -464,6 +474,7 @@ async fn large_group(ctx: &Ctx<'_>, args: &LargeGroupArgs, out: &mut Output) -> 
         "procs": Procs::describe(&before, &after),
         "bench_cpu_us_per_delivery": cpu_per_delivery(&before, &settled, &report),
         "postgres_per_message": PgCounters::per_message(pg_before, pg_after, report.acked),
+        "server_stages": ServerStages::between(stages_before, stages_after),
         "load_after": load_average(),
     }))
 }
