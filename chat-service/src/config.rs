@@ -60,6 +60,10 @@ pub struct Config {
     /// Presence is shared in chats of at most this many participants: in bigger groups, everyone
     /// coming online would be announced to everyone else (a million frames for 1 000 members).
     pub presence_max_chat_members: usize,
+    /// Each participant's `messages_read` goes to the whole chat in chats of at most this many
+    /// participants; in bigger groups only to the reader's own connections (their other devices):
+    /// a read by every member, sent to every member, would grow with the square of the group.
+    pub read_receipts_max_chat_members: usize,
     /// The web client's directory (`index.html`, `js/`, `css/`); unset means [`Config::web_dir`]'s search.
     pub web_dir: Option<String>,
     /// user-service's URL as browsers reach it, told to the web client; unset means `user_service_url`.
@@ -93,6 +97,7 @@ impl Default for Config {
             chat_window_size: 200,
             presence_ttl_secs: 30,
             presence_max_chat_members: 100,
+            read_receipts_max_chat_members: 100,
             web_dir: None,
             public_user_service_url: None,
         }

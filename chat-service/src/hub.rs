@@ -63,6 +63,26 @@ pub struct Fanout {
     pub at: std::time::Instant,
 }
 
+impl Fanout {
+    /// The frame serialized once, stamped now; `None` (logged) if it cannot be serialized.
+    fn of(chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: ServerFrame) -> Option<Arc<Self>> {
+        match serde_json::to_string(&frame) {
+            Ok(text) => Some(Arc::new(Self {
+                chat_id,
+                seq,
+                from,
+                frame,
+                text: ByteString::from(text),
+                at: std::time::Instant::now(),
+            })),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a frame");
+                None
+            }
+        }
+    }
+}
+
 /// Reads what the feeds need from the database: the messages of a gap.
 #[async_trait::async_trait]
 pub trait MessageSource: Send + Sync + 'static {
@@ -294,6 +314,14 @@ impl Hub {
             (Topic::Chat(chat_id), ChatEvent::Left { user_id, .. }) => {
                 self.broadcast(chat_id, None, None, ServerFrame::ParticipantLeft { chat_id, user_id });
             }
+            // A big group's read, told to the reader's own connections only.
+            (Topic::User(reader), ChatEvent::Read { chat_id, user_id, seq }) if reader == user_id => {
+                if let Some(fanout) =
+                    Fanout::of(chat_id, None, None, ServerFrame::MessagesRead { chat_id, user_id, seq })
+                {
+                    self.to_user(reader, Delivery::Frame(fanout));
+                }
+            }
             (Topic::User(user_id), ChatEvent::Joined { chat_id, .. }) => {
                 self.to_user(user_id, Delivery::Joined(chat_id))
             }
@@ -382,14 +410,10 @@ impl Hub {
 
     /// Sends a frame, serialized once, to every local follower of a chat.
     fn broadcast(&self, chat_id: Uuid, seq: Option<i64>, from: Option<Uuid>, frame: ServerFrame) {
-        let text = match serde_json::to_string(&frame) {
-            Ok(text) => ByteString::from(text),
-            Err(e) => return tracing::error!(error = %e, "cannot serialize a frame"),
-        };
+        let Some(fanout) = Fanout::of(chat_id, seq, from, frame) else { return };
         let mut state = self.state();
         let State { conns, feeds, .. } = &mut *state;
         let Some(feed) = feeds.get(&chat_id) else { return };
-        let fanout = Arc::new(Fanout { chat_id, seq, from, frame, text, at: std::time::Instant::now() });
         let mut overflowed = Vec::new();
         let mut delivered = 0;
         for conn_id in &feed.subscribers {

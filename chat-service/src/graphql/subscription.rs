@@ -71,7 +71,8 @@ impl Subscription {
         }))
     }
 
-    /// Read receipts of a chat's participants; with `includeDelivered`, delivery receipts too.
+    /// Read receipts of a chat's participants (in a group of more than
+    /// `READ_RECEIPTS_MAX_CHAT_MEMBERS`, only your own); with `includeDelivered`, delivery receipts too.
     async fn read_receipts(
         &self,
         ctx: &Context<'_>,

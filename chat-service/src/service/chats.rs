@@ -220,6 +220,20 @@ pub async fn require_participant<C: ConnectionTrait>(
     participant::Entity::find_by_id((chat_id, user_id)).one(db).await?.ok_or_else(forbidden)
 }
 
+/// Whether `chat_id` has at most `max_members` participants; reads no more than one past that.
+pub async fn has_at_most<C: ConnectionTrait>(db: &C, chat_id: Uuid, max_members: usize) -> ApiResult<bool> {
+    let enough = u64::try_from(max_members).unwrap_or(u64::MAX).saturating_add(1);
+    let counted: Vec<Uuid> = participant::Entity::find()
+        .select_only()
+        .column(participant::Column::UserId)
+        .filter(participant::Column::ChatId.eq(chat_id))
+        .limit(enough)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(counted.len() <= max_members)
+}
+
 /// The ids of the chats a user is in.
 pub async fn chat_ids_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult<Vec<Uuid>> {
     Ok(chat_ids_of_each(db, &[user_id]).await?.remove(&user_id).unwrap_or_default())

@@ -107,7 +107,8 @@ pub async fn follow_chat(
                     last = seq;
                     yield Ok(Update::Message(message.clone()));
                 }
-                Delivery::Frame(fanout) if fanout.from == Some(user_id) => {}
+                // The user's own events of their other chats (a big group's read) are not this chat's.
+                Delivery::Frame(fanout) if fanout.from == Some(user_id) || fanout.chat_id != chat_id => {}
                 Delivery::Frame(fanout) => yield Ok(Update::Event(fanout)),
                 Delivery::Left(left) if left == chat_id => {
                     yield Err(super::forbidden());

@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 use validator::Validate;
 
-use super::chats::{find, require_participant};
+use super::chats::{find, has_at_most, require_participant};
 use super::publish;
 use crate::context::AppContext;
 use crate::hub::MessageSource;
@@ -119,14 +119,21 @@ pub async fn after<C: ConnectionTrait>(
         .collect())
 }
 
-/// Moves the reader's read watermark up to `seq` (never down) and tells the chat. What is read is
-/// delivered too, so the delivered watermark follows in the same transaction.
+/// Moves the reader's read watermark up to `seq` (never down) and tells the chat — in a group
+/// larger than `READ_RECEIPTS_MAX_CHAT_MEMBERS`, only the reader's own connections. What is read
+/// is delivered too, so the delivered watermark follows in the same transaction.
 pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) -> ApiResult<()> {
     let chat = find(&ctx.db, chat_id).await?;
     require_participant(&ctx.db, chat_id, reader).await?;
     if seq < 0 || seq > chat.last_seq {
         return Err(ApiError::new(ErrorCode::InvalidSeq, format!("seq must be between 0 and {}", chat.last_seq)));
     }
+    // Asked before the write, so nothing can fail between the commit and telling whoever hears of it.
+    let told = if has_at_most(&ctx.db, chat_id, ctx.config.read_receipts_max_chat_members).await? {
+        Topic::Chat(chat_id)
+    } else {
+        Topic::User(reader)
+    };
     let txn = ctx.db.begin().await?;
     let read = raise_watermark(&txn, participant::Column::LastReadSeq, reader, chat_id, seq).await?;
     let delivered = raise_watermark(&txn, participant::Column::LastDeliveredSeq, reader, chat_id, seq).await?;
@@ -136,7 +143,7 @@ pub async fn mark_read(ctx: &AppContext, reader: Uuid, chat_id: Uuid, seq: i64) 
         ctx.receipts.delivered(chat_id, reader, seq);
     }
     if read {
-        publish(ctx, Topic::Chat(chat_id), ChatEvent::Read { chat_id, user_id: reader, seq }).await;
+        publish(ctx, told, ChatEvent::Read { chat_id, user_id: reader, seq }).await;
     }
     Ok(())
 }

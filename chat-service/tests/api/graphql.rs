@@ -92,6 +92,31 @@ on_both_backends! {
         assert_eq!(receipt, json!({ "userId": bob.id.to_string(), "seq": 2, "kind": "READ" }));
     }
 
+    async fn a_chats_receipts_leave_out_the_users_reads_of_a_big_group(backend) {
+        let stack = TestStack::spawn_with(backend, |c| c.read_receipts_max_chat_members = 2).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let carla = stack.user("carla").await;
+        let group = stack.group(&bob, &[&ana, &carla]).await; // three members: above the limit
+        let direct = stack.direct(&bob, &ana).await;
+        for chat in [group, direct] {
+            stack.graphql(Some(&bob), SEND, json!({ "chat": chat, "id": "b1", "text": "hello" })).await;
+        }
+        let mut ana_gql = stack.graphql_ws(&ana).await;
+        let receipts = "subscription($chat: UUID!) { readReceipts(chatId: $chat) { chatId userId seq kind } }";
+        ana_gql.subscribe("receipts", receipts, json!({ "chat": direct })).await;
+        stack.wait_for_followers(direct, 1).await;
+
+        // Ana's read of the big group goes to her own connections, this subscription's among them;
+        // it is not a receipt of the direct chat. Her read of the direct chat, which follows, is.
+        let mark = "mutation($chat: UUID!) { markAsRead(chatId: $chat, seq: 1) }";
+        for chat in [group, direct] {
+            assert_eq!(stack.graphql(Some(&ana), mark, json!({ "chat": chat })).await["data"]["markAsRead"], true);
+        }
+        let receipt = ana_gql.next_payload("receipts").await["data"]["readReceipts"].clone();
+        assert_eq!(receipt, json!({ "chatId": direct, "userId": ana.id, "seq": 1, "kind": "READ" }));
+    }
+
     async fn queries_list_chats_and_page_history_by_seq(backend) {
         let stack = TestStack::spawn(backend).await;
         let ana = stack.user("ana").await;

@@ -299,6 +299,34 @@ on_both_backends! {
         assert_eq!(presence_of(ana_ws.next_of("presence").await), (json!(direct), json!(true)));
     }
 
+    async fn a_big_groups_reads_reach_only_the_readers_own_connections(backend) {
+        let stack = TestStack::spawn_with(backend, |c| c.read_receipts_max_chat_members = 2).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let carla = stack.user("carla").await;
+        let group = stack.group(&ana, &[&bob, &carla]).await; // three members: above the limit
+        let direct = stack.direct(&ana, &bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut bob_tab = stack.connect(&bob).await;
+        assert_eq!(ana_ws.send_message(group, "g1", "to the group").await["message"]["seq"], 1);
+        assert_eq!(ana_ws.send_message(direct, "d1", "to bob").await["message"]["seq"], 1);
+
+        bob_ws.send(json!({ "type": "mark_as_read", "chatId": group, "seq": 1 })).await;
+        let read = bob_tab.next_of("messages_read").await;
+        assert_eq!((&read["chatId"], &read["userId"], &read["seq"]), (&json!(group), &json!(bob.id), &json!(1)));
+        assert_eq!(bob_ws.next_of("messages_read").await["chatId"], json!(group), "the reader's own connection too");
+
+        // The direct chat is small: there everyone hears of the read. Ana's next receipt must be
+        // that one — the group's read, published before it on the same relay, never reached her.
+        bob_ws.send(json!({ "type": "mark_as_read", "chatId": direct, "seq": 1 })).await;
+        let heard = ana_ws.next_of("messages_read").await;
+        assert_eq!((&heard["chatId"], &heard["userId"]), (&json!(direct), &json!(bob.id)), "{heard}");
+        let stored = stack.get(&ana, &format!("/chats/{group}")).await.json::<serde_json::Value>().await.unwrap();
+        let bobs = stored["participants"].as_array().unwrap().iter().find(|p| p["userId"] == json!(bob.id)).unwrap();
+        assert_eq!(bobs["lastReadSeq"], 1, "the watermark is stored all the same: {stored}");
+    }
+
     async fn clients_connecting_at_once_each_get_their_own_chats_then_live_messages(backend) {
         let stack = TestStack::spawn(backend).await;
         let mut users = Vec::new();
