@@ -27,7 +27,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::relay::redis::{COMMAND_TIMEOUT, Keys};
+use crate::relay::redis::{COMMAND_TIMEOUT, Keys, SharedConnection};
 use crate::relay::{ChatEvent, Relay, Topic};
 use crate::service::chats;
 
@@ -63,7 +63,7 @@ pub struct Presence {
     ops: mpsc::Sender<Op>,
     /// Reads go straight to Redis: behind the task's queue of joins and leaves, a connection's
     /// `ready` would wait for every connection that arrived before it (a reconnect storm).
-    redis: Option<(Pool, Keys)>,
+    redis: Option<(SharedConnection, Keys)>,
     max_chat_members: usize,
 }
 
@@ -76,7 +76,10 @@ enum Op {
 /// Where presence lives beyond this instance.
 #[derive(Clone)]
 pub struct RedisPresence {
+    /// For the heartbeat and reaping: heavy, rare, and not to queue ahead of joins.
     pub pool: Pool,
+    /// For what every connection's start and end waits on: reading who is online, joins, leaves.
+    pub shared: SharedConnection,
     pub keys: Keys,
     pub instance: Uuid,
     pub ttl: Duration,
@@ -91,7 +94,7 @@ impl Presence {
         max_chat_members: usize,
     ) -> Self {
         let (ops, rx) = mpsc::channel(4096);
-        let reader = redis.as_ref().map(|r| (r.pool.clone(), r.keys.clone()));
+        let reader = redis.as_ref().map(|r| (r.shared.clone(), r.keys.clone()));
         let flips = Flips { db, max_chat_members };
         let task = Task {
             flips,
@@ -124,8 +127,8 @@ impl Presence {
 
     /// Which of `users` are online anywhere.
     pub async fn online(&self, users: Vec<Uuid>) -> HashSet<Uuid> {
-        if let Some((pool, keys)) = &self.redis
-            && let Ok(online) = timed(read_online(pool, keys, &users)).await
+        if let Some((shared, keys)) = &self.redis
+            && let Ok(online) = timed(read_online(shared, keys, &users)).await
         {
             return online;
         }
@@ -198,17 +201,17 @@ struct Task {
 }
 
 /// Which of `users` have an unexpired entry in Redis.
-async fn read_online(pool: &Pool, keys: &Keys, users: &[Uuid]) -> anyhow::Result<HashSet<Uuid>> {
+async fn read_online(shared: &SharedConnection, keys: &Keys, users: &[Uuid]) -> anyhow::Result<HashSet<Uuid>> {
     if users.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut conn = pool.get().await?;
     let mut pipe = redis::pipe();
     let now = now_ms();
     for user in users {
         pipe.zcount(keys.presence_user(*user), now, "+inf");
     }
-    let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
+    let counts: Vec<i64> =
+        shared.run("presence read", |mut conn| async move { pipe.query_async(&mut conn).await }).await?;
     Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
 }
 
@@ -278,14 +281,14 @@ impl Task {
             let ttl = redis.ttl.as_millis() as i64;
             script.arg(now).arg(now + ttl).arg(redis.instance.to_string()).arg(ttl);
             push_events(&mut script, &redis.keys, &events)?;
-            let mut conn = redis.pool.get().await?;
-            let _: i64 = script.invoke_async(&mut conn).await?;
-            redis::cmd("SADD")
-                .arg(redis.keys.presence_instance(redis.instance))
-                .arg(user_id.to_string())
-                .query_async::<()>(&mut conn)
-                .await?;
-            anyhow::Ok(())
+            let mine = redis.keys.presence_instance(redis.instance);
+            redis
+                .shared
+                .run("presence join", |mut conn| async move {
+                    let _: i64 = script.invoke_async(&mut conn).await?;
+                    redis::cmd("SADD").arg(mine).arg(user_id.to_string()).query_async::<()>(&mut conn).await
+                })
+                .await
         };
         match timed(result).await {
             // The id in the text: tests of several instances await this line.
@@ -312,7 +315,7 @@ impl Task {
         let Some(redis) = &self.redis else {
             return users.into_iter().filter(|u| self.counts.contains_key(u)).collect();
         };
-        match timed(read_online(&redis.pool, &redis.keys, &users)).await {
+        match timed(read_online(&redis.shared, &redis.keys, &users)).await {
             Ok(online) => online,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "presence unavailable; reporting local users only");
@@ -427,9 +430,7 @@ async fn leave(
         pipe.srem(redis.keys.presence_instance(instance), users.iter().map(Uuid::to_string).collect::<Vec<_>>())
             .ignore();
     }
-    let mut conn = redis.pool.get().await?;
-    pipe.query_async::<()>(&mut conn).await?;
-    Ok(())
+    redis.shared.run("presence leave", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
 }
 
 /// Removes a dead instance's entries, announcing the users it leaves offline.

@@ -23,7 +23,7 @@ use crate::hub::{self, Hub};
 use crate::presence::{Presence, RedisPresence};
 use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
-use crate::relay::redis::{Keys, RedisRelay};
+use crate::relay::redis::{Keys, RedisRelay, SharedConnection};
 use crate::service::announcer::Announcer;
 use crate::service::arrivals::Arrivals;
 use crate::service::messages::DbMessages;
@@ -231,12 +231,12 @@ impl Scale {
         let (relay, reconnected) = RedisRelay::start(url, keys.clone(), pool.clone(), instance, inbound)?;
         let relay: Arc<dyn Relay> = Arc::new(relay);
         let window: Arc<dyn HotWindow> =
-            Arc::new(RedisWindow::new(pool.clone(), keys.clone(), config.chat_window_size));
+            Arc::new(RedisWindow::new(SharedConnection::new(pool.clone()), keys.clone(), config.chat_window_size));
         let ttl = std::time::Duration::from_secs(config.presence_ttl_secs.max(1));
         let presence = Presence::start(
             db.clone(),
             relay.clone(),
-            Some(RedisPresence { pool, keys, instance, ttl }),
+            Some(RedisPresence { shared: SharedConnection::new(pool.clone()), pool, keys, instance, ttl }),
             config.presence_max_chat_members,
         );
         tracing::info!(%instance, "relaying over Redis");

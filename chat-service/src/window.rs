@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use converge_shared::dto::MessageDto;
-use deadpool_redis::Pool;
 use uuid::Uuid;
 
 use crate::hub::MessageSource;
-use crate::relay::redis::{COMMAND_TIMEOUT, Keys};
+use crate::relay::redis::{Keys, SharedConnection};
 
 /// An idle chat's window is dropped after this long; the next message starts it again.
 const IDLE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -44,14 +43,14 @@ impl HotWindow for NoWindow {
 }
 
 pub struct RedisWindow {
-    pool: Pool,
+    redis: SharedConnection,
     keys: Keys,
     size: usize,
 }
 
 impl RedisWindow {
-    pub fn new(pool: Pool, keys: Keys, size: usize) -> Self {
-        Self { pool, keys, size: size.max(1) }
+    pub fn new(redis: SharedConnection, keys: Keys, size: usize) -> Self {
+        Self { redis, keys, size: size.max(1) }
     }
 }
 
@@ -71,12 +70,7 @@ impl HotWindow for RedisWindow {
             pipe.zremrangebyrank(&key, 0, -(self.size as isize) - 1).ignore();
             pipe.expire(&key, IDLE_EXPIRY.as_secs() as i64).ignore();
         }
-        let write = async {
-            let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut conn).await?;
-            anyhow::Ok(())
-        };
-        tokio::time::timeout(COMMAND_TIMEOUT, write).await.map_err(|_| anyhow::anyhow!("window write timed out"))?
+        self.redis.run("window write", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
     }
 
     async fn range(&self, chat_id: Uuid, from: i64, to: i64) -> anyhow::Result<Option<Vec<MessageDto>>> {
@@ -85,15 +79,12 @@ impl HotWindow for RedisWindow {
             return Ok(None);
         }
         let key = self.keys.window(chat_id);
-        let read = async {
-            let mut conn = self.pool.get().await?;
-            let members: Vec<String> =
-                redis::cmd("ZRANGE").arg(&key).arg(from).arg(to).arg("BYSCORE").query_async(&mut conn).await?;
-            anyhow::Ok(members)
-        };
-        let members = tokio::time::timeout(COMMAND_TIMEOUT, read)
-            .await
-            .map_err(|_| anyhow::anyhow!("window read timed out"))??;
+        let members: Vec<String> = self
+            .redis
+            .run("window read", |mut conn| async move {
+                redis::cmd("ZRANGE").arg(&key).arg(from).arg(to).arg("BYSCORE").query_async(&mut conn).await
+            })
+            .await?;
         let messages: Vec<MessageDto> = members.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
         let complete = messages.len() as i64 == to - from + 1
             && messages.iter().zip(from..).all(|(m, seq)| m.seq == seq && m.chat_id == chat_id);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::{Pool, Runtime};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -102,6 +102,57 @@ pub fn pool(url: &str) -> anyhow::Result<Pool> {
     config.create_pool(Some(Runtime::Tokio1)).context("creating the Redis pool")
 }
 
+/// One connection taken from the pool and shared by every command of the hot path (publishing,
+/// the hot window). A multiplexed connection carries concurrent commands, and deadpool checks a
+/// connection with an `UNWATCH` + `PING` round trip at every checkout: checking one out per
+/// command made every publish two round trips. After a command fails or times out the connection
+/// is dropped, and the next command takes a fresh one from the pool.
+#[derive(Clone)]
+pub struct SharedConnection {
+    pool: Pool,
+    held: Arc<std::sync::Mutex<Option<MultiplexedConnection>>>,
+}
+
+impl SharedConnection {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, held: Arc::default() }
+    }
+
+    /// Runs `command` on the shared connection within [`COMMAND_TIMEOUT`]; `what` names it in errors.
+    pub async fn run<T, F, Fut>(&self, what: &str, command: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let conn = self.connection().await?;
+            anyhow::Ok(command(conn).await?)
+        };
+        let outcome = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!("{what} timed out")),
+        };
+        if outcome.is_err() {
+            self.held().take();
+        }
+        outcome
+    }
+
+    async fn connection(&self) -> anyhow::Result<MultiplexedConnection> {
+        if let Some(conn) = self.held().as_ref() {
+            return Ok(conn.clone());
+        }
+        let fresh = deadpool_redis::Connection::take(self.pool.get().await?);
+        // Another command may have taken one meanwhile: keep the first, so all share it.
+        Ok(self.held().get_or_insert(fresh).clone())
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // Nothing panics while holding it; the slot is valid either way.
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What travels on a channel: the event and the instance that published it.
 #[derive(Serialize, Deserialize)]
 struct Envelope<E> {
@@ -118,7 +169,7 @@ pub fn envelope(origin: Uuid, event: &ChatEvent) -> anyhow::Result<String> {
 pub struct RedisRelay {
     instance: Uuid,
     keys: Keys,
-    pool: Pool,
+    publisher: SharedConnection,
     inbound: Inbound,
     subscriber: mpsc::Sender<Change>,
     up: Arc<AtomicBool>,
@@ -170,7 +221,10 @@ impl RedisRelay {
             reconnected: reconnected_tx,
         };
         tokio::spawn(subscriber.run(changes_rx, disconnected));
-        Ok((Self { instance, keys, pool, inbound, subscriber: changes_tx, up }, reconnected_rx))
+        Ok((
+            Self { instance, keys, publisher: SharedConnection::new(pool), inbound, subscriber: changes_tx, up },
+            reconnected_rx,
+        ))
     }
 
     /// Hands the events to local followers, then publishes them in one pipeline.
@@ -181,12 +235,7 @@ impl RedisRelay {
             self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
             pipe.cmd("PUBLISH").arg(self.keys.channel(*topic)).arg(envelope(self.instance, event)?).ignore();
         }
-        let publish = async {
-            let mut conn = self.pool.get().await?;
-            pipe.query_async::<()>(&mut conn).await?;
-            anyhow::Ok(())
-        };
-        tokio::time::timeout(COMMAND_TIMEOUT, publish).await.context("PUBLISH timed out")??;
+        self.publisher.run("PUBLISH", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await?;
         for (topic, _) in events {
             metrics::counter!("relay_events_published_total", "kind" => kind(*topic)).increment(1);
         }
