@@ -210,6 +210,7 @@ async fn read_online(shared: &SharedConnection, keys: &Keys, users: &[Uuid]) -> 
     for user in users {
         pipe.zcount(keys.presence_user(*user), now, "+inf");
     }
+    let pipe = &pipe;
     let counts: Vec<i64> =
         shared.run("presence read", |mut conn| async move { pipe.query_async(&mut conn).await }).await?;
     Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
@@ -281,7 +282,7 @@ impl Task {
             let ttl = redis.ttl.as_millis() as i64;
             script.arg(now).arg(now + ttl).arg(redis.instance.to_string()).arg(ttl);
             push_events(&mut script, &redis.keys, &events)?;
-            let mine = redis.keys.presence_instance(redis.instance);
+            let (script, mine) = (&script, &redis.keys.presence_instance(redis.instance));
             redis
                 .shared
                 .run("presence join", |mut conn| async move {
@@ -430,6 +431,7 @@ async fn leave(
         pipe.srem(redis.keys.presence_instance(instance), users.iter().map(Uuid::to_string).collect::<Vec<_>>())
             .ignore();
     }
+    let pipe = &pipe;
     redis.shared.run("presence leave", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
 }
 

@@ -70,6 +70,7 @@ impl HotWindow for RedisWindow {
             pipe.zremrangebyrank(&key, 0, -(self.size as isize) - 1).ignore();
             pipe.expire(&key, IDLE_EXPIRY.as_secs() as i64).ignore();
         }
+        let pipe = &pipe;
         self.redis.run("window write", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
     }
 
@@ -78,11 +79,11 @@ impl HotWindow for RedisWindow {
             metrics::counter!("window_reads_total", "served" => "database").increment(1);
             return Ok(None);
         }
-        let key = self.keys.window(chat_id);
+        let key = &self.keys.window(chat_id);
         let members: Vec<String> = self
             .redis
             .run("window read", |mut conn| async move {
-                redis::cmd("ZRANGE").arg(&key).arg(from).arg(to).arg("BYSCORE").query_async(&mut conn).await
+                redis::cmd("ZRANGE").arg(key).arg(from).arg(to).arg("BYSCORE").query_async(&mut conn).await
             })
             .await?;
         let messages: Vec<MessageDto> = members.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();

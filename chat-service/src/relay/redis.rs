@@ -102,11 +102,12 @@ pub fn pool(url: &str) -> anyhow::Result<Pool> {
     config.create_pool(Some(Runtime::Tokio1)).context("creating the Redis pool")
 }
 
-/// One connection taken from the pool and shared by every command of the hot path (publishing,
-/// the hot window). A multiplexed connection carries concurrent commands, and deadpool checks a
-/// connection with an `UNWATCH` + `PING` round trip at every checkout: checking one out per
-/// command made every publish two round trips. After a command fails or times out the connection
-/// is dropped, and the next command takes a fresh one from the pool.
+/// One connection taken from the pool and shared by every command of a hot path (publishing, the
+/// hot window, presence). A multiplexed connection carries concurrent commands, and deadpool checks
+/// a connection with an `UNWATCH` + `PING` round trip at every checkout: checking one out per
+/// command made every publish two round trips. A command that finds the connection broken (Redis
+/// restarted, the link dropped) is run once more on a fresh one from the pool — whose check is
+/// what used to catch that — and after a failure or timeout the next command starts afresh.
 #[derive(Clone)]
 pub struct SharedConnection {
     pool: Pool,
@@ -119,14 +120,22 @@ impl SharedConnection {
     }
 
     /// Runs `command` on the shared connection within [`COMMAND_TIMEOUT`]; `what` names it in errors.
+    /// A command may run twice when the link broke after Redis ran it: every command given here is
+    /// idempotent (window writes, presence scripts) or repeats harmlessly (an event delivered twice
+    /// is dropped by seq, a presence or typing state told twice changes nothing).
     pub async fn run<T, F, Fut>(&self, what: &str, command: F) -> anyhow::Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let conn = self.connection().await?;
-            anyhow::Ok(command(conn).await?)
+            match command(self.connection().await?).await {
+                Err(e) if e.is_unrecoverable_error() => {
+                    self.held().take();
+                    anyhow::Ok(command(self.connection().await?).await?)
+                }
+                done => anyhow::Ok(done?),
+            }
         };
         let outcome = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Ok(outcome) => outcome,
@@ -235,6 +244,7 @@ impl RedisRelay {
             self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
             pipe.cmd("PUBLISH").arg(self.keys.channel(*topic)).arg(envelope(self.instance, event)?).ignore();
         }
+        let pipe = &pipe;
         self.publisher.run("PUBLISH", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await?;
         for (topic, _) in events {
             metrics::counter!("relay_events_published_total", "kind" => kind(*topic)).increment(1);

@@ -155,6 +155,31 @@ async fn a_redis_flushall_mid_stream_loses_nothing_and_reuses_no_seq() {
     stream_through_redis_trouble(false).await;
 }
 
+/// The connection an instance publishes on breaks with Redis: the first message after Redis is
+/// back must still be published (not left for the next message to reveal as a gap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_message_after_a_redis_restart_crosses_instances_live() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut sender = cluster.connect(&ana, 0).await;
+    let mut receiver = cluster.connect(&bob, 1).await;
+    sender.send_message(chat, "before").await.expect("acked");
+    assert!(receiver.until_seq(chat, 1).await, "the first message crosses");
+    // The receipt of that delivery is published too: nothing is left to publish while Redis is away.
+    sender.until(|f| f["type"] == "messages_delivered" && f["seq"] == 1).await.expect("delivered");
+
+    let reconnected = [0, 1].map(|i| cluster.instance(i).logged("Redis pub/sub connected"));
+    redis.restart().await;
+    for both_back in reconnected {
+        both_back.await;
+    }
+    sender.send_message(chat, "after").await.expect("acked");
+    assert!(receiver.until_seq(chat, 2).await, "the message after the restart crosses");
+    assert_eq!(cluster.instance(0).metric("relay_publish_errors_total").await, 0.0, "no publish failed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_beyond_the_hot_window_is_served_from_the_database() {
     let cluster = Cluster::start_with(1, &crate::helpers::shared_redis_url(), &[("CHAT_WINDOW_SIZE", "5")]).await;
