@@ -94,11 +94,7 @@ on_both_backends! {
 
     async fn a_chats_receipts_leave_out_the_users_reads_of_a_big_group(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.read_receipts_max_chat_members = 2).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let carla = stack.user("carla").await;
-        let group = stack.group(&bob, &[&ana, &carla]).await; // three members: above the limit
-        let direct = stack.direct(&bob, &ana).await;
+        let ([ana, bob, _carla], group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
         for chat in [group, direct] {
             stack.graphql(Some(&bob), SEND, json!({ "chat": chat, "id": "b1", "text": "hello" })).await;
         }

@@ -128,6 +128,15 @@ impl TestStack {
         (ana, bob, chat)
     }
 
+    /// Ana, Bob and Carla, a group of the three (Ana's) and Ana and Bob's direct chat: with a size
+    /// limit of 2 (presence, read receipts), a chat above the limit next to one below it.
+    pub async fn trio_in_a_group_and_a_direct_chat(&self) -> ([User; 3], Uuid, Uuid) {
+        let (ana, bob, carla) = (self.user("ana").await, self.user("bob").await, self.user("carla").await);
+        let group = self.group(&ana, &[&bob, &carla]).await;
+        let direct = self.direct(&ana, &bob).await;
+        ([ana, bob, carla], group, direct)
+    }
+
     /// An authenticated WebSocket client, past its `ready` frame.
     pub async fn connect(&self, user: &User) -> WsClient {
         let mut client = self.connect_raw().await;

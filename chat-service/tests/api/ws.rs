@@ -269,11 +269,7 @@ on_both_backends! {
 
     async fn presence_is_shared_only_in_chats_up_to_the_size_limit(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.presence_max_chat_members = 2).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let carla = stack.user("carla").await;
-        stack.group(&ana, &[&bob, &carla]).await; // three members: above the limit
-        let direct = stack.direct(&ana, &bob).await;
+        let ([ana, bob, carla], _group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
         let presence_of = |frame: serde_json::Value| (frame["chatId"].clone(), frame["online"].clone());
 
         // Ana is there first, so Bob's coming online is a flip she hears (had she connected after
@@ -301,11 +297,7 @@ on_both_backends! {
 
     async fn a_big_groups_reads_reach_only_the_readers_own_connections(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.read_receipts_max_chat_members = 2).await;
-        let ana = stack.user("ana").await;
-        let bob = stack.user("bob").await;
-        let carla = stack.user("carla").await;
-        let group = stack.group(&ana, &[&bob, &carla]).await; // three members: above the limit
-        let direct = stack.direct(&ana, &bob).await;
+        let ([ana, bob, _carla], group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
         let mut ana_ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
         let mut bob_tab = stack.connect(&bob).await;
