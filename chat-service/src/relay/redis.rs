@@ -318,7 +318,9 @@ async fn receive(
             continue;
         };
         let Some(topic) = std::str::from_utf8(channel).ok().and_then(|c| keys.topic_of(c)) else { continue };
-        let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(payload) {
+        // The event stays raw until the origin is checked: this instance's own events come back too
+        // (it follows the chats it publishes to), and are skipped without being decoded.
+        let envelope: Envelope<&serde_json::value::RawValue> = match serde_json::from_slice(payload) {
             Ok(envelope) => envelope,
             Err(e) => {
                 tracing::warn!(?topic, error = %e, "an unreadable relay event");
@@ -329,7 +331,7 @@ async fn receive(
             continue;
         }
         metrics::counter!("relay_events_received_total", "kind" => kind(topic)).increment(1);
-        match serde_json::from_value::<ChatEvent>(envelope.e) {
+        match serde_json::from_str::<ChatEvent>(envelope.e.get()) {
             Ok(event) => {
                 if inbound.send((topic, event)).await.is_err() {
                     return;
