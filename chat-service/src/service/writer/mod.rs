@@ -304,7 +304,7 @@ fn new_message(chat_id: Uuid, sender: Uuid, request: &SendMessageRequest, seq: i
 mod tests {
     use super::*;
 
-    fn send(chat_id: Uuid, sender: Uuid, client_msg_id: &str, reply_to: Option<i64>) -> Pending {
+    pub(super) fn send(chat_id: Uuid, sender: Uuid, client_msg_id: &str, reply_to: Option<i64>) -> Pending {
         let request = SendMessageRequest {
             client_msg_id: client_msg_id.into(),
             content: "hi".into(),
@@ -314,7 +314,7 @@ mod tests {
         Pending { sender, chat_id, request, reply: oneshot::channel().0 }
     }
 
-    fn code(result: &ApiResult<Stored>) -> Option<ErrorCode> {
+    pub(super) fn code(result: &ApiResult<Stored>) -> Option<ErrorCode> {
         result.as_ref().err().map(ApiError::code)
     }
 

@@ -5,13 +5,17 @@
 //! locks are held for the statement alone, not across round trips to this process, so the
 //! instances' writers wait on each other for as long as PostgreSQL takes to do the work.
 //!
-//! The batch's values travel as arrays (`unnest($2::uuid[], …)`), so the text is the same for one
-//! send or 256: each connection prepares it once. The writer's connections also plan it once
+//! The batch's values travel as arrays (`unnest($2::uuid[], …)`), so the text is the same for two
+//! sends or 256: each connection prepares it once. A batch of one send — nearly every batch below
+//! a thousand messages a second, and the large group's — has a statement of its own
+//! ([`STORE_ONE`]): the general one's window functions, sorts and aggregates cost PostgreSQL
+//! 2 – 2.5× the CPU of the one-send statement for one send, and a commit on a busy box waits for
+//! that CPU. The writer's connections also plan it once
 //! (`converge_migrations::connect_with_generic_plans`): planned at every execution, planning cost
 //! more than the work. The test below checks the plan such a connection makes on an empty database.
 //!
-//! Each send is decided as [`super::plan`] decides it for the portable path (SQLite, the replay), in
-//! the same order: no such chat, not a participant, a retry of a stored message, a `replyTo` that
+//! Each send is decided, by either statement, as [`super::plan`] decides it for the portable path
+//! (SQLite, the replay), in the same order: no such chat, not a participant, a retry of a stored message, a `replyTo` that
 //! is not an earlier message, a retry of an earlier send of the same batch, else stored with the
 //! chat's next seq. The unit test of `plan` and the API tests (run on both databases) hold the two
 //! to the same answers.
@@ -30,12 +34,13 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::MessageDto;
 use converge_shared::entities::chat::message;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryResult,
-    Statement,
+    Statement, Value,
 };
 use uuid::Uuid;
 
@@ -88,35 +93,64 @@ const STORE: &str = "WITH locked AS ( \
        SELECT id, chat_id, seq, sender_id, client_msg_id, content, reply_to, $1 FROM fresh) \
      SELECT n, outcome, seq, first_n, existing FROM numbered ORDER BY n";
 
+/// [`STORE`] for a batch of one send, with scalar parameters ($1 the stamp, $2 the chat, $3 the
+/// sender, $4 the `clientMsgId`, $5 the content, $6 `replyTo`, $7 the message id) and the same
+/// result columns. With one send there is no numbering to do and no earlier send of the batch to
+/// find, so no window, sort or aggregate; the locks are taken in the same order (the chat, then
+/// the sender's row).
+const STORE_ONE: &str = "WITH locked AS (SELECT id, last_seq FROM chats WHERE id = $2 FOR UPDATE), \
+     checked AS ( \
+       SELECT l.last_seq AS base, e.id AS existing, \
+         CASE WHEN l.id IS NULL THEN 'not_found' \
+           WHEN NOT EXISTS (SELECT 1 FROM chat_participants p WHERE p.chat_id = $2 AND p.user_id = $3) \
+             THEN 'forbidden' \
+           WHEN e.id IS NOT NULL THEN 'existing' \
+           WHEN $6::bigint IS NOT NULL AND ($6 < 1 OR $6 > l.last_seq) THEN 'invalid_seq' \
+           ELSE 'store' END AS outcome \
+       FROM (SELECT) one LEFT JOIN locked l ON true \
+       LEFT JOIN LATERAL ( \
+         SELECT id FROM messages m WHERE m.chat_id = $2 AND m.sender_id = $3 AND m.client_msg_id = $4 LIMIT 1) e \
+         ON true), \
+     fresh AS (SELECT base + 1 AS seq FROM checked WHERE outcome = 'store'), \
+     bumped AS (UPDATE chats AS c SET last_seq = f.seq, last_message_at = $1 FROM fresh f WHERE c.id = $2), \
+     raised AS ( \
+       UPDATE chat_participants AS p SET last_read_seq = GREATEST(p.last_read_seq, f.seq), \
+         last_delivered_seq = GREATEST(p.last_delivered_seq, f.seq) \
+       FROM fresh f WHERE p.chat_id = $2 AND p.user_id = $3), \
+     inserted AS ( \
+       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
+       SELECT $7, $2, seq, $3, $4, $5, $6, $1 FROM fresh) \
+     SELECT 1::bigint AS n, outcome, CASE WHEN outcome = 'store' THEN base + 1 END AS seq, 1::bigint AS first_n, existing \
+     FROM checked";
+
 pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, Failed> {
     let now = stored_now();
     // Every send gets its message drafted (an id, its content); the statement gives the seqs.
     let drafts: Vec<Option<MessageDto>> =
         sends.iter().map(|s| Some(new_message(s.chat_id, s.sender, &s.request, 0, now))).collect();
-    let mut chat_ids: Vec<Uuid> = sends.iter().map(|s| s.chat_id).collect();
-    chat_ids.sort();
-    chat_ids.dedup();
-    let values = vec![
-        now.into(),
-        sends.iter().map(|s| s.chat_id).collect::<Vec<_>>().into(),
-        sends.iter().map(|s| s.sender).collect::<Vec<_>>().into(),
-        sends.iter().map(|s| s.request.client_msg_id.clone()).collect::<Vec<_>>().into(),
-        sends.iter().map(|s| s.request.content.clone()).collect::<Vec<_>>().into(),
-        // The driver binds arrays without NULLs: whether a send replies travels beside its seq.
-        sends.iter().map(|s| s.request.reply_to.unwrap_or(0)).collect::<Vec<_>>().into(),
-        drafts.iter().flatten().map(|m| m.id).collect::<Vec<_>>().into(),
-        chat_ids.into(),
-        sends.iter().map(|s| s.request.reply_to.is_some()).collect::<Vec<_>>().into(),
-    ];
-    let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, STORE, values)).await.map_err(
-        |e| match e {
-            // Nothing reached the database: every send gets this answer.
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Failed::Unchecked(e.into()),
-            // The statement failed and was rolled back (a racing retry, a deadlock, a lost link
-            // after the commit): the replay sorts it out send by send.
-            e => Failed::Write(e.into()),
-        },
-    )?;
+    let statement = match (sends, drafts.as_slice()) {
+        ([send], [Some(draft)]) => Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            STORE_ONE,
+            [
+                now.into(),
+                send.chat_id.into(),
+                send.sender.into(),
+                send.request.client_msg_id.clone().into(),
+                send.request.content.clone().into(),
+                send.request.reply_to.into(),
+                draft.id.into(),
+            ],
+        ),
+        _ => Statement::from_sql_and_values(DbBackend::Postgres, STORE, batch_values(sends, &drafts, now)),
+    };
+    let rows = db.query_all_raw(statement).await.map_err(|e| match e {
+        // Nothing reached the database: every send gets this answer.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Failed::Unchecked(e.into()),
+        // The statement failed and was rolled back (a racing retry, a deadlock, a lost link after
+        // the commit): the replay sorts it out send by send.
+        e => Failed::Write(e.into()),
+    })?;
     // The batch is committed from here on: a failure must not replay it (the replay would find
     // every message stored and announce none); the sends are answered with an error and their
     // retries by clientMsgId return what was stored.
@@ -140,6 +174,25 @@ pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> R
         }
     }
     Ok(answers(steps, stored))
+}
+
+/// [`STORE`]'s parameters: the batch's values as arrays, one element per send.
+fn batch_values(sends: &[Pending], drafts: &[Option<MessageDto>], now: DateTime<Utc>) -> Vec<Value> {
+    let mut chat_ids: Vec<Uuid> = sends.iter().map(|s| s.chat_id).collect();
+    chat_ids.sort();
+    chat_ids.dedup();
+    vec![
+        now.into(),
+        sends.iter().map(|s| s.chat_id).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.sender).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.request.client_msg_id.clone()).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.request.content.clone()).collect::<Vec<_>>().into(),
+        // The driver binds arrays without NULLs: whether a send replies travels beside its seq.
+        sends.iter().map(|s| s.request.reply_to.unwrap_or(0)).collect::<Vec<_>>().into(),
+        drafts.iter().flatten().map(|m| m.id).collect::<Vec<_>>().into(),
+        chat_ids.into(),
+        sends.iter().map(|s| s.request.reply_to.is_some()).collect::<Vec<_>>().into(),
+    ]
 }
 
 /// What the statement did with a batch.
@@ -192,25 +245,93 @@ mod tests {
 
     use super::*;
 
-    /// The writer's connections plan the statement once and keep the plan. Made on a new database,
+    /// The writer's connections plan each statement once and keep the plan. Made on a new database,
     /// whose empty tables make reading them whole the cheapest plan, it must still find every row
     /// by an index: otherwise each send would read every chat and participant until the plan is
     /// replaced.
     #[tokio::test]
-    async fn the_statement_planned_once_on_an_empty_database_reads_rows_by_index() {
+    async fn the_statements_planned_once_on_an_empty_database_read_rows_by_index() {
         let db = connect_with_generic_plans(&converge_testkit::fresh_postgres_database().await, 1).await.unwrap();
         ServiceDb::Chat.migrate_up(&db).await.unwrap();
         let txn = db.begin().await.unwrap();
         let show = Statement::from_string(DbBackend::Postgres, "SHOW plan_cache_mode");
         let mode = txn.query_one_raw(show).await.unwrap().unwrap().try_get_by_index::<String>(0).unwrap();
         assert_eq!(mode, "force_generic_plan", "the writer's connections plan once");
-        let parameters = "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[]";
-        txn.execute_unprepared(&format!("PREPARE store({parameters}) AS {STORE}")).await.unwrap();
-        let explain = "EXPLAIN EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')";
-        let rows = txn.query_all_raw(Statement::from_string(DbBackend::Postgres, explain)).await.unwrap();
-        let plan: Vec<String> = rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect();
-        let plan = plan.join("\n");
-        assert!(plan.contains("chats_pkey") && plan.contains("chat_participants"), "{plan}");
-        assert!(!plan.contains("Seq Scan"), "no table is read whole:\n{plan}");
+        let statements = [
+            ("store", STORE, "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[]"),
+            ("store_one", STORE_ONE, "timestamptz, uuid, uuid, text, text, bigint, uuid"),
+        ];
+        let nil = "'00000000-0000-0000-0000-000000000000'";
+        let executions = [
+            "EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')".to_owned(),
+            format!("EXECUTE store_one(now(), {nil}, {nil}, 'a', 'b', NULL, {nil})"),
+        ];
+        for ((name, statement, parameters), execution) in statements.into_iter().zip(executions) {
+            txn.execute_unprepared(&format!("PREPARE {name}({parameters}) AS {statement}")).await.unwrap();
+            let explain = Statement::from_string(DbBackend::Postgres, format!("EXPLAIN {execution}"));
+            let rows = txn.query_all_raw(explain).await.unwrap();
+            let plan: Vec<String> = rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("chats_pkey") && plan.contains("chat_participants"), "{name}: {plan}");
+            assert!(!plan.contains("Seq Scan"), "{name}: no table is read whole:\n{plan}");
+        }
+    }
+
+    /// A send alone ([`STORE_ONE`]) is decided as the same send in a batch ([`STORE`]): two chats in
+    /// the same state get the same sends, one by one in the first, each beside another chat's send
+    /// in the second.
+    #[tokio::test]
+    async fn a_send_alone_is_decided_as_in_a_batch() {
+        let db = connect_with_generic_plans(&converge_testkit::fresh_postgres_database().await, 1).await.unwrap();
+        ServiceDb::Chat.migrate_up(&db).await.unwrap();
+        let (alone, batched, beside) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (ana, bob, eve) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for chat in [alone, batched, beside] {
+            let setup = format!(
+                "INSERT INTO chats (id, kind, title, created_by, created_at, last_seq) VALUES ('{chat}', 'group', 't', '{ana}', now(), 0); \
+                 INSERT INTO chat_participants (chat_id, user_id, role, joined_at) \
+                   VALUES ('{chat}', '{ana}', 'owner', now()), ('{chat}', '{bob}', 'member', now())"
+            );
+            db.execute_unprepared(&setup).await.unwrap();
+        }
+        // What a result says, without the ids and stamps each store draws afresh.
+        let outcome = |result: &ApiResult<Stored>| match result {
+            Ok(s) => Ok((s.message.seq, s.fresh, s.message.client_msg_id.clone(), s.message.reply_to)),
+            Err(_) => Err(super::super::tests::code(result)),
+        };
+        let cases: [(Uuid, Option<Uuid>, &str, Option<i64>); 8] = [
+            (ana, None, "first", None),
+            (ana, None, "first", None),
+            (eve, None, "stranger", None),
+            (ana, Some(Uuid::now_v7()), "nowhere", None),
+            (bob, None, "reply", Some(1)),
+            (ana, None, "reply-to-nothing", Some(9)),
+            (ana, None, "reply-to-zero", Some(0)),
+            (bob, None, "second", None),
+        ];
+        for (n, (sender, missing_chat, client_msg_id, reply_to)) in cases.into_iter().enumerate() {
+            let send = |chat| super::super::tests::send(missing_chat.unwrap_or(chat), sender, client_msg_id, reply_to);
+            let one = store_batch(&db, &[send(alone)]).await.unwrap_or_else(|_| panic!("case {n} alone failed"));
+            let companion = super::super::tests::send(beside, ana, &format!("beside-{n}"), None);
+            let two = store_batch(&db, &[send(batched), companion])
+                .await
+                .unwrap_or_else(|_| panic!("case {n} in a batch failed"));
+            assert_eq!(two.len(), 2);
+            assert_eq!(outcome(&one[0]), outcome(&two[0]), "case {n}: {client_msg_id}");
+            assert!(two[1].is_ok(), "case {n}: the companion is stored");
+        }
+        let stored = |chat: Uuid| {
+            let db = &db;
+            async move {
+                let mut messages =
+                    message::Entity::find().filter(message::Column::ChatId.eq(chat)).all(db).await.unwrap();
+                messages.sort_by_key(|m| m.seq);
+                messages.into_iter().map(|m| (m.seq, m.sender_id, m.client_msg_id, m.reply_to)).collect::<Vec<_>>()
+            }
+        };
+        let in_alone = stored(alone).await;
+        assert_eq!(in_alone, stored(batched).await, "the same rows, in the same order");
+        let seqs: Vec<i64> = in_alone.iter().map(|m| m.0).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "first, reply and second, gap-free");
     }
 }
