@@ -39,3 +39,7 @@ export function addParticipants(stack, token, chatId, userIds) {
 export function leaveChat(stack, user, chatId) {
   return call('POST', `${stack.url}/chats/${chatId}/leave`, { token: user.token });
 }
+
+export function createGroup(stack, user, title, participantIds) {
+  return call('POST', `${stack.url}/chats`, { token: user.token, body: { kind: 'group', title, participantIds } });
+}

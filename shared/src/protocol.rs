@@ -83,6 +83,10 @@ pub enum ServerFrame {
         /// changes arrive as `presence` frames.
         #[serde(default)]
         online: Vec<Uuid>,
+        /// In chats of more participants, other members' reads are not sent (`messages_read`
+        /// carries only the user's own): a client shows no read count there.
+        #[serde(default)]
+        read_receipts_max_chat_members: Option<usize>,
     },
     /// The message of a `send_message` is stored: it has its seq.
     Ack {

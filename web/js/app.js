@@ -82,8 +82,9 @@ function startChat() {
 
   // --- protocol events → store ---
   const on = (type, fn) => client.addEventListener(type, (e) => fn(e.detail));
-  on('ready', ({ user, chats, online }) => {
+  on('ready', ({ user, chats, online, readReceiptsMaxChatMembers }) => {
     me.textContent = user.displayName;
+    store.readReceiptsMaxChatMembers = readReceiptsMaxChatMembers;
     store.setChats(user, chats, online);
     if (!activeId) route();
   });

@@ -11,8 +11,10 @@
 //
 // Events (an EventTarget; each event's `detail` is shown):
 //   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?}
-//   ready      {user, chats, online, resumed}    chats as in the `ready` frame; `online`: ids of the
-//                                                chats' members online now (null if the server has no presence)
+//   ready      {user, chats, online, resumed, readReceiptsMaxChatMembers}
+//                                                chats as in the `ready` frame; `online`: ids of the
+//                                                chats' members online now (null if the server has no presence);
+//                                                in chats of more members, others' reads are not sent (null: no limit)
 //   message    {message}                         a new message, in seq order per chat, never twice
 //   read       {chatId, userId, seq}             a read watermark moved
 //   delivered  {chatId, seq}                     every participant has received up to seq
@@ -402,7 +404,13 @@ export class ConvergeClient extends EventTarget {
     for (const chat of frame.chats) {
       if (!this.positions.has(chat.id)) this.positions.set(chat.id, chat.lastSeq);
     }
-    this.emit('ready', { user: frame.user, chats: frame.chats, online: frame.online ?? null, resumed: resuming });
+    this.emit('ready', {
+      user: frame.user,
+      chats: frame.chats,
+      online: frame.online ?? null,
+      resumed: resuming,
+      readReceiptsMaxChatMembers: frame.readReceiptsMaxChatMembers ?? null,
+    });
     // With a resume, the backlog and `resumed` come next; only then is the connection caught up.
     if (!resuming) this.goOnline();
   }

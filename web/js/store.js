@@ -26,6 +26,8 @@ export class Store extends EventTarget {
     this.names = new Map();
     /** userId → boolean (only when the server sends presence). */
     this.presence = new Map();
+    /** In chats of more members the server does not send others' reads (null: in every chat). */
+    this.readReceiptsMaxChatMembers = null;
   }
 
   changed(detail) {
@@ -199,13 +201,25 @@ export class Store extends EventTarget {
     if (p && seq > p[field]) p[field] = seq;
   }
 
+  /** Whether others' reads of this chat reach the client live (not in the largest groups). */
+  readsShared(chat) {
+    const limit = this.readReceiptsMaxChatMembers;
+    return limit === null || chat.participants.length <= limit;
+  }
+
   /**
    * Where one of my messages stands: 'sent' (stored), 'delivered' (every other member's delivery
-   * watermark passed it), 'read' (every other member read it), or, in a group, partly read.
+   * watermark passed it), 'read' (every other member read it), or, in a group, partly read. Where
+   * others' reads are not shared, no further than 'delivered': what was read when the chat was
+   * loaded would be a count that never moves.
    */
   deliveryOf(chat, seq) {
     const others = this.others(chat);
     if (others.length === 0) return { state: 'sent' };
+    if (!this.readsShared(chat)) {
+      const delivered = others.every((p) => Math.max(p.lastDeliveredSeq, p.lastReadSeq) >= seq);
+      return { state: delivered ? 'delivered' : 'sent', readers: 0 };
+    }
     const readers = others.filter((p) => p.lastReadSeq >= seq).length;
     if (readers === others.length) return { state: 'read', readers };
     if (others.every((p) => Math.max(p.lastDeliveredSeq, p.lastReadSeq) >= seq)) return { state: 'delivered', readers };

@@ -399,7 +399,12 @@ impl Connection {
             .collect();
         let online = self.ctx.presence.online(peers.into_iter().collect()).await.into_iter().collect();
         let user = ReadyUser { id: self.user_id, display_name: self.name.clone() };
-        let ready = ServerFrame::Ready { user, chats: views, online };
+        let ready = ServerFrame::Ready {
+            user,
+            chats: views,
+            online,
+            read_receipts_max_chat_members: Some(self.ctx.config.read_receipts_max_chat_members),
+        };
         self.send_frame(&ready).await?;
         if let Some(points) = resume {
             self.resume(None, points).await?;

@@ -298,7 +298,10 @@ on_both_backends! {
     async fn a_big_groups_reads_reach_only_the_readers_own_connections(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.read_receipts_max_chat_members = 2).await;
         let ([ana, bob, _carla], group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
-        let mut ana_ws = stack.connect(&ana).await;
+        let mut ana_ws = stack.connect_raw().await;
+        ana_ws.send(json!({ "type": "auth", "token": ana.token })).await;
+        let ready = ana_ws.next_of("ready").await;
+        assert_eq!(ready["readReceiptsMaxChatMembers"], 2, "a client learns where it shows no read count: {ready}");
         let mut bob_ws = stack.connect(&bob).await;
         let mut bob_tab = stack.connect(&bob).await;
         assert_eq!(ana_ws.send_message(group, "g1", "to the group").await["message"]["seq"], 1);
