@@ -9,16 +9,17 @@
 //! sends or 256: each connection prepares it once. A batch of one send — nearly every batch below
 //! a thousand messages a second, and the large group's — has a statement of its own
 //! ([`STORE_ONE`]): the general one's window functions, sorts and aggregates cost PostgreSQL
-//! 2 – 2.5× the CPU of the one-send statement for one send, and a commit on a busy box waits for
-//! that CPU. The writer's connections also plan it once
+//! 2 – 2.5× the CPU of the one-send statement for one send (`bench/statement-cpu`), and a commit on
+//! a busy box waits for that CPU. The writer's connections also plan each statement once
 //! (`converge_migrations::connect_with_generic_plans`): planned at every execution, planning cost
-//! more than the work. The test below checks the plan such a connection makes on an empty database.
+//! more than the work. A test below checks the plans such a connection makes on an empty database.
 //!
 //! Each send is decided, by either statement, as [`super::plan`] decides it for the portable path
-//! (SQLite, the replay), in the same order: no such chat, not a participant, a retry of a stored message, a `replyTo` that
-//! is not an earlier message, a retry of an earlier send of the same batch, else stored with the
-//! chat's next seq. The unit test of `plan` and the API tests (run on both databases) hold the two
-//! to the same answers.
+//! (SQLite, the replay), in the same order: no such chat, not a participant, a retry of a stored
+//! message, a `replyTo` that is not an earlier message, a retry of an earlier send of the same
+//! batch, else stored with the chat's next seq. The unit test of `plan` and the API tests (run on
+//! both databases) hold the statements and the portable path to the same answers, and
+//! `a_send_alone_is_decided_as_in_a_batch` the two statements to each other.
 //!
 //! Lock order: the chats (in id order), then the participant rows whose watermarks rise (in
 //! (chat, user) order), as the delivery receipts lock them. The participant rows are locked from
