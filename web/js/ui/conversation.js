@@ -257,6 +257,7 @@ export class ConversationView {
     let state;
     let label;
     let icon;
+    let title;
     if (m.pending) {
       state = m.state === 'failed' ? 'failed' : 'sending';
       label = state === 'failed' ? 'Not sent' : 'Sending…';
@@ -267,12 +268,15 @@ export class ConversationView {
       const others = this.store.others(chat).length;
       label = { sent: 'Sent', delivered: 'Delivered', read: 'Read' }[state];
       if (chat.kind === 'group' && state !== 'read' && d.readers > 0) label = `Read by ${d.readers} of ${others}`;
+      if (!this.store.readsShared(chat)) {
+        title = `${label}. Read receipts are not shared in groups of more than ${this.store.readReceiptsMaxChatMembers} members.`;
+      }
       icon = state === 'sent' ? '✓' : '✓✓';
     }
     const showText = isLastMine || m.pending;
     return h(
       'span',
-      { class: `status ${state}`, dataset: { state }, title: label, 'aria-label': label },
+      { class: `status ${state}`, dataset: { state }, title: title ?? label, 'aria-label': label },
       h('span', { class: 'tick', 'aria-hidden': 'true' }, icon),
       showText ? h('span', { class: 'status-text', 'aria-hidden': 'true' }, label) : null,
     );
