@@ -216,11 +216,7 @@ export class Store extends EventTarget {
   deliveryOf(chat, seq) {
     const others = this.others(chat);
     if (others.length === 0) return { state: 'sent' };
-    if (!this.readsShared(chat)) {
-      const delivered = others.every((p) => Math.max(p.lastDeliveredSeq, p.lastReadSeq) >= seq);
-      return { state: delivered ? 'delivered' : 'sent', readers: 0 };
-    }
-    const readers = others.filter((p) => p.lastReadSeq >= seq).length;
+    const readers = this.readsShared(chat) ? others.filter((p) => p.lastReadSeq >= seq).length : 0;
     if (readers === others.length) return { state: 'read', readers };
     if (others.every((p) => Math.max(p.lastDeliveredSeq, p.lastReadSeq) >= seq)) return { state: 'delivered', readers };
     return { state: 'sent', readers };
