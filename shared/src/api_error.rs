@@ -19,7 +19,11 @@ pub enum ApiError {
     /// 429; `retry_after_secs` goes to the `Retry-After` header.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
-    /// 500: a bug or an unreachable dependency. The cause is logged, never sent.
+    /// 503: a dependency (the database) cannot be reached: worth retrying, unlike a bug. The
+    /// cause is logged, never sent.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// 500: a bug. The cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -41,6 +45,7 @@ impl ApiError {
             ApiError::Client { code, .. } => *code,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -52,7 +57,17 @@ impl ApiError {
             ApiError::Client { code, message } => ApiError::Client { code: *code, message: message.clone() },
             ApiError::Validation(fields) => ApiError::Validation(fields.clone()),
             ApiError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs: *retry_after_secs },
+            ApiError::Unavailable(cause) => ApiError::Unavailable(anyhow::anyhow!("{cause:#}")),
             ApiError::Internal(cause) => ApiError::Internal(anyhow::anyhow!("{cause:#}")),
+        }
+    }
+
+    /// Logs the cause of a failure that is not the client's (the client gets no cause).
+    pub fn log(&self, what: &str) {
+        match self {
+            ApiError::Unavailable(cause) => tracing::warn!(error = format!("{cause:#}"), "{what}"),
+            ApiError::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "{what}"),
+            _ => {}
         }
     }
 
@@ -66,6 +81,9 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 ErrorEnvelope::new(ErrorCode::RateLimited, format!("too many attempts; retry in {retry_after_secs} s"))
             }
+            ApiError::Unavailable(_) => {
+                ErrorEnvelope::new(ErrorCode::Unavailable, "the database is unreachable; retry shortly")
+            }
             ApiError::Internal(_) => ErrorEnvelope::new(
                 ErrorCode::Internal,
                 "internal error; quote the x-request-id response header when reporting it",
@@ -77,7 +95,33 @@ impl ApiError {
 #[cfg(feature = "entities")]
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
-        ApiError::Internal(anyhow::Error::new(err).context("database"))
+        let unreachable = database_unreachable(&err);
+        let cause = anyhow::Error::new(err).context("database");
+        if unreachable { ApiError::Unavailable(cause) } else { ApiError::Internal(cause) }
+    }
+}
+
+/// Whether the database could not be reached — no connection to be had, or the link broke — as
+/// opposed to a statement that failed.
+#[cfg(feature = "entities")]
+fn database_unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                **e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        }
+        DbErr::Conn(_) => true,
+        _ => false,
     }
 }
 
@@ -102,12 +146,16 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
-        }
+        self.log("request failed");
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited { retry_after_secs } = self {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
         }
         response.json(self.envelope())
     }
@@ -119,9 +167,7 @@ impl ResponseError for ApiError {
 #[cfg(feature = "graphql")]
 impl async_graphql::ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(error = format!("{cause:#}"), "graphql request failed");
-        }
+        self.log("graphql request failed");
         let envelope = self.envelope();
         async_graphql::Error::new(envelope.error.message).extend_with(|_, ext| {
             ext.set("code", envelope.error.code.as_str());

@@ -314,8 +314,8 @@ export class ConvergeClient extends EventTarget {
         if (this.outbox.get(item.clientMsgId) !== item) return; // settled meanwhile by new_message
         const retryable = !FINAL_CODES.has(error.code);
         if (retryable && item.attempts < this.maxSendAttempts) {
-          // Disconnects are retried by `flushOutbox` after the reconnect; timeouts and internal
-          // errors here, after a short pause.
+          // Disconnects are retried by `flushOutbox` after the reconnect; timeouts, `internal` and
+          // `unavailable` (the database unreachable) here, after a short pause.
           if (error.code !== 'disconnected' && error.code !== 'stopped') {
             item.timer = setTimeout(() => this.transmit(item), 500 * item.attempts);
           }

@@ -664,6 +664,7 @@ impl Connection {
     }
 
     async fn send_error(&mut self, req: Option<Value>, error: ApiError) -> Result<(), Close> {
+        error.log("websocket request failed");
         let envelope = error.envelope();
         let mut message = envelope.error.message;
         if envelope.error.code == ErrorCode::Internal {

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::helpers::{Client, Cluster, EVENT_TIMEOUT, PrivateRedis};
+use crate::pglink::{Cut, PgLink};
 
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 15;
@@ -178,6 +180,85 @@ async fn the_first_message_after_a_redis_restart_crosses_instances_live() {
     sender.send_message(chat, "after").await.expect("acked");
     assert!(receiver.until_seq(chat, 2).await, "the message after the restart crosses");
     assert_eq!(cluster.instance(0).metric("relay_publish_errors_total").await, 0.0, "no publish failed");
+}
+
+/// The link between an instance and PostgreSQL breaks while a send's write is on it: once before
+/// the statement reaches the server, once after the server committed it but before the answer
+/// came back, so the instance cannot tell whether it was stored. Either way the send is
+/// acknowledged once with the seq it is stored at, each member receives it once and at once, and
+/// the next send takes the next seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_postgresql_lost_mid_write_loses_and_doubles_nothing() {
+    let link = PgLink::start(&converge_testkit::postgres_admin_url()).await;
+    let cluster = Cluster::start_through(2, &link).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut sender = cluster.connect(&ana, 0).await;
+    let mut receiver = cluster.connect(&bob, 1).await;
+    assert_eq!(sender.send_message(chat, "before").await.expect("acked")["message"]["seq"], 1);
+
+    for (n, (cut, seq)) in [(Cut::BeforeTheStatement, 2), (Cut::AfterTheCommit, 3)].into_iter().enumerate() {
+        let client_msg_id = format!("cut-{}", Uuid::new_v4());
+        link.arm(&client_msg_id, cut);
+        let ack = sender.send_message(chat, &client_msg_id).await.expect("acked");
+        link.cut(n + 1).await;
+        assert_eq!(ack["message"]["seq"], seq, "{cut:?}: {ack}");
+        assert_eq!(ack["message"]["clientMsgId"], client_msg_id.as_str());
+        // Live, not when a later message reveals the gap.
+        assert!(receiver.until_seq(chat, seq).await, "{cut:?}: delivered");
+    }
+    assert_eq!(sender.send_message(chat, "after").await.expect("acked")["message"]["seq"], 4);
+
+    assert!(receiver.until_seq(chat, 4).await);
+    let stored = cluster.history(&ana, chat, 1).await;
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![1, 2, 3, 4], "stored once each");
+    assert!(sender.until_seq(chat, 4).await);
+    for client in [&sender, &receiver] {
+        assert_eq!(client.received[&chat], stored, "user {}: each message once, in order", client.user.id);
+    }
+    let sender_instance = cluster.instance(0);
+    assert_eq!(sender_instance.metric("message_batch_replays_total").await, 2.0, "both writes replayed");
+    // The replay stored the write cut before its statement; it found the one cut after its commit.
+    assert_eq!(sender_instance.metric("chat_messages_total").await, 3.0, "stored by the replay: 1 of 2");
+}
+
+/// PostgreSQL becomes unreachable, then comes back. Meanwhile a send, a read and the readiness
+/// check answer at once with 503 / `unavailable` (worth retrying, unlike `internal`); once it is
+/// back the instance carries on without a restart, and the failed send retried with its
+/// `clientMsgId` is stored once, after what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_on_after() {
+    let link = PgLink::start(&converge_testkit::postgres_admin_url()).await;
+    let cluster = Cluster::start_through(1, &link).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut sender = cluster.connect(&ana, 0).await;
+    assert_eq!(sender.send_message(chat, "before").await.expect("acked")["message"]["seq"], 1);
+    let instance = cluster.instance(0);
+
+    link.set_down(true);
+    let send = json!({ "type": "send_message", "req": "during", "chatId": chat, "clientMsgId": "during", "content": "anyone?" });
+    sender.send(send.clone()).await;
+    let reply = sender.until(|f| f["req"] == "during").await.expect("answered");
+    assert_eq!((&reply["type"], &reply["code"]), (&json!("error"), &json!("unavailable")), "{reply}");
+    let read = cluster.client.get(format!("{}/chats/{chat}/messages", instance.http())).bearer_auth(&ana.token);
+    let read = read.send().await.unwrap();
+    assert_eq!(read.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    converge_testkit::assert_error(read, 503, "unavailable").await;
+    converge_testkit::assert_error(
+        reqwest::get(format!("{}/ready", instance.http())).await.unwrap(),
+        503,
+        "unavailable",
+    )
+    .await;
+
+    link.set_down(false);
+    sender.send(send).await;
+    let reply = sender.until(|f| f["req"] == "during").await.expect("answered");
+    assert_eq!((&reply["type"], &reply["message"]["seq"]), (&json!("ack"), &json!(2)), "{reply}");
+    assert_eq!(sender.send_message(chat, "after").await.expect("acked")["message"]["seq"], 3);
+    let stored = cluster.history(&ana, chat, 0).await;
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use uuid::Uuid;
 
+use crate::pglink::PgLink;
+
 /// Bounds a wait for an event; events are awaited, never slept for.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -205,6 +207,15 @@ impl Cluster {
 
     /// `n` instances on `redis_url`, with extra environment for each.
     pub async fn start_with(n: usize, redis_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_inner(n, redis_url, env, None).await
+    }
+
+    /// `n` instances on the shared Redis that reach PostgreSQL through `link`.
+    pub async fn start_through(n: usize, link: &PgLink) -> Self {
+        Self::start_inner(n, &shared_redis_url(), &[], Some(link)).await
+    }
+
+    async fn start_inner(n: usize, redis_url: &str, env: &[(&str, &str)], link: Option<&PgLink>) -> Self {
         converge_shared::telemetry::init_tracing(Default::default(), "warn");
         let dir = tempfile::tempdir().unwrap();
         let users_db = fresh_postgres_database().await;
@@ -234,7 +245,7 @@ impl Cluster {
         for _ in 0..n {
             let mut vars: Vec<(String, String)> = vec![
                 ("HOST".into(), "127.0.0.1".into()),
-                ("DATABASE_URL".into(), cluster.chat_database.clone()),
+                ("DATABASE_URL".into(), link.map_or(cluster.chat_database.clone(), |l| l.url(&cluster.chat_database))),
                 ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
                 ("USER_SERVICE_URL".into(), cluster.users_url.clone()),
                 ("REDIS_URL".into(), cluster.redis_url.clone()),

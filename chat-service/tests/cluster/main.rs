@@ -3,5 +3,6 @@
 
 mod failover;
 mod helpers;
+mod pglink;
 mod presence;
 mod relay;
