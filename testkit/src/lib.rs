@@ -1,6 +1,10 @@
 //! What every Converge integration test needs: the backend it runs on, a fresh PostgreSQL
-//! database per test so no test sees another's rows, and assertions on the error envelope.
+//! database per test so no test sees another's rows, assertions on the error envelope, and a link
+//! to PostgreSQL that a test can break ([`PgLink`]).
 
+mod pglink;
+
+pub use pglink::{Cut, PgLink};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 

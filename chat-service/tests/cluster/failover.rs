@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use converge_testkit::{Cut, PgLink};
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::helpers::{Client, Cluster, EVENT_TIMEOUT, PrivateRedis};
-use crate::pglink::{Cut, PgLink};
 
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 15;

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 pub use converge_testkit::User;
-use converge_testkit::fresh_postgres_database;
+use converge_testkit::{PgLink, fresh_postgres_database};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,8 +18,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use uuid::Uuid;
-
-use crate::pglink::PgLink;
 
 /// Bounds a wait for an event; events are awaited, never slept for.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);

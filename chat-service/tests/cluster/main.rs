@@ -3,6 +3,5 @@
 
 mod failover;
 mod helpers;
-mod pglink;
 mod presence;
 mod relay;

@@ -1,7 +1,33 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, on_both_backends};
+use converge_testkit::{PgLink, postgres_admin_url};
+
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_error, on_both_backends};
+
+/// PostgreSQL becomes unreachable, then comes back. Meanwhile sign-in, a read and the readiness
+/// check answer 503 / `unavailable` (worth retrying, unlike `internal`); afterwards the same
+/// sign-in works, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_work_after() {
+    let link = PgLink::start(&postgres_admin_url()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |config| {
+        config.database_url = config.database_url.as_deref().map(|url| link.url(url));
+    })
+    .await;
+    let token = app.token_for("ana").await;
+
+    link.set_down(true);
+    let login = app.login("ana", PASSWORD).await;
+    assert_eq!(login.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    assert_error(login, 503, "unavailable").await;
+    assert_error(app.get_authed("/users/me", &token).await, 503, "unavailable").await;
+    assert_error(app.client.get(app.url("/ready")).send().await.unwrap(), 503, "unavailable").await;
+
+    link.set_down(false);
+    assert_eq!(app.login("ana", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.get_authed("/users/me", &token).await.status(), StatusCode::OK);
+}
 
 on_both_backends! {
     async fn health_and_readiness_answer(backend) {

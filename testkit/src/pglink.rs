@@ -1,10 +1,11 @@
-//! `PgLink`: the network between chat-service and PostgreSQL, as a TCP relay a test can break at
+//! `PgLink`: the network between a service and PostgreSQL, as a TCP relay a test can break at
 //! one statement — before the statement reaches the server, or after the server has committed it
 //! but before its answer comes back. It reads PostgreSQL's wire protocol (TLS off on the link) just
 //! enough to find the statement by a marker in its parameters and the commit by the server's
 //! `ReadyForQuery` after the statement's `Sync`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +83,7 @@ impl PgLink {
     pub async fn cut(&self, n: usize) {
         let mut cuts = self.cuts.subscribe();
         let done = cuts.wait_for(|done| *done >= n);
-        tokio::time::timeout(crate::helpers::EVENT_TIMEOUT, done).await.expect("the link is cut in time").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), done).await.expect("the link is cut in time").unwrap();
     }
 }
 
