@@ -83,10 +83,21 @@ impl Fanout {
     }
 }
 
-/// Reads what the feeds need from the database: the messages of a gap.
+/// Reads what the feeds need from the database: the messages of a gap, and where a chat's
+/// receipts stand.
 #[async_trait::async_trait]
 pub trait MessageSource: Send + Sync + 'static {
     async fn messages_between(&self, chat_id: Uuid, from_seq: i64, to_seq: i64) -> anyhow::Result<Vec<MessageDto>>;
+    /// Every participant's read and delivered watermarks.
+    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>>;
+}
+
+/// Where one participant of a chat stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    pub user_id: Uuid,
+    pub read: i64,
+    pub delivered: i64,
 }
 
 pub struct Hub {
@@ -468,9 +479,11 @@ impl Hub {
     }
 
     /// Delivers, in order, every stored message each followed chat has beyond what its feed has
-    /// delivered: after the relay reconnects, events published while it was away are lost to this
-    /// instance, but never to its clients.
-    pub async fn catch_up_all(self: &Arc<Self>) {
+    /// delivered, then where the chat's receipts stand: after the relay reconnects, events
+    /// published while it was away are lost to this instance, but never to its clients. Reads are
+    /// told as [`crate::service::messages::mark_read`] tells them: to the chat where it has at most
+    /// `reads_shared_up_to` participants, otherwise to each reader's own connections.
+    pub async fn catch_up_all(self: &Arc<Self>, reads_shared_up_to: usize) {
         const PAGE: i64 = 500;
         let chats: Vec<Uuid> = self.state().feeds.keys().copied().collect();
         metrics::counter!("relay_catch_ups_total").increment(1);
@@ -493,6 +506,28 @@ impl Hub {
                     }
                 }
             }
+            self.catch_up_receipts(chat_id, reads_shared_up_to).await;
+        }
+    }
+
+    /// Tells a chat's followers where its reads and deliveries stand. Most of it they know
+    /// already; clients take a watermark they are past as a no-op.
+    async fn catch_up_receipts(self: &Arc<Self>, chat_id: Uuid, reads_shared_up_to: usize) {
+        let watermarks = match self.source.watermarks(chat_id).await {
+            Ok(watermarks) => watermarks,
+            Err(e) => {
+                tracing::warn!(%chat_id, error = format!("{e:#}"), "cannot catch a chat's receipts up");
+                return;
+            }
+        };
+        let shared = watermarks.len() <= reads_shared_up_to;
+        for w in watermarks.iter().filter(|w| w.read > 0) {
+            let told = if shared { Topic::Chat(chat_id) } else { Topic::User(w.user_id) };
+            self.dispatch(told, ChatEvent::Read { chat_id, user_id: w.user_id, seq: w.read });
+        }
+        // What is read is delivered: the receipts task's delivered-to-all watermark.
+        if let Some(seq) = watermarks.iter().map(|w| w.read.max(w.delivered)).min().filter(|seq| *seq > 0) {
+            self.dispatch(Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, seq });
         }
     }
 }
@@ -558,6 +593,10 @@ mod tests {
     #[async_trait::async_trait]
     impl MessageSource for NoMessages {
         async fn messages_between(&self, _: Uuid, _: i64, _: i64) -> anyhow::Result<Vec<MessageDto>> {
+            Ok(Vec::new())
+        }
+
+        async fn watermarks(&self, _: Uuid) -> anyhow::Result<Vec<Watermark>> {
             Ok(Vec::new())
         }
     }

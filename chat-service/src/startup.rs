@@ -68,10 +68,10 @@ impl Application {
         let hub = Hub::new(scale.relay.clone(), scale.source);
         let pump = hub::Pump::new(hub.clone(), inbound_rx);
         if let Some(mut reconnected) = scale.reconnected {
-            let hub = hub.clone();
+            let (hub, reads_shared_up_to) = (hub.clone(), config.read_receipts_max_chat_members);
             tokio::spawn(async move {
                 while reconnected.recv().await.is_some() {
-                    hub.catch_up_all().await;
+                    hub.catch_up_all(reads_shared_up_to).await;
                 }
             });
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use converge_shared::dto::MessageDto;
 use uuid::Uuid;
 
-use crate::hub::MessageSource;
+use crate::hub::{MessageSource, Watermark};
 use crate::relay::redis::{Keys, SharedConnection};
 
 /// An idle chat's window is dropped after this long; the next message starts it again.
@@ -110,5 +110,9 @@ impl MessageSource for WindowedSource {
             Err(e) => tracing::debug!(%chat_id, error = format!("{e:#}"), "window unavailable; reading the database"),
         }
         self.database.messages_between(chat_id, from_seq, to_seq).await
+    }
+
+    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>> {
+        self.database.watermarks(chat_id).await
     }
 }

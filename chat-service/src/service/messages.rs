@@ -15,7 +15,7 @@ use validator::Validate;
 use super::chats::{find, has_at_most, require_participant};
 use super::publish;
 use crate::context::AppContext;
-use crate::hub::MessageSource;
+use crate::hub::{MessageSource, Watermark};
 use crate::relay::{ChatEvent, Topic};
 
 const DEFAULT_PAGE: u64 = 50;
@@ -180,5 +180,18 @@ impl MessageSource for DbMessages {
     async fn messages_between(&self, chat_id: Uuid, from_seq: i64, to_seq: i64) -> anyhow::Result<Vec<MessageDto>> {
         let limit = u64::try_from(to_seq - from_seq + 1).unwrap_or(0);
         after(&self.0, chat_id, from_seq - 1, limit).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>> {
+        let rows: Vec<(Uuid, i64, i64)> = participant::Entity::find()
+            .select_only()
+            .column(participant::Column::UserId)
+            .column(participant::Column::LastReadSeq)
+            .column(participant::Column::LastDeliveredSeq)
+            .filter(participant::Column::ChatId.eq(chat_id))
+            .into_tuple()
+            .all(&self.0)
+            .await?;
+        Ok(rows.into_iter().map(|(user_id, read, delivered)| Watermark { user_id, read, delivered }).collect())
     }
 }

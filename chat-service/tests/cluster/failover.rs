@@ -261,6 +261,36 @@ async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_o
     assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
+/// A read recorded while Redis is away reaches the other instance's clients once it is back, as
+/// messages do: when the relay reconnects, each instance tells its clients where their chats'
+/// receipts stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_recorded_while_redis_is_away_reaches_the_other_instance_after() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut sender = cluster.connect(&ana, 0).await;
+    let mut reader = cluster.connect(&bob, 1).await;
+    sender.send_message(chat, "read me").await.expect("acked");
+    assert!(reader.until_seq(chat, 1).await);
+
+    redis.stop().await;
+    let read = cluster.client.post(format!("{}/chats/{chat}/read", cluster.instance(1).http()));
+    let read = read.bearer_auth(&bob.token).json(&json!({ "seq": 1 })).send().await.unwrap();
+    assert!(read.status().is_success(), "stored while Redis is away: {}", read.status());
+    let reconnected = [0, 1].map(|i| cluster.instance(i).logged("Redis pub/sub connected"));
+    redis.start_again().await;
+    for back in reconnected {
+        back.await;
+    }
+    let bob_id = bob.id.to_string();
+    let told = sender.until(|f| f["type"] == "messages_read" && f["userId"] == bob_id.as_str()).await;
+    assert_eq!(told.expect("Ana hears of Bob's read")["seq"], 1);
+    let delivered = sender.until(|f| f["type"] == "messages_delivered").await.expect("and of the delivery");
+    assert_eq!(delivered["seq"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_beyond_the_hot_window_is_served_from_the_database() {
     let cluster = Cluster::start_with(1, &crate::helpers::shared_redis_url(), &[("CHAT_WINDOW_SIZE", "5")]).await;

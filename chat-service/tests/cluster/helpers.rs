@@ -67,7 +67,17 @@ impl PrivateRedis {
 
     /// Kills the server (it keeps nothing on disk) and starts an empty one on the same port.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Kills the server: Redis is away until [`PrivateRedis::start_again`].
+    pub async fn stop(&mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// Starts an empty server on the same port.
+    pub async fn start_again(&mut self) {
         self.child = Self::spawn(self.port, self._dir.path()).await;
     }
 
