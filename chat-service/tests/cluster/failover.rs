@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::helpers::{Client, Cluster, EVENT_TIMEOUT, PrivateRedis};
+use crate::helpers::{Client, Cluster, EVENT_TIMEOUT, PrivateRedis, User};
 
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 15;
@@ -261,6 +261,20 @@ async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_o
     assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
+/// Stops Redis, has `reader` read `chat` up to seq 1 over REST on instance 1 (stored, its event
+/// lost), and starts Redis again; returns once both instances relay again.
+async fn read_while_redis_is_away(cluster: &Cluster, redis: &mut PrivateRedis, reader: &User, chat: Uuid) {
+    redis.stop().await;
+    let read = cluster.client.post(format!("{}/chats/{chat}/read", cluster.instance(1).http()));
+    let read = read.bearer_auth(&reader.token).json(&json!({ "seq": 1 })).send().await.unwrap();
+    assert!(read.status().is_success(), "stored while Redis is away: {}", read.status());
+    let reconnected = [0, 1].map(|i| cluster.instance(i).logged("Redis pub/sub connected"));
+    redis.start_again().await;
+    for back in reconnected {
+        back.await;
+    }
+}
+
 /// A read recorded while Redis is away reaches the other instance's clients once it is back, as
 /// messages do: when the relay reconnects, each instance tells its clients where their chats'
 /// receipts stand.
@@ -275,20 +289,33 @@ async fn a_read_recorded_while_redis_is_away_reaches_the_other_instance_after() 
     sender.send_message(chat, "read me").await.expect("acked");
     assert!(reader.until_seq(chat, 1).await);
 
-    redis.stop().await;
-    let read = cluster.client.post(format!("{}/chats/{chat}/read", cluster.instance(1).http()));
-    let read = read.bearer_auth(&bob.token).json(&json!({ "seq": 1 })).send().await.unwrap();
-    assert!(read.status().is_success(), "stored while Redis is away: {}", read.status());
-    let reconnected = [0, 1].map(|i| cluster.instance(i).logged("Redis pub/sub connected"));
-    redis.start_again().await;
-    for back in reconnected {
-        back.await;
-    }
+    read_while_redis_is_away(&cluster, &mut redis, &bob, chat).await;
     let bob_id = bob.id.to_string();
     let told = sender.until(|f| f["type"] == "messages_read" && f["userId"] == bob_id.as_str()).await;
     assert_eq!(told.expect("Ana hears of Bob's read")["seq"], 1);
     let delivered = sender.until(|f| f["type"] == "messages_delivered").await.expect("and of the delivery");
     assert_eq!(delivered["seq"], 1);
+}
+
+/// In a group above `READ_RECEIPTS_MAX_CHAT_MEMBERS` a read recorded while Redis is away reaches,
+/// once it is back, the reader's own connections on the other instance, and not the other members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_big_group_a_read_recorded_while_redis_is_away_reaches_only_the_readers_connections_after() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_with(2, &redis.url(), &[("READ_RECEIPTS_MAX_CHAT_MEMBERS", "1")]).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let (mut ana_here, mut bob_here) = (cluster.connect(&ana, 0).await, cluster.connect(&bob, 0).await);
+    ana_here.send_message(chat, "read me").await.expect("acked");
+    // Consumed now, so that the next one Bob sees is the catch-up's.
+    bob_here.until(|f| f["type"] == "messages_delivered" && f["seq"] == 1).await.expect("delivered");
+
+    read_while_redis_is_away(&cluster, &mut redis, &ana, chat).await;
+    let told = ana_here.until(|f| f["type"] == "messages_read").await.expect("Ana's other device hears of her read");
+    assert_eq!((&told["userId"], &told["seq"]), (&json!(ana.id), &json!(1)));
+    // The catch-up tells reads before the delivered mark: by then, a read told to the chat has come.
+    bob_here.until(|f| f["type"] == "messages_delivered").await.expect("the catch-up reaches Bob");
+    assert!(!bob_here.log.iter().any(|f| f["type"] == "messages_read"), "{:?}", bob_here.log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
