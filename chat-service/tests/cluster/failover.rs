@@ -223,9 +223,10 @@ async fn a_link_to_postgresql_lost_mid_write_loses_and_doubles_nothing() {
 }
 
 /// PostgreSQL becomes unreachable, then comes back. Meanwhile a send, a read and the readiness
-/// check answer at once with 503 / `unavailable` (worth retrying, unlike `internal`); once it is
-/// back the instance carries on without a restart, and the failed send retried with its
-/// `clientMsgId` is stored once, after what came before.
+/// check answer at once with 503 / `unavailable` (worth retrying, unlike `internal`), and a new
+/// WebSocket is closed with 1012; once it is back the instance carries on without a restart, the
+/// failed send retried with its `clientMsgId` is stored once, after what came before, and the
+/// closed client connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_on_after() {
     let link = PgLink::start(&converge_testkit::postgres_admin_url()).await;
@@ -251,6 +252,10 @@ async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_o
         "unavailable",
     )
     .await;
+    // A connection that cannot be set up is told to come back (close 1012), not left waiting.
+    let mut late = Client::new(&bob);
+    assert!(late.try_connect_to(&instance.ws(), None).await.is_none(), "no ready without the database");
+    assert_eq!(late.close_code, Some(1012));
 
     link.set_down(false);
     sender.send(send).await;
@@ -259,6 +264,8 @@ async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_o
     assert_eq!(sender.send_message(chat, "after").await.expect("acked")["message"]["seq"], 3);
     let stored = cluster.history(&ana, chat, 0).await;
     assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let ready = late.connect_to(&instance.ws(), None).await;
+    assert_eq!(ready["chats"][0]["lastSeq"], 3, "{ready}");
 }
 
 /// Stops Redis, has `reader` read `chat` up to seq 1 over REST on instance 1 (stored, its event

@@ -386,6 +386,12 @@ impl Client {
 
     /// Connects (resuming from what it has, if anything) and returns the `ready` frame.
     pub async fn connect_to(&mut self, url: &str, resume: Option<HashMap<Uuid, i64>>) -> Value {
+        self.try_connect_to(url, resume).await.expect("ready, not closed before it")
+    }
+
+    /// [`Client::connect_to`], or `None` when the server closes the connection before `ready`
+    /// (`close_code` says how).
+    pub async fn try_connect_to(&mut self, url: &str, resume: Option<HashMap<Uuid, i64>>) -> Option<Value> {
         let (stream, _) = connect_async(url).await.expect("WebSocket connects");
         self.stream = Some(stream);
         let mut auth = json!({ "type": "auth", "token": self.user.token });
@@ -393,13 +399,7 @@ impl Client {
             auth["resume"] = json!(points);
         }
         self.send(auth).await;
-        loop {
-            match self.next().await {
-                Some(frame) if frame["type"] == "ready" => return frame,
-                Some(_) => continue,
-                None => panic!("closed before ready"),
-            }
-        }
+        self.until(|frame| frame["type"] == "ready").await
     }
 
     /// Reconnects to `url` and resumes every chat it has messages of from its last seq.
