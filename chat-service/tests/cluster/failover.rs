@@ -222,8 +222,8 @@ async fn a_link_to_postgresql_lost_mid_write_loses_and_doubles_nothing() {
     assert_eq!(sender_instance.metric("chat_messages_total").await, 3.0, "stored by the replay: 1 of 2");
 }
 
-/// PostgreSQL becomes unreachable, then comes back. Meanwhile a send, a read and the readiness
-/// check answer at once with 503 / `unavailable` (worth retrying, unlike `internal`), and a new
+/// PostgreSQL becomes unreachable, then comes back. Meanwhile a send, a read (REST and GraphQL) and
+/// the readiness check answer at once with 503 / `unavailable` (worth retrying, unlike `internal`), and a new
 /// WebSocket is closed with 1012; once it is back the instance carries on without a restart, the
 /// failed send retried with its `clientMsgId` is stored once, after what came before, and the
 /// closed client connects.
@@ -252,6 +252,11 @@ async fn while_postgresql_is_unreachable_requests_answer_unavailable_and_carry_o
         "unavailable",
     )
     .await;
+    let query =
+        json!({ "query": format!("{{ messages(chatId: \"{chat}\", last: 5) {{ edges {{ node {{ seq }} }} }} }}") });
+    let graphql = cluster.client.post(format!("{}/graphql", instance.http())).bearer_auth(&ana.token).json(&query);
+    let graphql: serde_json::Value = graphql.send().await.unwrap().json().await.unwrap();
+    assert_eq!(graphql["errors"][0]["extensions"]["code"], "unavailable", "{graphql}");
     // A connection that cannot be set up is told to come back (close 1012), not left waiting.
     let mut late = Client::new(&bob);
     assert!(late.try_connect_to(&instance.ws(), None).await.is_none(), "no ready without the database");
