@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PostgreSQL's CPU per execution of the writer's statements (chat-service/src/service/writer/postgres.rs).
 
-    bench/statement-cpu [DATABASE_URL]     (a virtualenv with psycopg, then this script)
+    bench/statement-cpu [--variants] [DATABASE_URL]     (a virtualenv with psycopg, then this script)
+
+With --variants, also the variants measured and not kept (bench/pgbench/variants/), at 1, 3 and 6 sends.
 
 The database must hold Converge's tables (a database chat-service has migrated, e.g. bench/run's
 converge_bench); bench/pgbench/setup.sql is applied first (200 chats of one member each). Runs on the
@@ -33,8 +35,9 @@ def user(n):
 
 
 def batch(sends):
+    """A batch of `sends` sends, each to a different chat."""
     def values():
-        ns = [(random.randrange(200) + i) % 200 + 1 for i in range(sends)]
+        ns = [n + 1 for n in random.sample(range(200), sends)]
         return {
             "p1": datetime.datetime.now(datetime.timezone.utc),
             "p2": [chat(n) for n in ns], "p3": [user(n) for n in ns],
@@ -50,7 +53,16 @@ def one():
             "p4": str(uuid.uuid4()), "p5": "benchmark message", "p6": None, "p7": uuid.uuid4()}
 
 
-def main(url):
+def variant(name):
+    text = (ROOT / "bench/pgbench/variants" / name).read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return re.sub(r"\$(\d+)", r"%(p\1)s", re.sub(r"\s+", " ", text))
+
+
+FUNCTION_CALL = "SELECT * FROM pg_temp.store_batch(" + ", ".join(f"%(p{i})s" for i in range(1, 10)) + ")"
+
+
+def main(url, variants):
     conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
     for setup in (ROOT / "bench/pgbench/setup.sql").read_text().split(";\n"):
         if setup.strip():
@@ -66,6 +78,13 @@ def main(url):
     cases = [("STORE_ONE, one send", statement("STORE_ONE"), one),
              ("STORE, one send", statement("STORE"), batch(1)),
              ("STORE, three sends", statement("STORE"), batch(3))]
+    if variants:
+        function = (ROOT / "bench/pgbench/variants/store-function.sql").read_text()
+        conn.execute(function.encode(), prepare=False)
+        distinct = variant("store-distinct-chats.sql")
+        cases += [("STORE, six sends", statement("STORE"), batch(6))]
+        cases += [(f"distinct-chats variant, {n} send(s)", distinct, batch(n)) for n in (1, 3, 6)]
+        cases += [(f"PL/pgSQL function, {n} send(s)", FUNCTION_CALL, batch(n)) for n in (1, 3, 6)]
     for round_ in (1, 2):
         for name, sql, values in cases:
             for _ in range(50):  # prepared, planned, warm
@@ -79,4 +98,7 @@ def main(url):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "postgres://postgres@127.0.0.1:5432/converge_bench")
+    args = sys.argv[1:]
+    variants = "--variants" in args
+    args = [a for a in args if a != "--variants"]
+    main(args[0] if args else "postgres://postgres@127.0.0.1:5432/converge_bench", variants)
