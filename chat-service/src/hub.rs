@@ -88,13 +88,14 @@ impl Fanout {
 #[async_trait::async_trait]
 pub trait MessageSource: Send + Sync + 'static {
     async fn messages_between(&self, chat_id: Uuid, from_seq: i64, to_seq: i64) -> anyhow::Result<Vec<MessageDto>>;
-    /// Every participant's read and delivered watermarks.
-    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>>;
+    /// Every participant's read and delivered watermarks in these chats.
+    async fn watermarks(&self, chats: &[Uuid]) -> anyhow::Result<Vec<Watermark>>;
 }
 
 /// Where one participant of a chat stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark {
+    pub chat_id: Uuid,
     pub user_id: Uuid,
     pub read: i64,
     pub delivered: i64,
@@ -485,9 +486,11 @@ impl Hub {
     /// `reads_shared_up_to` participants, otherwise to each reader's own connections.
     pub async fn catch_up_all(self: &Arc<Self>, reads_shared_up_to: usize) {
         const PAGE: i64 = 500;
+        // Chats whose receipts one query reads.
+        const RECEIPTS_PAGE: usize = 500;
         let chats: Vec<Uuid> = self.state().feeds.keys().copied().collect();
         metrics::counter!("relay_catch_ups_total").increment(1);
-        for chat_id in chats {
+        for &chat_id in &chats {
             loop {
                 let Some(from) = self.state().feeds.get(&chat_id).map(|feed| feed.next_seq) else { break };
                 match self.source.messages_between(chat_id, from, from + PAGE - 1).await {
@@ -506,28 +509,33 @@ impl Hub {
                     }
                 }
             }
-            self.catch_up_receipts(chat_id, reads_shared_up_to).await;
+        }
+        // Then the receipts, a page of chats per query.
+        for page in chats.chunks(RECEIPTS_PAGE) {
+            match self.source.watermarks(page).await {
+                Ok(watermarks) => self.tell_receipts(watermarks, reads_shared_up_to),
+                Err(e) => tracing::warn!(chats = page.len(), error = format!("{e:#}"), "cannot catch receipts up"),
+            }
         }
     }
 
-    /// Tells a chat's followers where its reads and deliveries stand. Most of it they know
+    /// Tells each chat's followers where its reads and deliveries stand. Most of it they know
     /// already; clients take a watermark they are past as a no-op.
-    async fn catch_up_receipts(self: &Arc<Self>, chat_id: Uuid, reads_shared_up_to: usize) {
-        let watermarks = match self.source.watermarks(chat_id).await {
-            Ok(watermarks) => watermarks,
-            Err(e) => {
-                tracing::warn!(%chat_id, error = format!("{e:#}"), "cannot catch a chat's receipts up");
-                return;
-            }
-        };
-        let shared = watermarks.len() <= reads_shared_up_to;
-        for w in watermarks.iter().filter(|w| w.read > 0) {
-            let told = if shared { Topic::Chat(chat_id) } else { Topic::User(w.user_id) };
-            self.dispatch(told, ChatEvent::Read { chat_id, user_id: w.user_id, seq: w.read });
+    fn tell_receipts(self: &Arc<Self>, watermarks: Vec<Watermark>, reads_shared_up_to: usize) {
+        let mut by_chat: HashMap<Uuid, Vec<Watermark>> = HashMap::new();
+        for w in watermarks {
+            by_chat.entry(w.chat_id).or_default().push(w);
         }
-        // What is read is delivered: the receipts task's delivered-to-all watermark.
-        if let Some(seq) = watermarks.iter().map(|w| w.read.max(w.delivered)).min().filter(|seq| *seq > 0) {
-            self.dispatch(Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, seq });
+        for (chat_id, watermarks) in by_chat {
+            let shared = watermarks.len() <= reads_shared_up_to;
+            for w in watermarks.iter().filter(|w| w.read > 0) {
+                let told = if shared { Topic::Chat(chat_id) } else { Topic::User(w.user_id) };
+                self.dispatch(told, ChatEvent::Read { chat_id, user_id: w.user_id, seq: w.read });
+            }
+            // What is read is delivered: the receipts task's delivered-to-all watermark.
+            if let Some(seq) = watermarks.iter().map(|w| w.read.max(w.delivered)).min().filter(|seq| *seq > 0) {
+                self.dispatch(Topic::Chat(chat_id), ChatEvent::Delivered { chat_id, seq });
+            }
         }
     }
 }
@@ -596,7 +604,7 @@ mod tests {
             Ok(Vec::new())
         }
 
-        async fn watermarks(&self, _: Uuid) -> anyhow::Result<Vec<Watermark>> {
+        async fn watermarks(&self, _: &[Uuid]) -> anyhow::Result<Vec<Watermark>> {
             Ok(Vec::new())
         }
     }

@@ -112,7 +112,7 @@ impl MessageSource for WindowedSource {
         self.database.messages_between(chat_id, from_seq, to_seq).await
     }
 
-    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>> {
-        self.database.watermarks(chat_id).await
+    async fn watermarks(&self, chats: &[Uuid]) -> anyhow::Result<Vec<Watermark>> {
+        self.database.watermarks(chats).await
     }
 }

@@ -182,16 +182,18 @@ impl MessageSource for DbMessages {
         after(&self.0, chat_id, from_seq - 1, limit).await.map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    async fn watermarks(&self, chat_id: Uuid) -> anyhow::Result<Vec<Watermark>> {
-        let rows: Vec<(Uuid, i64, i64)> = participant::Entity::find()
+    async fn watermarks(&self, chats: &[Uuid]) -> anyhow::Result<Vec<Watermark>> {
+        let rows: Vec<(Uuid, Uuid, i64, i64)> = participant::Entity::find()
             .select_only()
+            .column(participant::Column::ChatId)
             .column(participant::Column::UserId)
             .column(participant::Column::LastReadSeq)
             .column(participant::Column::LastDeliveredSeq)
-            .filter(participant::Column::ChatId.eq(chat_id))
+            .filter(participant::Column::ChatId.is_in(chats.iter().copied()))
             .into_tuple()
             .all(&self.0)
             .await?;
-        Ok(rows.into_iter().map(|(user_id, read, delivered)| Watermark { user_id, read, delivered }).collect())
+        let watermark = |(chat_id, user_id, read, delivered)| Watermark { chat_id, user_id, read, delivered };
+        Ok(rows.into_iter().map(watermark).collect())
     }
 }
