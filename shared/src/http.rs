@@ -185,6 +185,42 @@ mod listen_tests {
     }
 }
 
+/// Adds to every operation of an OpenAPI document (but `/health`, which reads nothing) the answers
+/// any request may get whatever its route: 500 `internal` and 503 `unavailable` (the database
+/// cannot be reached; `Retry-After` says when to retry), both the error envelope. Declared once
+/// here rather than on every handler, so no route's documentation forgets them.
+pub struct ServerErrors;
+
+impl utoipa::Modify for ServerErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Header, ObjectBuilder, Ref, ResponseBuilder, Type};
+        let envelope = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build();
+        let internal = ResponseBuilder::new()
+            .description("internal: a failure on the server's side; quote the x-request-id response header")
+            .content("application/json", envelope())
+            .build();
+        let unavailable = ResponseBuilder::new()
+            .description("unavailable: the database cannot be reached; retry after Retry-After seconds")
+            .content("application/json", envelope())
+            .header("Retry-After", Header::new(ObjectBuilder::new().schema_type(Type::Integer)))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.responses.insert("Internal".into(), internal.into());
+        components.responses.insert("Unavailable".into(), unavailable.into());
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/health" {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.entry("500".into()).or_insert_with(|| Ref::from_response_name("Internal").into());
+                responses.entry("503".into()).or_insert_with(|| Ref::from_response_name("Unavailable").into());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::http::header::ALLOW;

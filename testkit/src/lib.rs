@@ -104,6 +104,28 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Va
     body
 }
 
+/// Asserts that an OpenAPI document gives every operation but `/health` a 500 and a 503 answer,
+/// the shared ones (`Internal`, `Unavailable` with its `Retry-After`) where the route declares none.
+pub fn assert_server_errors_documented(doc: &Value) {
+    let unavailable = &doc["components"]["responses"]["Unavailable"];
+    assert_eq!(unavailable["headers"]["Retry-After"]["schema"]["type"], "integer", "{unavailable}");
+    let mut shared = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let responses = &operation["responses"];
+            if path == "/health" {
+                assert!(responses.get("503").is_none(), "/health reads nothing: {responses}");
+                continue;
+            }
+            assert!(responses["500"].is_object() && responses["503"].is_object(), "{method} {path}: {responses}");
+            if responses["503"]["$ref"] == "#/components/responses/Unavailable" {
+                shared += 1;
+            }
+        }
+    }
+    assert!(shared > 0, "the routes without a 503 of their own get the shared one");
+}
+
 /// Asserts a 405 `method_not_allowed` whose `Allow` header names exactly `allowed`, in any order.
 pub async fn assert_method_not_allowed(res: reqwest::Response, allowed: &[&str]) {
     let url = res.url().clone();

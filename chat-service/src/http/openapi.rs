@@ -1,5 +1,6 @@
 //! The OpenAPI document of chat-service, at `/openapi.json`, browsable at `/docs/`.
 
+use converge_shared::http::ServerErrors;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,7 +13,7 @@ use super::{chats, ops};
         chats::create, chats::list, chats::get, chats::add_participants, chats::remove_participant, chats::leave,
         chats::history, chats::send, chats::mark_read, converge_shared::http::health, ops::ready,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &ServerErrors),
 )]
 pub struct ApiDoc;
 

@@ -33,6 +33,15 @@ on_both_backends! {
         assert!(after.lines().any(|line| line.starts_with("ws_connections ")), "{after}");
     }
 
+    async fn the_openapi_document_names_the_server_errors_of_every_route(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let doc: Value =
+            stack.client.get(format!("{}/openapi.json", stack.chat_url)).send().await.unwrap().json().await.unwrap();
+        converge_testkit::assert_server_errors_documented(&doc);
+        let history = &doc["paths"]["/chats/{id}/messages"]["get"]["responses"];
+        assert_eq!(history["503"]["$ref"], "#/components/responses/Unavailable", "{history}");
+    }
+
     async fn health_and_readiness_answer(backend) {
         let stack = TestStack::spawn(backend).await;
         let health = stack.client.get(format!("{}/health", stack.chat_url)).send().await.unwrap();

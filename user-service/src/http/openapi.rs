@@ -1,5 +1,6 @@
 //! The OpenAPI document of user-service, served at `/openapi.json` and browsable at `/docs/`.
 
+use converge_shared::http::ServerErrors;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -14,7 +15,7 @@ use super::{apps, auth, ops, users};
         apps::upsert, apps::get,
         converge_shared::http::health, ops::ready, ops::jwks,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ServerErrors),
 )]
 pub struct ApiDoc;
 

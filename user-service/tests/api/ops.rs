@@ -58,6 +58,7 @@ on_both_backends! {
         for path in ["/auth/register", "/auth/login", "/auth/refresh", "/users", "/users/{id}", "/apps/users/{external_id}"] {
             assert!(doc["paths"][path].is_object(), "{path} documented");
         }
+        converge_testkit::assert_server_errors_documented(&doc);
         let ui = app.client.get(app.url("/docs/")).send().await.unwrap();
         assert_eq!(ui.status(), StatusCode::OK);
         assert!(ui.text().await.unwrap().contains("swagger"), "the UI page is served from the binary");
