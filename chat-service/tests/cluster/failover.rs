@@ -157,11 +157,19 @@ async fn a_redis_flushall_mid_stream_loses_nothing_and_reuses_no_seq() {
     stream_through_redis_trouble(false).await;
 }
 
-/// The connection an instance publishes on breaks with Redis: the first message after Redis is
-/// back must still be published (not left for the next message to reveal as a gap).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_message_after_a_redis_restart_crosses_instances_live() {
-    let mut redis = PrivateRedis::start().await;
+/// Two instances on a Redis of the test's own; Ana (`sender`, on instance 0) and Bob (`receiver`,
+/// on instance 1) in a group, where Ana's first message has reached Bob.
+struct AcrossInstances {
+    redis: PrivateRedis,
+    cluster: Cluster,
+    bob: User,
+    chat: Uuid,
+    sender: Client,
+    receiver: Client,
+}
+
+async fn across_instances() -> AcrossInstances {
+    let redis = PrivateRedis::start().await;
     let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
     let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
     let chat = cluster.group(&ana, &[&bob]).await;
@@ -169,6 +177,14 @@ async fn the_first_message_after_a_redis_restart_crosses_instances_live() {
     let mut receiver = cluster.connect(&bob, 1).await;
     sender.send_message(chat, "before").await.expect("acked");
     assert!(receiver.until_seq(chat, 1).await, "the first message crosses");
+    AcrossInstances { redis, cluster, bob, chat, sender, receiver }
+}
+
+/// The connection an instance publishes on breaks with Redis: the first message after Redis is
+/// back must still be published (not left for the next message to reveal as a gap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_message_after_a_redis_restart_crosses_instances_live() {
+    let AcrossInstances { mut redis, cluster, chat, mut sender, mut receiver, .. } = across_instances().await;
     // The receipt of that delivery is published too: nothing is left to publish while Redis is away.
     sender.until(|f| f["type"] == "messages_delivered" && f["seq"] == 1).await.expect("delivered");
 
@@ -292,15 +308,7 @@ async fn read_while_redis_is_away(cluster: &Cluster, redis: &mut PrivateRedis, r
 /// receipts stand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_recorded_while_redis_is_away_reaches_the_other_instance_after() {
-    let mut redis = PrivateRedis::start().await;
-    let cluster = Cluster::start_with(2, &redis.url(), &[]).await;
-    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
-    let chat = cluster.group(&ana, &[&bob]).await;
-    let mut sender = cluster.connect(&ana, 0).await;
-    let mut reader = cluster.connect(&bob, 1).await;
-    sender.send_message(chat, "read me").await.expect("acked");
-    assert!(reader.until_seq(chat, 1).await);
-
+    let AcrossInstances { mut redis, cluster, bob, chat, mut sender, .. } = across_instances().await;
     read_while_redis_is_away(&cluster, &mut redis, &bob, chat).await;
     let bob_id = bob.id.to_string();
     let told = sender.until(|f| f["type"] == "messages_read" && f["userId"] == bob_id.as_str()).await;
