@@ -7,16 +7,18 @@
 //!   automatic resubscription, owned by one task (the subscriber) that serializes subscription
 //!   changes and watches the connection's health. Commands (`PUBLISH`, the window, presence) go
 //!   through a deadpool-redis pool.
-//! - **Local first.** A published event is handed to this instance's hub directly, and Redis
-//!   carries it to the others; an instance ignores its own events coming back from Redis. So local
-//!   fan-out never depends on Redis.
+//! - **Local without Redis.** A published event is handed to this instance's hub directly (just
+//!   after its `PUBLISH` is written), and Redis carries it to the others; an instance ignores its
+//!   own events coming back from Redis. So local fan-out never depends on Redis.
 //! - **At most once, then catch up.** Events published while an instance is cut off from Redis are
 //!   lost to it. When the subscriber sees the connection come back (and has resubscribed) it signals
 //!   `reconnected`; the hub then catches every followed chat up from the database by seq.
 
 use std::collections::{HashMap, HashSet};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -236,16 +238,33 @@ impl RedisRelay {
         ))
     }
 
-    /// Hands the events to local followers, then publishes them in one pipeline.
+    /// Publishes the events in one pipeline and hands them to local followers, who never wait
+    /// for Redis. The pipeline is on its way to Redis first: handed the events first, this
+    /// instance's fan-out (hundreds of writes in a big group) could take the core the write to
+    /// Redis was waiting for, and every other instance's fan-out starts only when it arrives.
     async fn publish_all(&self, events: &[(Topic, &ChatEvent)]) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
         for (topic, event) in events {
-            // Local followers never wait for Redis.
-            self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
             pipe.cmd("PUBLISH").arg(self.keys.channel(*topic)).arg(envelope(self.instance, event)?).ignore();
         }
         let pipe = &pipe;
-        self.publisher.run("PUBLISH", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await?;
+        let mut published =
+            pin!(self.publisher.run("PUBLISH", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }));
+        // Queued on the connection; the yield lets its task write it out.
+        let done = match futures_util::poll!(published.as_mut()) {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => {
+                tokio::task::yield_now().await;
+                None
+            }
+        };
+        for (topic, event) in events {
+            self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
+        }
+        match done {
+            Some(done) => done?,
+            None => published.await?,
+        }
         for (topic, _) in events {
             metrics::counter!("relay_events_published_total", "kind" => kind(*topic)).increment(1);
         }
