@@ -14,7 +14,7 @@ pub mod writer;
 use converge_shared::api_error::ApiError;
 use converge_shared::error::ErrorCode;
 
-use crate::relay::{ChatEvent, Topic};
+use crate::relay::{ChatEvent, Relay, Topic};
 
 /// Ids per `IN (…)` list: databases cap a statement's parameters (SQLite 32 766, PostgreSQL
 /// 65 535), and chat views read for many viewers at once can name more chats and members than that.
@@ -31,8 +31,19 @@ pub(crate) fn chat_not_found() -> ApiError {
 /// Publishes an event after its change is committed. A failed publish loses nothing: followers
 /// catch up from the database by seq, so it is logged, not returned.
 pub(crate) async fn publish(ctx: &crate::context::AppContext, topic: Topic, event: ChatEvent) {
-    if let Err(e) = ctx.hub.relay().publish(topic, &event).await {
+    publish_all(&**ctx.hub.relay(), &[(topic, event)]).await;
+}
+
+/// Publishes events in order, over Redis in one round trip; a failure is logged as [`publish`]'s.
+pub(crate) async fn publish_all(relay: &dyn Relay, events: &[(Topic, ChatEvent)]) {
+    if let Err(e) = relay.publish_many(events).await {
         metrics::counter!("relay_publish_errors_total").increment(1);
-        tracing::warn!(?topic, error = format!("{e:#}"), "publish failed; followers will catch up by seq");
+        let topics: Vec<Topic> = events.iter().map(|(topic, _)| *topic).take(3).collect();
+        tracing::warn!(
+            ?topics,
+            events = events.len(),
+            error = format!("{e:#}"),
+            "publish failed; followers will catch up by seq"
+        );
     }
 }
