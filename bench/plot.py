@@ -34,6 +34,47 @@ def stamp_split(large: dict) -> str:
             f"stamp → last recipient p50 {after.get('p50_ms')} ms, p99 {after.get('p99_ms')} ms.")
 
 
+# The grid's two send orders, each a scenario of its own: (scenario, title, plot file).
+GRIDS = (
+    ("grid", "Fan-out grid, chat by chat: latency vs offered rate", "grid-latency.png"),
+    ("grid-interleaved", "Fan-out grid, interleaved: latency vs offered rate", "grid-interleaved-latency.png"),
+)
+
+
+def grid_figure(steps: list, title: str, png: Path) -> None:
+    """Latency percentiles and throughput against the offered rate, one point per step."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    rates = [s["offered_rate"] for s in steps]
+    for key, style in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-"), ("max_ms", "x--")):
+        ax.plot(rates, [s["deliver"].get(key) for s in steps], style, label=f"send→deliver {key[:-3]}")
+    ax.plot(rates, [s["ack"].get("p99_ms") for s in steps], "d:", label="ack p99")
+    ax.axhline(100, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    label_rates(ax.xaxis, rates)
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.set_xlabel("offered messages/s (each → 10 deliveries)")
+    ax.set_ylabel("latency from scheduled send, ms")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    ax2.plot(rates, [s["achieved_rate"] for s in steps], "o-", label="acknowledged messages/s")
+    ax2.plot(rates, rates, ":", color="grey", label="offered")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    label_rates(ax2.xaxis, rates)
+    label_rates(ax2.yaxis, rates)
+    ax2.tick_params(axis="x", labelrotation=45)
+    ax2.set_xlabel("offered messages/s")
+    ax2.set_ylabel("messages/s")
+    ax2.set_title("throughput")
+    ax2.legend(fontsize=8)
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main(results: str, out_dir: str) -> None:
     lines = [json.loads(line) for line in open(results) if line.strip()]
     out = Path(out_dir)
@@ -41,38 +82,10 @@ def main(results: str, out_dir: str) -> None:
     machine = next((l for l in lines if l.get("scenario") == "machine" and "cpus" in l), {})
     subtitle = f"{machine.get('cpus', '?')} cores, {machine.get('instances', '?')} chat-service instance(s)"
 
-    steps = [l for l in lines if l.get("scenario") == "grid" and "step" in l]
-    if steps:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-        rates = [s["offered_rate"] for s in steps]
-        for key, style in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-"), ("max_ms", "x--")):
-            ax.plot(rates, [s["deliver"].get(key) for s in steps], style, label=f"send→deliver {key[:-3]}")
-        ax.plot(rates, [s["ack"].get("p99_ms") for s in steps], "d:", label="ack p99")
-        ax.axhline(100, color="grey", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        label_rates(ax.xaxis, rates)
-        ax.tick_params(axis="x", labelrotation=45)
-        ax.set_xlabel("offered messages/s (each → 10 deliveries)")
-        ax.set_ylabel("latency from scheduled send, ms")
-        ax.set_title(f"Fan-out grid: latency vs offered rate\n{subtitle}")
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        ax2.plot(rates, [s["achieved_rate"] for s in steps], "o-", label="acknowledged messages/s")
-        ax2.plot(rates, rates, ":", color="grey", label="offered")
-        ax2.set_xscale("log")
-        ax2.set_yscale("log")
-        label_rates(ax2.xaxis, rates)
-        label_rates(ax2.yaxis, rates)
-        ax2.tick_params(axis="x", labelrotation=45)
-        ax2.set_xlabel("offered messages/s")
-        ax2.set_ylabel("messages/s")
-        ax2.set_title("Fan-out grid: throughput")
-        ax2.legend(fontsize=8)
-        ax2.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "grid-latency.png", dpi=110)
-        plt.close(fig)
+    for scenario, title, png in GRIDS:
+        steps = [l for l in lines if l.get("scenario") == scenario and "step" in l]
+        if steps:
+            grid_figure(steps, f"{title}\n{subtitle}", out / png)
 
     ramp = [l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "ramp"]
     if ramp:
@@ -113,8 +126,12 @@ def summary(results: str) -> str:
                f"commit {machine.get('commit')}; {machine.get('instances')} chat-service instance(s)"
                f"{workers(machine)}; "
                f"load average {machine.get('load_before', 0):.2f} before, {after.get('load_after', 0):.2f} after.\n")
-    steps = [l for l in lines if l.get("scenario") == "grid" and "step" in l]
-    if steps:
+    staged = []
+    for scenario, title, _ in GRIDS:
+        steps = [l for l in lines if l.get("scenario") == scenario and "step" in l]
+        if not steps:
+            continue
+        out.append(f"{title.split(':')[0]}:\n")
         out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | ack p50 / p99 ms | generator late p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
         out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in steps:
@@ -129,9 +146,9 @@ def summary(results: str) -> str:
                        f"{late.get('p50_ms', '–')} / {late.get('p99_ms', '–')} | "
                        f"{s['lost']} | {s['duplicates']} | {s['order_violations']} | {cpu} | {s['bench_cpu_us_per_delivery']} | "
                        f"{'yes' if s['sustainable'] else 'no'} |")
-        grid = next((l for l in lines if l.get("scenario") == "grid" and l.get("phase") == "summary"), {})
+        grid = next((l for l in lines if l.get("scenario") == scenario and l.get("phase") == "summary"), {})
         out.append(f"\nMaximum sustainable rate: {grid.get('max_sustainable_rate')} messages/s.\n")
-    staged = [(f"grid {l['offered_rate']:.0f} msg/s", l) for l in steps if l.get("server_stages")]
+        staged += [(f"{scenario} {l['offered_rate']:.0f} msg/s", l) for l in steps if l.get("server_stages")]
     staged += [("large group", l) for l in lines if l.get("scenario") == "large-group" and l.get("server_stages")]
     if staged:
         out.append("chat-service's own stage histograms over the same windows (both instances; mean, and the "

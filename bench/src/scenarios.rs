@@ -44,6 +44,46 @@ pub struct GridArgs {
     /// Stop after this many broken steps (0: run every step).
     #[arg(long, default_value_t = 1)]
     stop_after_broken: usize,
+    /// In which order the members take their turns to send.
+    #[arg(long, env = "BENCH_GRID_ORDER", value_enum, default_value_t = SendOrder::ChatByChat)]
+    order: SendOrder,
+}
+
+/// The order of the grid's round-robin over its members.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOrder {
+    /// Each chat's members one after the other, then the next chat's: a chat's members all send
+    /// within a few milliseconds, from both instances, then it is quiet for a round.
+    ChatByChat,
+    /// Consecutive sends go to different chats (and alternate instances): each chat's messages are
+    /// spread evenly over the round.
+    Interleaved,
+}
+
+impl SendOrder {
+    /// The scenario's name in the results: the two orders are two scenarios of the report.
+    fn scenario(self) -> &'static str {
+        match self {
+            SendOrder::ChatByChat => "grid",
+            SendOrder::Interleaved => "grid-interleaved",
+        }
+    }
+
+    /// Every member's connection index once, in the order they send.
+    fn senders(self, groups: usize, members: usize) -> Vec<usize> {
+        match self {
+            SendOrder::ChatByChat => (0..groups * members).collect(),
+            // Round r visits every chat once; in chat c it is member (r + c) mod m's turn, so over
+            // m rounds each member sends once, and within a round neighbouring chats' senders sit
+            // on different instances (connections alternate between them).
+            SendOrder::Interleaved => (0..groups * members)
+                .map(|turn| {
+                    let (round, chat) = (turn / groups, turn % groups);
+                    chat * members + (round + chat) % members
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -197,9 +237,10 @@ fn load_average() -> f64 {
 }
 
 async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
-    let users = ctx.users("grid", args.groups * args.members).await?;
+    let name = args.order.scenario();
+    let users = ctx.users(name, args.groups * args.members).await?;
     let members: Vec<Vec<&User>> = users.chunks(args.members).map(|c| c.iter().collect()).collect();
-    let chats = ctx.groups("grid", members).await?;
+    let chats = ctx.groups(name, members).await?;
     let specs = users
         .iter()
         .enumerate()
@@ -209,13 +250,13 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         })
         .collect();
     let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
-    let connect_s = ctx.connect(&mut fleet, "grid", specs).await?;
+    let connect_s = ctx.connect(&mut fleet, name, specs).await?;
     out.emit(&json!({
-        "scenario": "grid", "phase": "setup", "groups": args.groups, "members": args.members,
+        "scenario": name, "phase": "setup", "groups": args.groups, "members": args.members,
         "connections": users.len(), "instances": ctx.instances(), "connect_s": round(connect_s, 2),
     }))?;
 
-    let senders: Vec<usize> = (0..users.len()).collect();
+    let senders = args.order.senders(args.groups, args.members);
     let mut targets: HashMap<u32, i64> = HashMap::new();
     let (mut lost_before, mut dups_before, mut order_before) = (0, 0, 0);
     if let (Some(&rate), true) = (args.rates.first(), args.warmup_secs > 0.0) {
@@ -224,7 +265,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         let (report, complete, _, _) = settle(ctx, &fleet, &mut targets).await?;
         (lost_before, dups_before, order_before) = (complete.lost, report.duplicates, report.order_violations);
         out.emit(&json!({
-            "scenario": "grid", "phase": "warmup", "offered_rate": rate, "secs": args.warmup_secs,
+            "scenario": name, "phase": "warmup", "offered_rate": rate, "secs": args.warmup_secs,
             "sent": report.sent, "acked": report.acked, "deliveries": report.deliveries,
             "lost": complete.lost, "duplicates": report.duplicates, "order_violations": report.order_violations,
             "deliver": summary(&report.deliver),
@@ -264,7 +305,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
             && report.closes.is_empty()
             && achieved >= 0.95 * rate;
         let line = json!({
-            "scenario": "grid", "step": step, "offered_rate": rate, "step_s": args.step_secs,
+            "scenario": name, "step": step, "offered_rate": rate, "step_s": args.step_secs,
             "sent": report.sent, "acked": report.acked, "achieved_rate": round(achieved, 1), "drain_s": round(drain_s, 2),
             "send_failures": report.send_failures, "errors": counts(&report.errors), "closes": counts(&report.closes), "reconnects": report.reconnects,
             "deliveries": report.deliveries, "expected_deliveries": report.acked * args.members as u64,
@@ -284,7 +325,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
         });
         out.emit(&line)?;
         note(format!(
-            "grid {rate}/s: acked {:.0}/s, p99 {p99_ms:.1} ms, lost {lost}, dups {duplicates}, order {order_violations} → {}",
+            "{name} {rate}/s: acked {:.0}/s, p99 {p99_ms:.1} ms, lost {lost}, dups {duplicates}, order {order_violations} → {}",
             achieved,
             if sustainable { "ok" } else { "BROKEN" }
         ));
@@ -299,7 +340,7 @@ async fn grid(ctx: &Ctx<'_>, args: &GridArgs, out: &mut Output) -> Result<()> {
     }
     fleet.shutdown().await;
     out.emit(&json!({
-        "scenario": "grid", "phase": "summary", "max_sustainable_rate": best,
+        "scenario": name, "phase": "summary", "max_sustainable_rate": best,
         "p99_limit_ms": args.p99_limit_ms, "instances": ctx.instances(),
     }))
 }
@@ -591,5 +632,29 @@ mod tests {
     fn slope_of_a_line() {
         assert_eq!(slope(&[(0.0, 10.0), (1.0, 14.0), (2.0, 18.0)]), 4.0);
         assert_eq!(slope(&[(1.0, 3.0)]), 0.0);
+    }
+
+    #[test]
+    fn every_member_sends_once_a_round_in_either_order() {
+        for order in [SendOrder::ChatByChat, SendOrder::Interleaved] {
+            let mut senders = order.senders(200, 10);
+            senders.sort_unstable();
+            assert_eq!(senders, (0..2000).collect::<Vec<_>>(), "{order:?}");
+        }
+    }
+
+    #[test]
+    fn interleaved_sends_change_chat_at_every_turn_and_instance_within_a_round() {
+        let senders = SendOrder::Interleaved.senders(200, 10);
+        for pair in senders.windows(2) {
+            assert_ne!(pair[0] / 10, pair[1] / 10, "same chat twice in a row: {pair:?}");
+        }
+        for round in senders.chunks(200) {
+            for pair in round.windows(2) {
+                assert_ne!(pair[0] % 2, pair[1] % 2, "same instance twice in a row: {pair:?}");
+            }
+        }
+        let chat_by_chat = SendOrder::ChatByChat.senders(200, 10);
+        assert_eq!(chat_by_chat[..10].iter().map(|c| c / 10).collect::<Vec<_>>(), [0; 10]);
     }
 }
