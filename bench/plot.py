@@ -88,10 +88,15 @@ def main(results: str, out_dir: str) -> None:
             grid_figure(steps, f"{title}\n{subtitle}", out / png)
 
     ramp = [l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "ramp"]
-    if ramp:
+    to_the_limit = [l for l in lines if l.get("scenario") == "idle-max" and l.get("phase") == "ramp"]
+    if ramp or to_the_limit:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        xs = [r["connections"] for r in ramp]
-        ax.plot(xs, [r["server_rss_kib"] / 1024 for r in ramp], "o-", label="chat-service RSS (all instances)")
+        if ramp:
+            xs = [r["connections"] for r in ramp]
+            ax.plot(xs, [r["server_rss_kib"] / 1024 for r in ramp], "o-", label="chat-service RSS (all instances)")
+        if to_the_limit:
+            ax.plot([r["connections"] for r in to_the_limit], [r["server_rss_kib"] / 1024 for r in to_the_limit], "s:",
+                    ms=4, label="the same, as many connections as the box allows")
         summary = next((l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "summary"), None)
         if summary:
             ax.plot([summary["connections"]], [summary["server_rss_held_kib"] / 1024], "r*", ms=12,
@@ -166,6 +171,13 @@ def summary(results: str) -> str:
                    f"{idle['rss_after_hold_bytes_per_connection']:.0f} B/connection after a {idle['hold_s']:.0f} s hold "
                    f"(baseline {idle['server_rss_baseline_kib'] / 1024:.0f} MiB → {idle['server_rss_held_kib'] / 1024:.0f} MiB); "
                    f"closes during the hold: {idle['closes_during_hold']}.\n")
+    most = next((l for l in lines if l.get("scenario") == "idle-max" and l.get("phase") == "summary"), None)
+    if most:
+        out.append(f"Idle, as many as the box allows: {most['connections']} of {most['attempted']} connections opened "
+                   f"(stopped by: {most['stopped_by']}; open files limit {most.get('open_files_limit')}), RSS slope "
+                   f"{most['rss_slope_bytes_per_connection']:.0f} B/connection, {most['rss_after_hold_bytes_per_connection']:.0f} "
+                   f"B/connection after a {most['hold_s']:.0f} s hold (baseline {most['server_rss_baseline_kib'] / 1024:.0f} MiB → "
+                   f"{most['server_rss_held_kib'] / 1024:.0f} MiB); closes during the hold: {most['closes_during_hold']}.\n")
     large = next((l for l in lines if l.get("scenario") == "large-group"), None)
     if large:
         lr = large["last_recipient"]

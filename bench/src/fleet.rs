@@ -824,6 +824,19 @@ impl Fleet {
 
     /// Opens every connection of `specs` (appended after the existing ones), `concurrency` at a time.
     pub async fn connect(&mut self, specs: Vec<ConnSpec>, concurrency: usize) -> Result<()> {
+        match self.connect_as_many(specs, concurrency).await {
+            (_, None) => Ok(()),
+            (_, Some(failure)) => Err(failure),
+        }
+    }
+
+    /// Opens as many connections of `specs` as it can, `concurrency` at a time: how many it
+    /// opened, and the first failure, if any. The ones opened stay open.
+    pub async fn connect_as_many(
+        &mut self,
+        specs: Vec<ConnSpec>,
+        concurrency: usize,
+    ) -> (usize, Option<anyhow::Error>) {
         let first = self.specs.len();
         self.specs.extend(specs.iter().cloned());
         let this = &*self;
@@ -837,7 +850,8 @@ impl Fleet {
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        results.into_iter().collect()
+        let opened = results.iter().filter(|r| r.is_ok()).count();
+        (opened, results.into_iter().find_map(Result::err))
     }
 
     /// Starts open-loop sending: `rate` messages/s in all, round-robin over `senders` (global

@@ -84,6 +84,8 @@ pub enum Scenario {
     Grid(scenarios::GridArgs),
     /// Many authenticated idle connections: server RSS per connection.
     Idle(scenarios::IdleArgs),
+    /// Idle connections opened step by step until the box allows no more (ports, files, memory).
+    IdleMax(scenarios::IdleMaxArgs),
     /// One big group at a fixed rate: time until the last recipient has each message.
     LargeGroup(scenarios::LargeGroupArgs),
     /// Clients disconnect, messages pile up, all reconnect at once with resume.

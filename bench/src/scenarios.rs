@@ -45,7 +45,7 @@ pub struct GridArgs {
     #[arg(long, default_value_t = 1)]
     stop_after_broken: usize,
     /// In which order the members take their turns to send.
-    #[arg(long, env = "BENCH_GRID_ORDER", value_enum, default_value_t = SendOrder::ChatByChat)]
+    #[arg(long, value_enum, default_value_t = SendOrder::ChatByChat)]
     order: SendOrder,
 }
 
@@ -96,6 +96,24 @@ pub struct IdleArgs {
     /// RSS is sampled after each of this many equal batches of connections.
     #[arg(long, default_value_t = 10)]
     batches: usize,
+    #[arg(long, default_value_t = 30.0)]
+    hold_secs: f64,
+}
+
+#[derive(clap::Args)]
+pub struct IdleMaxArgs {
+    /// Connections opened per step (a multiple of the group size); RSS is sampled after each.
+    #[arg(long, default_value_t = 5_000)]
+    step: usize,
+    /// Stop here even if the box allows more.
+    #[arg(long, default_value_t = 200_000)]
+    limit: usize,
+    /// Members per chat; every user is in two chats of its step.
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
+    /// Stop before the box's available memory falls below this many MiB.
+    #[arg(long, default_value_t = 2048)]
+    keep_free_mib: u64,
     #[arg(long, default_value_t = 30.0)]
     hold_secs: f64,
 }
@@ -201,6 +219,7 @@ pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
     match &cli.scenario {
         Scenario::Grid(args) => grid(&ctx, args, out).await,
         Scenario::Idle(args) => idle(&ctx, args, out).await,
+        Scenario::IdleMax(args) => idle_max(&ctx, args, out).await,
         Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
         Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
         Scenario::FanoutFloor(_) | Scenario::ResumeFloor(_) | Scenario::IdleFloor(_) | Scenario::FloorServer(_) => {
@@ -390,23 +409,11 @@ fn cpu_per_delivery(before: &Sample, after: &Sample, report: &ShardReport) -> Va
 async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
     let n = args.connections;
     let g = args.group_size.max(2);
-    let chats_per_layout = n / g;
-    if chats_per_layout == 0 {
+    if n / g == 0 {
         bail!("need at least one full group");
     }
     let users = ctx.users("idle", n).await?;
-    // Layout A: neighbours (0..g, g..2g, …); layout B: a stride across them all, so every user is in two chats.
-    let mut member_lists: Vec<Vec<&User>> = users.chunks_exact(g).map(|c| c.iter().collect()).collect();
-    member_lists.extend((0..chats_per_layout).map(|c| (0..g).map(|k| &users[c + k * chats_per_layout]).collect()));
-    let chats = ctx.groups("idle", member_lists).await?;
-    let mut of_user: Vec<Vec<(Uuid, u32)>> = vec![Vec::new(); n];
-    for c in 0..chats_per_layout {
-        for k in 0..g {
-            of_user[c * g + k].push((chats[c], c as u32));
-            let b = chats_per_layout + c;
-            of_user[c + k * chats_per_layout].push((chats[b], b as u32));
-        }
-    }
+    let (chats, of_user) = two_chats_each(ctx, "idle", &users, g, 0).await?;
     let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
     let baseline = ctx.procs.sample();
     let base_rss = Procs::rss_kib(&baseline, "chat");
@@ -426,14 +433,7 @@ async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
         let this = std::mem::replace(&mut specs, rest);
         connected += this.len();
         ctx.connect(&mut fleet, "idle", this).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let sample = ctx.procs.sample();
-        let rss = Procs::rss_kib(&sample, "chat");
-        points.push((connected as f64, rss as f64));
-        out.emit(&json!({
-            "scenario": "idle", "phase": "ramp", "connections": connected, "server_rss_kib": rss,
-            "bench_rss_kib": Procs::rss_kib(&sample, "bench"),
-        }))?;
+        ramp_point(ctx, "idle", connected, &mut points, out).await?;
     }
     note(format!("idle: holding {connected} connections for {}s", args.hold_secs));
     tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
@@ -453,6 +453,118 @@ async fn idle(ctx: &Ctx<'_>, args: &IdleArgs, out: &mut Output) -> Result<()> {
         "closes_during_hold": counts(&report.closes), "errors": counts(&report.errors),
         "procs": Procs::describe(&baseline, &held),
     }))
+}
+
+/// Groups of `g` over `users`, every user in two of them: one of neighbours (0..g, g..2g, …), one
+/// strided across them all. Returns the chats and, per user, its chats numbered from `first_number`
+/// (users past the last full group are in none).
+async fn two_chats_each(
+    ctx: &Ctx<'_>,
+    scenario: &str,
+    users: &[User],
+    g: usize,
+    first_number: u32,
+) -> Result<(Vec<Uuid>, Vec<Vec<(Uuid, u32)>>)> {
+    let per_layout = users.len() / g;
+    let mut member_lists: Vec<Vec<&User>> = users.chunks_exact(g).map(|c| c.iter().collect()).collect();
+    member_lists.extend((0..per_layout).map(|c| (0..g).map(|k| &users[c + k * per_layout]).collect()));
+    let chats = ctx.groups(scenario, member_lists).await?;
+    let mut of_user: Vec<Vec<(Uuid, u32)>> = vec![Vec::new(); users.len()];
+    for c in 0..per_layout {
+        for k in 0..g {
+            of_user[c * g + k].push((chats[c], first_number + c as u32));
+            let b = per_layout + c;
+            of_user[c + k * per_layout].push((chats[b], first_number + b as u32));
+        }
+    }
+    Ok((chats, of_user))
+}
+
+/// Opens idle connections step by step, each step's users in two chats of their own, until a
+/// connection cannot be opened (the box's ports or open files), memory runs low, or `limit`.
+async fn idle_max(ctx: &Ctx<'_>, args: &IdleMaxArgs, out: &mut Output) -> Result<()> {
+    let g = args.group_size.max(2);
+    let step = (args.step / g).max(1) * g;
+    let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
+    let baseline = ctx.procs.sample();
+    let base_rss = Procs::rss_kib(&baseline, "chat");
+    out.emit(&json!({ "scenario": "idle-max", "phase": "ramp", "connections": 0, "server_rss_kib": base_rss }))?;
+    let mut points = vec![(0.0, base_rss as f64)];
+    let (mut held, mut attempted, mut chats) = (0, 0, 0u32);
+    let stopped_by = loop {
+        if held >= args.limit {
+            break format!("the limit of {} connections", args.limit);
+        }
+        if let Some(free) = available_mib()
+            && free < args.keep_free_mib
+        {
+            break format!("memory: {free} MiB available");
+        }
+        let name = format!("idle-max-{}", points.len());
+        let users = ctx.users(&name, ((args.limit - held).min(step) / g).max(1) * g).await?;
+        let (made, of_user) = two_chats_each(ctx, &name, &users, g, chats).await?;
+        chats += made.len() as u32;
+        let specs =
+            users.iter().zip(of_user).enumerate().map(|(i, (user, of))| ctx.spec(attempted + i, user, of, None));
+        let specs: Vec<ConnSpec> = specs.collect();
+        attempted += specs.len();
+        let started = Instant::now();
+        let (opened, failure) = fleet.connect_as_many(specs, ctx.cli.connect_concurrency).await;
+        held += opened;
+        note(format!("{name}: {opened} connections in {:.1}s, {held} held", started.elapsed().as_secs_f64()));
+        ramp_point(ctx, "idle-max", held, &mut points, out).await?;
+        if let Some(failure) = failure {
+            break format!("{failure:#}");
+        }
+    };
+    note(format!("idle-max: stopped by {stopped_by}; holding {held} connections for {}s", args.hold_secs));
+    tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
+    let after_hold = ctx.procs.sample();
+    let report = fleet.report().await?;
+    let rss_held = Procs::rss_kib(&after_hold, "chat");
+    fleet.shutdown().await;
+    out.emit(&json!({
+        "scenario": "idle-max", "phase": "summary", "connections": held, "attempted": attempted,
+        "stopped_by": stopped_by, "open_files_limit": open_files_limit(), "hold_s": args.hold_secs,
+        "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
+        "rss_slope_bytes_per_connection": round(slope(&points) * 1024.0, 0),
+        "rss_after_hold_bytes_per_connection": round((rss_held as f64 - base_rss as f64) * 1024.0 / held.max(1) as f64, 0),
+        "closes_during_hold": counts(&report.closes), "errors": counts(&report.errors),
+        "procs": Procs::describe(&baseline, &after_hold),
+    }))
+}
+
+/// The servers' RSS with `connections` open, once the last of them has settled (2 s): a point of
+/// the ramp, kept for the slope and written out.
+async fn ramp_point(
+    ctx: &Ctx<'_>,
+    scenario: &str,
+    connections: usize,
+    points: &mut Vec<(f64, f64)>,
+    out: &mut Output,
+) -> Result<()> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sample = ctx.procs.sample();
+    let rss = Procs::rss_kib(&sample, "chat");
+    points.push((connections as f64, rss as f64));
+    out.emit(&json!({
+        "scenario": scenario, "phase": "ramp", "connections": connections, "server_rss_kib": rss,
+        "bench_rss_kib": Procs::rss_kib(&sample, "bench"),
+    }))
+}
+
+/// The box's available memory (`MemAvailable`), in MiB.
+fn available_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib / 1024)
+}
+
+/// This process's soft limit on open files (each connection is one).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Least-squares slope of y over x.

@@ -18,6 +18,10 @@ pub struct Config {
     /// Threads serving HTTP and WebSocket connections; 0 means one per CPU. Instances that share a
     /// machine can split its CPUs between them.
     pub http_workers: usize,
+    /// Connections each HTTP worker holds at most (actix-web's default); beyond it, new connections
+    /// wait in the listen backlog until one closes. An idle WebSocket costs ≈ 22 KB
+    /// (docs/benchmarks.md), so the default bounds a worker's connections to ≈ 550 MB.
+    pub max_connections_per_worker: usize,
     /// PostgreSQL URL; unset means the embedded SQLite file `chat.db` under `data_dir`.
     pub database_url: Option<String>,
     pub data_dir: String,
@@ -77,6 +81,7 @@ impl Default for Config {
             chat_service_port: 3002,
             listen_backlog: 2048,
             http_workers: 0,
+            max_connections_per_worker: 25_000,
             database_url: None,
             data_dir: "./data".into(),
             database_max_connections: 10,

@@ -546,7 +546,7 @@ pub type Incoming = mpsc::Receiver<(Topic, ChatEvent)>;
 /// Where the hub's fan-out will run: the first HTTP worker to start takes the inbound events and
 /// pumps them into the hub on its own thread. Connections live on the workers, so there a delivery
 /// wakes its connection without crossing threads — on the instance's main thread every delivery
-/// did (docs/benchmarks.md measures the difference). A worker that stops gives the events back for
+/// did (docs/benchmarks-history.md measures the difference). A worker that stops gives the events back for
 /// the next one to start.
 #[derive(Clone)]
 pub struct Pump {

@@ -169,6 +169,7 @@ async fn wait_for_signal() {
 fn serve(listener: TcpListener, context: AppContext, auth: Authenticator, pump: hub::Pump) -> anyhow::Result<Server> {
     let max_body = context.config.max_body_bytes;
     let workers = context.config.http_workers;
+    let max_connections = context.config.max_connections_per_worker.max(1);
     let auth = web::Data::new(auth);
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let data = web::Data::new(context);
@@ -191,9 +192,10 @@ fn serve(listener: TcpListener, context: AppContext, auth: Authenticator, pump: 
     // Unset (0), actix's own default: a worker per CPU.
     let server = if workers == 0 { server } else { server.workers(workers) };
     let server = server
+        .max_connections(max_connections)
         .shutdown_timeout(10)
         // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
-        // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
+        // peer's delayed ACK (~40 ms each; docs/benchmarks-history.md has the A/B).
         .tcp_nodelay(true)
         // Signals are handled in `run_until_stopped`, which tells WebSocket clients before stopping.
         .disable_signals()

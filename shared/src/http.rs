@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 ///
 /// std's `TcpListener::bind` queues 128. When every client of a restarted instance reconnects at
 /// once, the kernel drops the SYNs beyond that and each of those clients waits a second for its
-/// retransmit (`docs/benchmarks.md`: 100 – 124 `ListenOverflows` in a 1 000-client resume storm).
+/// retransmit (`docs/benchmarks-history.md`: 100 – 124 `ListenOverflows` in a 1 000-client resume storm).
 /// Linux caps the queue at `net.core.somaxconn` (4 096 by default since 5.4).
 pub fn listen(host: &str, port: u16, backlog: u32) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};

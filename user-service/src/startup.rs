@@ -107,7 +107,7 @@ fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
     })
     .shutdown_timeout(10)
     // Small frames (acks, deliveries) go out at once instead of waiting on Nagle's algorithm and the
-    // peer's delayed ACK (~40 ms each; docs/benchmarks.md has the A/B).
+    // peer's delayed ACK (~40 ms each; docs/benchmarks-history.md has the A/B).
     .tcp_nodelay(true)
     .listen(listener)?
     .run();

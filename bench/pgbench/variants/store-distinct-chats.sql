@@ -1,4 +1,4 @@
--- Measured, not kept (docs/benchmarks.md, "Latest change"): the writer's general statement (STORE in
+-- Measured, not kept (docs/benchmarks-history.md, "Earlier change (71df765 … f1429f9)"): the writer's general statement (STORE in
 -- chat-service/src/service/writer/postgres.rs) for a batch whose sends all go to different chats,
 -- without the numbering's window functions and aggregates: each stored send takes its chat's
 -- last_seq + 1. Same parameters and result columns as STORE. `bench/statement-cpu --variants`.

@@ -1,4 +1,4 @@
--- Measured, not kept (docs/benchmarks.md, "Latest change"): the batch as a PL/pgSQL function
+-- Measured, not kept (docs/benchmarks-history.md, "Earlier change (71df765 … f1429f9)"): the batch as a PL/pgSQL function
 -- (session-local, pg_temp) that locks the batch's chats in id order, decides and writes each send
 -- with small statements whose plans it keeps, then raises the senders' watermarks in (chat, user)
 -- order. Same parameters and result columns as STORE, without its in-batch retry check (a cost

@@ -108,7 +108,7 @@ pub async fn run(ctx: AppContext, interval: Duration) {
 /// once, a round's `messages_delivered` — one per chat, each sent to every member — reached the
 /// connections as a burst that the messages arriving with it queued behind: in the benchmark's
 /// grid the p99 of a message's delivery was twice to three times what it was without them
-/// (docs/benchmarks.md).
+/// (docs/benchmarks-history.md).
 async fn announce(relay: &dyn Relay, rose: &[(Uuid, i64)], over: Duration) {
     if rose.is_empty() {
         return;

@@ -511,6 +511,26 @@ on_both_backends! {
         stopping.await.unwrap();
     }
 
+    async fn a_worker_at_its_connection_limit_takes_the_next_once_one_closes(backend) {
+        let stack = TestStack::spawn_with(backend, |c| {
+            c.http_workers = 1;
+            c.max_connections_per_worker = 1;
+        }).await;
+        let ana = stack.user("ana").await;
+        let bob = stack.user("bob").await;
+        let mut first = stack.connect(&ana).await;
+        let ws_url = stack.ws_url.clone();
+        let mut second = tokio::spawn(async move { tokio_tungstenite::connect_async(ws_url.as_str()).await });
+        // The worker holds its one connection: the next waits in the listen backlog, unanswered.
+        let answered = tokio::time::timeout(std::time::Duration::from_millis(500), &mut second).await;
+        assert!(answered.is_err(), "a second connection was served past the limit");
+        first.stream.close(None).await.unwrap();
+        let (stream, _) = second.await.unwrap().expect("served once the first closed");
+        let mut second = crate::helpers::WsClient { stream };
+        second.send(json!({ "type": "auth", "token": bob.token })).await;
+        assert_eq!(second.next_of("ready").await["user"]["id"], bob.id.to_string());
+    }
+
     async fn a_stalled_reader_is_cut_off_while_the_others_keep_receiving(backend) {
         let stack = TestStack::spawn_with(backend, |c| {
             c.ws_outbound_queue = 8;
