@@ -64,6 +64,9 @@ pub enum ChatEvent {
 /// Received events are handed to the hub through this channel.
 pub type Inbound = mpsc::Sender<(Topic, ChatEvent)>;
 
+/// What runs once published events are on their way: a batch's sends are answered.
+pub type Sent = Box<dyn FnOnce() + Send>;
+
 /// Publishes and subscribes chat events. Publishing is at most once: a subscriber that misses an
 /// event catches up from the database by seq, so the relay never needs to be reliable.
 #[async_trait::async_trait]
@@ -75,6 +78,17 @@ pub trait Relay: Send + Sync + 'static {
             self.publish(*topic, event).await?;
         }
         Ok(())
+    }
+    /// Publishes as [`Relay::publish_many`] does, and runs `sent` (taking it) as soon as the events
+    /// are on their way to the other instances — over Redis, once the `PUBLISH` pipeline is
+    /// written — before this instance's own followers are handed them and before Redis answers.
+    /// If the publish fails before that, `sent` is left for the caller to run.
+    async fn publish_many_then(&self, events: &[(Topic, ChatEvent)], sent: &mut Option<Sent>) -> anyhow::Result<()> {
+        // One instance: nothing to wait for before handing the events to its own followers.
+        if let Some(sent) = sent.take() {
+            sent();
+        }
+        self.publish_many(events).await
     }
     /// Starts receiving a topic's events. Calls are counted: a topic stays subscribed until
     /// unsubscribed as often as subscribed.

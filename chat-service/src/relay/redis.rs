@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ChatEvent, Inbound, Relay, Topic};
+use super::{ChatEvent, Inbound, Relay, Sent, Topic};
 
 /// How long one Redis command may take before it counts as failed: a send never waits longer on Redis.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -242,7 +242,7 @@ impl RedisRelay {
     /// for Redis. The pipeline is on its way to Redis first: handed the events first, this
     /// instance's fan-out (hundreds of writes in a big group) could take the core the write to
     /// Redis was waiting for, and every other instance's fan-out starts only when it arrives.
-    async fn publish_all(&self, events: &[(Topic, &ChatEvent)]) -> anyhow::Result<()> {
+    async fn publish_all(&self, events: &[(Topic, &ChatEvent)], sent: &mut Option<Sent>) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
         for (topic, event) in events {
             pipe.cmd("PUBLISH").arg(self.keys.channel(*topic)).arg(envelope(self.instance, event)?).ignore();
@@ -258,6 +258,11 @@ impl RedisRelay {
                 None
             }
         };
+        // Answered before this instance's own followers are woken: in a big group the sender's
+        // connection would otherwise wait on its worker behind every local delivery.
+        if let Some(sent) = sent.take() {
+            sent();
+        }
         for (topic, event) in events {
             self.inbound.send((*topic, (*event).clone())).await.map_err(|_| anyhow::anyhow!("the hub has stopped"))?;
         }
@@ -291,12 +296,16 @@ fn kind(topic: Topic) -> &'static str {
 #[async_trait::async_trait]
 impl Relay for RedisRelay {
     async fn publish(&self, topic: Topic, event: &ChatEvent) -> anyhow::Result<()> {
-        self.publish_all(&[(topic, event)]).await
+        self.publish_all(&[(topic, event)], &mut None).await
     }
 
     async fn publish_many(&self, events: &[(Topic, ChatEvent)]) -> anyhow::Result<()> {
+        self.publish_many_then(events, &mut None).await
+    }
+
+    async fn publish_many_then(&self, events: &[(Topic, ChatEvent)], sent: &mut Option<Sent>) -> anyhow::Result<()> {
         let events: Vec<(Topic, &ChatEvent)> = events.iter().map(|(topic, event)| (*topic, event)).collect();
-        self.publish_all(&events).await
+        self.publish_all(&events, sent).await
     }
 
     async fn subscribe(&self, topic: Topic) -> anyhow::Result<()> {

@@ -7,14 +7,19 @@
 //! pipeline, the `PUBLISH`es in another, side by side) instead of two round trips per message.
 //!
 //! Messages are announced in the order the writer stored them, and a batch's sends are answered
-//! only after its announcement: an acknowledged message has been handed to the relay.
+//! once its messages are on their way to every instance (over Redis: the `PUBLISH` pipeline
+//! written): an acknowledged message has been handed to the relay. They are answered before this
+//! instance's own followers are handed the messages, and without waiting for Redis's answer or the
+//! hot window's write — in a big group the sender's connection would otherwise wait, on its worker,
+//! behind every local delivery. A read that finds the window without the message goes to the
+//! database (the window serves only ranges it holds whole, up to the chat's committed `last_seq`).
 
 use std::sync::Arc;
 
 use converge_shared::dto::MessageDto;
 use tokio::sync::mpsc;
 
-use crate::relay::{ChatEvent, Relay, Topic};
+use crate::relay::{ChatEvent, Relay, Sent, Topic};
 use crate::window::HotWindow;
 
 /// Batches waiting to be announced; beyond this, the writer waits.
@@ -22,8 +27,8 @@ const QUEUE: usize = 1024;
 /// Most batches in one round trip.
 const MAX_BATCHES: usize = 64;
 
-/// What runs once a batch has been announced: its sends are answered.
-pub type Then = Box<dyn FnOnce() + Send>;
+/// What runs once a batch is on its way to every instance: its sends are answered.
+pub type Then = Sent;
 
 /// The handle the writer announces through; cheap to clone.
 #[derive(Clone)]
@@ -39,9 +44,9 @@ impl Announcer {
         Self { queue }
     }
 
-    /// Announces a committed batch's messages, then runs `then`. A failure to announce loses
-    /// nothing (reads fall back to the database, followers catch up by seq), so it is logged and
-    /// counted, and `then` runs all the same.
+    /// Announces a committed batch's messages, running `then` once they are on their way. A failure
+    /// to announce loses nothing (reads fall back to the database, followers catch up by seq), so
+    /// it is logged and counted, and `then` runs all the same.
     pub async fn announce(&self, messages: Vec<MessageDto>, then: Then) {
         if let Err(mpsc::error::SendError((_, then))) = self.queue.send((messages, then)).await {
             // The task is gone (the instance is stopping): answer rather than leave the sends waiting.
@@ -55,11 +60,13 @@ async fn run(window: Arc<dyn HotWindow>, relay: Arc<dyn Relay>, mut waiting: mps
     while waiting.recv_many(&mut batches, MAX_BATCHES).await > 0 {
         let (batches_messages, thens): (Vec<Vec<MessageDto>>, Vec<Then>) = batches.drain(..).unzip();
         let messages: Vec<MessageDto> = batches_messages.into_iter().flatten().collect();
+        let mut answer: Option<Sent> = Some(Box::new(move || thens.into_iter().for_each(|then| then())));
         if !messages.is_empty() {
             let events: Vec<(Topic, ChatEvent)> =
                 messages.iter().map(|m| (Topic::Chat(m.chat_id), ChatEvent::Message(m.clone()))).collect();
             let started = std::time::Instant::now();
-            let (pushed, published) = tokio::join!(window.push(&messages), relay.publish_many(&events));
+            let (pushed, published) =
+                tokio::join!(window.push(&messages), relay.publish_many_then(&events, &mut answer));
             metrics::histogram!("announce_seconds").record(started.elapsed().as_secs_f64());
             if let Err(e) = pushed {
                 metrics::counter!("window_write_errors_total").increment(1);
@@ -74,8 +81,9 @@ async fn run(window: Arc<dyn HotWindow>, relay: Arc<dyn Relay>, mut waiting: mps
                 );
             }
         }
-        for then in thens {
-            then();
+        // Not answered by the relay (nothing to publish, or it failed first): answered now.
+        if let Some(answer) = answer.take() {
+            answer();
         }
     }
 }
