@@ -514,7 +514,9 @@ async fn idle_max(ctx: &Ctx<'_>, args: &IdleMaxArgs, out: &mut Output) -> Result
         note(format!("{name}: {opened} connections in {:.1}s, {held} held", started.elapsed().as_secs_f64()));
         ramp_point(ctx, "idle-max", held, &mut points, out).await?;
         if let Some(failure) = failure {
-            break format!("{failure:#}");
+            // `{:#}` would repeat an io error's text: tungstenite's error wraps it and shows it too.
+            let (outer, root) = (failure.to_string(), failure.root_cause().to_string());
+            break if outer.contains(&root) { outer } else { format!("{outer}: {root}") };
         }
     };
     note(format!("idle-max: stopped by {stopped_by}; holding {held} connections for {}s", args.hold_secs));
