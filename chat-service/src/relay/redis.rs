@@ -242,6 +242,7 @@ impl RedisRelay {
     /// for Redis. The pipeline is on its way to Redis first: handed the events first, this
     /// instance's fan-out (hundreds of writes in a big group) could take the core the write to
     /// Redis was waiting for, and every other instance's fan-out starts only when it arrives.
+    /// `sent` runs between the two, so its answers are not queued behind the local fan-out.
     async fn publish_all(&self, events: &[(Topic, &ChatEvent)], sent: &mut Option<Sent>) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
         for (topic, event) in events {
