@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let config: Config = converge_shared::config::load().context("reading the configuration")?;
             converge_shared::telemetry::init_tracing(config.log_format, "info");
+            converge_shared::process::raise_open_files_limit();
             Application::build(config).await?.run_until_stopped().await?;
         }
         Command::Sdl => print!("{}", chat_service::graphql::sdl()),

@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let mut users: user_service::Config = converge_shared::config::load().context("reading the configuration")?;
     let mut chat: chat_service::Config = converge_shared::config::load().context("reading the configuration")?;
     converge_shared::telemetry::init_tracing(users.log_format, "info");
+    converge_shared::process::raise_open_files_limit();
     // The web client is served by chat-service: let its origin call user-service from the browser.
     if std::env::var_os("CORS_ALLOWED_ORIGINS").is_none() && chat.chat_service_port != 0 {
         let port = chat.chat_service_port;

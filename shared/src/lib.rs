@@ -9,6 +9,7 @@
 //! - [`api_error`], [`http`], [`auth`] (feature `server`): the services' error type and its HTTP
 //!   mapping, request extractors, and access-token authentication.
 //! - [`config`], [`telemetry`] (feature `server`): typed configuration loading, logs and metrics.
+//! - [`process`] (feature `server`): process set-up, the open-files limit.
 //!
 //! Without features this crate builds without a database or a web server, so the benchmark, the tests
 //! and other clients can speak the API with the very types the servers use.
@@ -29,5 +30,7 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod process;
 #[cfg(feature = "server")]
 pub mod telemetry;

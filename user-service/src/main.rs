@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config: Config = converge_shared::config::load().context("reading the configuration")?;
     converge_shared::telemetry::init_tracing(config.log_format, "info");
+    converge_shared::process::raise_open_files_limit();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Application::build(config).await?.run_until_stopped().await?,
         Command::Apps { command: AppsCommand::Create { name } } => {

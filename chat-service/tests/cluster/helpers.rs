@@ -204,6 +204,8 @@ pub struct Cluster {
     pub prefix: String,
     pub chat_database: String,
     pub client: reqwest::Client,
+    /// The soft limit on open files instances start under, if not the test's own.
+    soft_open_files: Option<u64>,
     _dir: tempfile::TempDir,
 }
 
@@ -215,15 +217,27 @@ impl Cluster {
 
     /// `n` instances on `redis_url`, with extra environment for each.
     pub async fn start_with(n: usize, redis_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_inner(n, redis_url, env, None).await
+        Self::start_inner(n, redis_url, env, None, None).await
+    }
+
+    /// `n` instances on the shared Redis, each started with a soft limit of `soft` open files, as a
+    /// service manager or a login shell may start it.
+    pub async fn start_under_open_files_limit(n: usize, soft: u64) -> Self {
+        Self::start_inner(n, &shared_redis_url(), &[], None, Some(soft)).await
     }
 
     /// `n` instances on the shared Redis that reach PostgreSQL through `link`.
     pub async fn start_through(n: usize, link: &PgLink) -> Self {
-        Self::start_inner(n, &shared_redis_url(), &[], Some(link)).await
+        Self::start_inner(n, &shared_redis_url(), &[], Some(link), None).await
     }
 
-    async fn start_inner(n: usize, redis_url: &str, env: &[(&str, &str)], link: Option<&PgLink>) -> Self {
+    async fn start_inner(
+        n: usize,
+        redis_url: &str,
+        env: &[(&str, &str)],
+        link: Option<&PgLink>,
+        soft_open_files: Option<u64>,
+    ) -> Self {
         converge_shared::telemetry::init_tracing(Default::default(), "warn");
         let dir = tempfile::tempdir().unwrap();
         let users_db = fresh_postgres_database().await;
@@ -248,6 +262,7 @@ impl Cluster {
             prefix,
             chat_database,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            soft_open_files,
             _dir: dir,
         };
         for _ in 0..n {
@@ -280,7 +295,17 @@ impl Cluster {
     pub async fn launch(&mut self, i: usize) {
         let instance = &mut self.instances[i];
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-service"))
+        let binary = env!("CARGO_BIN_EXE_chat-service");
+        let mut command = match self.soft_open_files {
+            // The shell lowers the limit and becomes the service, as a service manager would start it.
+            Some(soft) => {
+                let mut command = Command::new("sh");
+                command.arg("-c").arg(format!("ulimit -S -n {soft} && exec \"$0\"")).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .envs(instance.env.iter().cloned())
             .env("CHAT_SERVICE_PORT", port.to_string())
             .stdout(Stdio::piped())

@@ -3,5 +3,6 @@
 
 mod failover;
 mod helpers;
+mod limits;
 mod presence;
 mod relay;
