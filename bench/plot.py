@@ -173,8 +173,13 @@ def summary(results: str) -> str:
                    f"closes during the hold: {idle['closes_during_hold']}.\n")
     most = next((l for l in lines if l.get("scenario") == "idle-max" and l.get("phase") == "summary"), None)
     if most:
+        held_by = (f"held by {most['generator_processes']} generator processes of up to "
+                   f"{most['connections_per_generator_process']} connections each; " if "generator_processes" in most else "")
+        servers = "; ".join(f"{name} {f.get('open')} of {f.get('limit')} open files"
+                            for name, f in sorted(most.get("server_open_files", {}).items()))
         out.append(f"Idle, as many as the box allows: {most['connections']} of {most['attempted']} connections opened "
-                   f"(stopped by: {most['stopped_by']}; open files limit {most.get('open_files_limit')}), RSS slope "
+                   f"(stopped by: {most['stopped_by']}; {held_by}generator's open files limit {most.get('open_files_limit')}"
+                   f"{'; ' + servers if servers else ''}), RSS slope "
                    f"{most['rss_slope_bytes_per_connection']:.0f} B/connection, {most['rss_after_hold_bytes_per_connection']:.0f} "
                    f"B/connection after a {most['hold_s']:.0f} s hold (baseline {most['server_rss_baseline_kib'] / 1024:.0f} MiB → "
                    f"{most['server_rss_held_kib'] / 1024:.0f} MiB); closes during the hold: {most['closes_during_hold']}.\n")

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use converge_shared::protocol::ClientFrame;
 use futures_util::stream::{SelectAll, SplitSink};
 use futures_util::{SinkExt, Stream, StreamExt, stream};
 use hdrhistogram::Histogram;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -58,7 +58,7 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// What a connection is: who, where, which chats it follows and in which one it sends.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnSpec {
     pub token: String,
     pub url: String,
@@ -68,6 +68,22 @@ pub struct ConnSpec {
     pub chats: Vec<(Uuid, u32)>,
     /// The chat (an index into `chats`) this connection sends in, if it sends.
     pub sends_in: Option<usize>,
+}
+
+/// What [`Fleet::connect_as_many`] did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Connected {
+    pub opened: usize,
+    pub attempted: usize,
+    /// The first failure, described.
+    pub failure: Option<String>,
+}
+
+/// An error's text and its root cause's, once: `{:#}` would repeat an io error's text, which
+/// tungstenite's error wraps and shows as well.
+pub fn describe(error: &anyhow::Error) -> String {
+    let (outer, root) = (error.to_string(), error.root_cause().to_string());
+    if outer.contains(&root) { outer } else { format!("{outer}: {root}") }
 }
 
 /// The chats listed by `ready`: only ids and where each stands.
@@ -824,34 +840,45 @@ impl Fleet {
 
     /// Opens every connection of `specs` (appended after the existing ones), `concurrency` at a time.
     pub async fn connect(&mut self, specs: Vec<ConnSpec>, concurrency: usize) -> Result<()> {
-        match self.connect_as_many(specs, concurrency).await {
-            (_, None) => Ok(()),
-            (_, Some(failure)) => Err(failure),
+        match self.connect_as_many(specs, concurrency).await.failure {
+            None => Ok(()),
+            Some(failure) => Err(anyhow::anyhow!(failure)),
         }
     }
 
-    /// Opens as many connections of `specs` as it can, `concurrency` at a time: how many it
-    /// opened, and the first failure, if any. The ones opened stay open.
-    pub async fn connect_as_many(
-        &mut self,
-        specs: Vec<ConnSpec>,
-        concurrency: usize,
-    ) -> (usize, Option<anyhow::Error>) {
+    /// Opens connections of `specs`, `concurrency` at a time, until one fails: none is attempted
+    /// after the first failure (at the box's limit each would wait for its timeout). What it did:
+    /// opened, attempted, and the first failure. The ones opened stay open.
+    pub async fn connect_as_many(&mut self, specs: Vec<ConnSpec>, concurrency: usize) -> Connected {
         let first = self.specs.len();
         self.specs.extend(specs.iter().cloned());
         let this = &*self;
-        let results: Vec<Result<()>> = stream::iter(specs.into_iter().enumerate())
+        let failed = AtomicBool::new(false);
+        let failed = &failed;
+        let results: Vec<Option<Result<()>>> = stream::iter(specs.into_iter().enumerate())
             .map(|(i, spec)| async move {
-                let (ws, ready) = connect(&spec.url, &spec.token, None).await?;
-                this.ready_bytes.fetch_add(ready.bytes as u64, Ordering::Relaxed);
-                let (shard, slot) = this.place(first + i);
-                this.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: Some(spec), seqs: ready.seqs }).await
+                if failed.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let opened = async {
+                    let (ws, ready) = connect(&spec.url, &spec.token, None).await?;
+                    this.ready_bytes.fetch_add(ready.bytes as u64, Ordering::Relaxed);
+                    let (shard, slot) = this.place(first + i);
+                    this.tell(shard, Cmd::Adopt { slot, ws: Box::new(ws), spec: Some(spec), seqs: ready.seqs }).await
+                }
+                .await;
+                if opened.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                Some(opened)
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        let opened = results.iter().filter(|r| r.is_ok()).count();
-        (opened, results.into_iter().find_map(Result::err))
+        let attempted = results.iter().flatten().count();
+        let opened = results.iter().flatten().filter(|r| r.is_ok()).count();
+        let failure = results.into_iter().flatten().find_map(Result::err).map(|e| describe(&e));
+        Connected { opened, attempted, failure }
     }
 
     /// Starts open-loop sending: `rate` messages/s in all, round-robin over `senders` (global

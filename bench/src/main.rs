@@ -4,6 +4,7 @@
 //! - `checker`: per-chat seq checks (gap-free, in order, exactly once).
 //! - `api`: provisioning users (app API) and group chats (REST).
 //! - `fleet`: connections multiplexed over a few shard tasks; open-loop sending; measurements.
+//! - `holders`: idle connections spread over child processes, past one process's open-files limit.
 //! - `pacer`: wakes a shard when its next send is due, to the microsecond.
 //! - `procs`: CPU and RSS of the processes under test.
 //! - `scenarios`: the named workloads.
@@ -12,6 +13,7 @@ mod api;
 mod checker;
 mod fleet;
 mod floor;
+mod holders;
 mod pacer;
 mod procs;
 mod scenarios;
@@ -102,6 +104,10 @@ pub enum Scenario {
     /// The server half of the floors, started by them as its own process.
     #[command(hide = true)]
     FloorServer(floor::FloorServerArgs),
+    /// Holds idle connections for `idle-max`, which starts it as a child process and tells it what
+    /// to open over stdin.
+    #[command(hide = true)]
+    Hold,
 }
 
 /// Where results go: stdout, and the `--out` file if given.
@@ -152,6 +158,7 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::FanoutFloor(args) => floor::fanout_floor(args, cli.pacer, &mut out).await,
         Scenario::ResumeFloor(args) => floor::resume_floor(args, &mut out).await,
         Scenario::IdleFloor(args) => floor::idle_floor(args, &mut out).await,
+        Scenario::Hold => holders::hold(cli.shards, cli.connect_concurrency, cli.pacer).await,
         _ => scenarios::run(&cli, &mut out).await,
     }
 }

@@ -81,6 +81,19 @@ impl Procs {
             / TICKS_PER_SECOND
     }
 
+    /// `{name: {open, limit}}` of the watched processes whose name starts with `prefix`: the
+    /// descriptors each has open and its (soft) limit on open files, read from /proc.
+    pub fn open_files(&self, prefix: &str) -> Value {
+        let mut out = serde_json::Map::new();
+        for w in self.watched.iter().filter(|w| w.name.starts_with(prefix)) {
+            let open = std::fs::read_dir(format!("/proc/{}/fd", w.pid)).ok().map(|d| d.count());
+            let limit =
+                std::fs::read_to_string(format!("/proc/{}/limits", w.pid)).ok().and_then(|l| soft_open_files(&l));
+            out.insert(w.name.clone(), json!({ "open": open, "limit": limit }));
+        }
+        Value::Object(out)
+    }
+
     /// `{name: {cpu_pct, rss_mib}}` between two samples (cpu_pct: 100 = one core busy).
     pub fn describe(from: &Sample, to: &Sample) -> Value {
         let seconds = to.at.duration_since(from.at).as_secs_f64().max(1e-9);
@@ -136,6 +149,12 @@ impl PgCounters {
             "rows_written": per(from.rows_written, to.rows_written),
         })
     }
+}
+
+/// The soft "Max open files" of a /proc/PID/limits text.
+pub fn soft_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 pub fn round(x: f64, digits: i32) -> f64 {

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::api::{Api, User};
 use crate::fleet::{Completeness, ConnSpec, Fleet, ShardReport, histogram};
-use crate::procs::{PgCounters, Procs, Sample, analyze, round};
+use crate::holders::{HolderArgs, Holders};
+use crate::procs::{PgCounters, Procs, Sample, analyze, round, soft_open_files};
 use crate::stages::ServerStages;
 use crate::{Cli, Output, Scenario, note};
 
@@ -116,6 +117,10 @@ pub struct IdleMaxArgs {
     keep_free_mib: u64,
     #[arg(long, default_value_t = 30.0)]
     hold_secs: f64,
+    /// Connections each generator process holds (the connections are spread over child
+    /// processes); default: this process's limit on open files, less 100 for everything else.
+    #[arg(long)]
+    per_process: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -222,7 +227,11 @@ pub async fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Scenario::IdleMax(args) => idle_max(&ctx, args, out).await,
         Scenario::LargeGroup(args) => large_group(&ctx, args, out).await,
         Scenario::ResumeStorm(args) => resume_storm(&ctx, args, out).await,
-        Scenario::FanoutFloor(_) | Scenario::ResumeFloor(_) | Scenario::IdleFloor(_) | Scenario::FloorServer(_) => {
+        Scenario::FanoutFloor(_)
+        | Scenario::ResumeFloor(_)
+        | Scenario::IdleFloor(_)
+        | Scenario::FloorServer(_)
+        | Scenario::Hold => {
             bail!("not a scenario against Converge")
         }
     }
@@ -481,11 +490,17 @@ async fn two_chats_each(
 }
 
 /// Opens idle connections step by step, each step's users in two chats of their own, until a
-/// connection cannot be opened (the box's ports or open files), memory runs low, or `limit`.
+/// connection cannot be opened (the servers' open files or the loopback's ports), memory runs low,
+/// or `limit`. The connections are held by child processes ([`Holders`]), so the generator's own
+/// limit on open files is not the one found.
 async fn idle_max(ctx: &Ctx<'_>, args: &IdleMaxArgs, out: &mut Output) -> Result<()> {
     let g = args.group_size.max(2);
     let step = (args.step / g).max(1) * g;
-    let mut fleet = Fleet::new(ctx.cli.shards, false, ctx.cli.pacer);
+    let own_limit = open_files_limit();
+    let per_process = args.per_process.or(own_limit.map(|l| (l as usize).saturating_sub(100))).unwrap_or(1000);
+    let cli = ctx.cli;
+    let holder_args = HolderArgs { shards: cli.shards, connect_concurrency: cli.connect_concurrency, pacer: cli.pacer };
+    let mut holders = Holders::new(holder_args, per_process);
     let baseline = ctx.procs.sample();
     let base_rss = Procs::rss_kib(&baseline, "chat");
     out.emit(&json!({ "scenario": "idle-max", "phase": "ramp", "connections": 0, "server_rss_kib": base_rss }))?;
@@ -504,30 +519,37 @@ async fn idle_max(ctx: &Ctx<'_>, args: &IdleMaxArgs, out: &mut Output) -> Result
         let users = ctx.users(&name, ((args.limit - held).min(step) / g).max(1) * g).await?;
         let (made, of_user) = two_chats_each(ctx, &name, &users, g, chats).await?;
         chats += made.len() as u32;
-        let specs =
-            users.iter().zip(of_user).enumerate().map(|(i, (user, of))| ctx.spec(attempted + i, user, of, None));
-        let specs: Vec<ConnSpec> = specs.collect();
-        attempted += specs.len();
+        let specs = users.iter().zip(of_user).enumerate().map(|(i, (user, of))| ctx.spec(held + i, user, of, None));
         let started = Instant::now();
-        let (opened, failure) = fleet.connect_as_many(specs, ctx.cli.connect_concurrency).await;
-        held += opened;
-        note(format!("{name}: {opened} connections in {:.1}s, {held} held", started.elapsed().as_secs_f64()));
+        let connected = holders.connect_as_many(specs.collect()).await?;
+        held += connected.opened;
+        attempted += connected.attempted;
+        note(format!(
+            "{name}: {} connections in {:.1}s, {held} held by {} processes",
+            connected.opened,
+            started.elapsed().as_secs_f64(),
+            holders.processes()
+        ));
         ramp_point(ctx, "idle-max", held, &mut points, out).await?;
-        if let Some(failure) = failure {
-            // `{:#}` would repeat an io error's text: tungstenite's error wraps it and shows it too.
-            let (outer, root) = (failure.to_string(), failure.root_cause().to_string());
-            break if outer.contains(&root) { outer } else { format!("{outer}: {root}") };
+        if let Some(failure) = connected.failure {
+            break failure;
         }
     };
     note(format!("idle-max: stopped by {stopped_by}; holding {held} connections for {}s", args.hold_secs));
     tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
     let after_hold = ctx.procs.sample();
-    let report = fleet.report().await?;
+    let report = holders.report().await?;
     let rss_held = Procs::rss_kib(&after_hold, "chat");
-    fleet.shutdown().await;
+    let processes = holders.processes();
+    // At the servers' limit the last connections wait in the listen backlog until they time out:
+    // this says whose descriptors ran out.
+    let server_open_files = ctx.procs.open_files("chat");
+    holders.shutdown().await;
     out.emit(&json!({
         "scenario": "idle-max", "phase": "summary", "connections": held, "attempted": attempted,
-        "stopped_by": stopped_by, "open_files_limit": open_files_limit(), "hold_s": args.hold_secs,
+        "stopped_by": stopped_by, "open_files_limit": own_limit, "generator_processes": processes,
+        "connections_per_generator_process": per_process, "server_open_files": server_open_files,
+        "hold_s": args.hold_secs,
         "server_rss_baseline_kib": base_rss, "server_rss_held_kib": rss_held,
         "rss_slope_bytes_per_connection": round(slope(&points) * 1024.0, 0),
         "rss_after_hold_bytes_per_connection": round((rss_held as f64 - base_rss as f64) * 1024.0 / held.max(1) as f64, 0),
@@ -564,9 +586,7 @@ fn available_mib() -> Option<u64> {
 
 /// This process's soft limit on open files (each connection is one).
 fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    soft_open_files(&std::fs::read_to_string("/proc/self/limits").ok()?)
 }
 
 /// Least-squares slope of y over x.
