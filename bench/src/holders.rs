@@ -78,7 +78,7 @@ impl Holders {
     /// Opens `specs` over the holders, starting new ones as the others fill, all at once; stops at
     /// each holder's first failure. Adds up what they did.
     pub async fn connect_as_many(&mut self, mut specs: Vec<ConnSpec>) -> Result<Connected> {
-        let mut shares = Vec::new();
+        let (mut asked, mut handed) = (Vec::new(), Vec::new());
         while !specs.is_empty() {
             if self.holders.last().is_none_or(|h| h.held >= self.per_process) {
                 self.holders.push(Holder::start(&self.args).await?);
@@ -89,10 +89,11 @@ impl Holders {
             let share = std::mem::replace(&mut specs, rest);
             // Counted as held while it is handed over, so the next share goes to the next holder.
             self.holders[index].held += share.len();
-            shares.push((index, share));
+            handed.push((index, share.len()));
+            asked.resize_with(self.holders.len(), || None);
+            asked[index] = Some(Command::Connect(share));
         }
-        let handed: Vec<(usize, usize)> = shares.iter().map(|(index, share)| (*index, share.len())).collect();
-        let asked = shares.into_iter().map(|(index, share)| (index, Command::Connect(share))).collect();
+        asked.resize_with(self.holders.len(), || None);
         let answers = self.ask_each(asked).await?;
         let mut total = Connected::default();
         for (index, count) in handed {
@@ -109,7 +110,7 @@ impl Holders {
 
     /// Closes and errors over every holder's connections.
     pub async fn report(&mut self) -> Result<Held> {
-        let asked = (0..self.holders.len()).map(|index| (index, Command::Report)).collect();
+        let asked = self.holders.iter().map(|_| Some(Command::Report)).collect();
         let mut held = Held::default();
         for answer in self.ask_each(asked).await?.into_iter().flatten() {
             held.add(serde_json::from_str(&answer)?);
@@ -125,19 +126,16 @@ impl Holders {
         }
     }
 
-    /// Sends each command to its holder and waits for every answer: per holder, in holder order,
-    /// its answer if it was asked something.
-    async fn ask_each(&mut self, mut asked: Vec<(usize, Command)>) -> Result<Vec<Option<String>>> {
-        let holders = self.holders.iter_mut().enumerate().map(|(index, holder)| {
-            let command = asked.iter().position(|(i, _)| *i == index).map(|at| asked.swap_remove(at).1);
-            async move {
-                match command {
-                    Some(command) => holder.ask(&command).await.map(Some),
-                    None => Ok(None),
-                }
+    /// Sends each holder its command, if it has one (`asked[i]` is holder i's), and waits for
+    /// every answer: per holder, its answer if it was asked something.
+    async fn ask_each(&mut self, asked: Vec<Option<Command>>) -> Result<Vec<Option<String>>> {
+        let asking = self.holders.iter_mut().zip(asked).map(|(holder, command)| async move {
+            match command {
+                Some(command) => holder.ask(&command).await.map(Some),
+                None => Ok(None),
             }
         });
-        join_all(holders.collect::<Vec<_>>()).await.into_iter().collect()
+        join_all(asking).await.into_iter().collect()
     }
 }
 
