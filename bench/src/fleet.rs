@@ -86,6 +86,13 @@ pub fn describe(error: &anyhow::Error) -> String {
     if outer.contains(&root) { outer } else { format!("{outer}: {root}") }
 }
 
+/// Adds counts by key (of errors, closes, frame kinds) into `into`.
+pub fn add_counts<K: std::hash::Hash + Eq>(into: &mut HashMap<K, u64>, from: HashMap<K, u64>) {
+    for (key, n) in from {
+        *into.entry(key).or_default() += n;
+    }
+}
+
 /// The chats listed by `ready`: only ids and where each stands.
 #[derive(Deserialize)]
 struct ReadyFrame {
@@ -327,15 +334,9 @@ impl ShardReport {
         self.sent += other.sent;
         self.send_failures += other.send_failures;
         self.acked += other.acked;
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
-        for (code, n) in other.closes {
-            *self.closes.entry(code).or_default() += n;
-        }
-        for (kind, n) in other.other_frames {
-            *self.other_frames.entry(kind).or_default() += n;
-        }
+        add_counts(&mut self.errors, other.errors);
+        add_counts(&mut self.closes, other.closes);
+        add_counts(&mut self.other_frames, other.other_frames);
         self.deliveries += other.deliveries;
         self.reconnects += other.reconnects;
         // Same bounds everywhere: adding cannot fail.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::fleet::{ConnSpec, Connected, Fleet};
+use crate::fleet::{ConnSpec, Connected, Fleet, add_counts};
 use crate::pacer::PacerKind;
 
 /// What a holder is told to do.
@@ -36,12 +36,8 @@ pub struct Held {
 
 impl Held {
     fn add(&mut self, other: Held) {
-        for (code, n) in other.closes {
-            *self.closes.entry(code).or_default() += n;
-        }
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
+        add_counts(&mut self.closes, other.closes);
+        add_counts(&mut self.errors, other.errors);
     }
 }
 
