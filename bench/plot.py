@@ -48,6 +48,11 @@ def grid_figure(steps: list, title: str, png: Path) -> None:
     for key, style in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-"), ("max_ms", "x--")):
         ax.plot(rates, [s["deliver"].get(key) for s in steps], style, label=f"send→deliver {key[:-3]}")
     ax.plot(rates, [s["ack"].get("p99_ms") for s in steps], "d:", label="ack p99")
+    # Up to the client's socket, without the generator's wait to read (runs before it have none).
+    if all("deliver_at_socket" in s for s in steps):
+        for key, style in (("p50_ms", "o:"), ("p99_ms", "^:")):
+            ax.plot(rates, [s["deliver_at_socket"].get(key) for s in steps], style, ms=3, lw=0.8,
+                    label=f"in the client's socket {key[:-3]}")
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -111,6 +116,12 @@ def main(results: str, out_dir: str) -> None:
         plt.close(fig)
 
 
+def at_socket(line: dict, key: str) -> str:
+    """A latency up to the client's socket, p50 / p99 ("–" in runs before it was measured)."""
+    h = line.get(key)
+    return f"{h.get('p50_ms')} / {h.get('p99_ms')}" if h else "–"
+
+
 def stage(st: dict) -> str:
     """One server stage: mean, and the buckets holding p50 and p99."""
     if not st.get("count"):
@@ -137,8 +148,8 @@ def summary(results: str) -> str:
         if not steps:
             continue
         out.append(f"{title.split(':')[0]}:\n")
-        out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | ack p50 / p99 ms | generator late p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| offered msg/s | acked msg/s | deliveries/s | send→deliver p50 / p90 / p99 / max ms | cross-instance p50 / p99 ms | cross-instance in the client's socket p50 / p99 ms | ack p50 / p99 ms | generator late p50 / p99 ms | lost | dups | order | CPU % (chat-service ×N, postgres, redis, bench) | bench µs/delivery | ok |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in steps:
             d, c, a, p = s["deliver"], s["deliver_cross_instance"], s["ack"], s["procs"]
             # How late the generator issued its sends (recorded since the precise pacer).
@@ -147,7 +158,8 @@ def summary(results: str) -> str:
             cpu = f"{chats}, {p.get('postgres', {}).get('cpu_pct', 0):.0f}, {p.get('redis', {}).get('cpu_pct', 0):.0f}, {p['bench']['cpu_pct']:.0f}"
             out.append(f"| {s['offered_rate']:.0f} | {s['achieved_rate']:.0f} | {s['deliveries_per_s']:.0f} | "
                        f"{d.get('p50_ms')} / {d.get('p90_ms')} / {d.get('p99_ms')} / {d.get('max_ms')} | "
-                       f"{c.get('p50_ms')} / {c.get('p99_ms')} | {a.get('p50_ms')} / {a.get('p99_ms')} | "
+                       f"{c.get('p50_ms')} / {c.get('p99_ms')} | {at_socket(s, 'deliver_cross_instance_at_socket')} | "
+                       f"{a.get('p50_ms')} / {a.get('p99_ms')} | "
                        f"{late.get('p50_ms', '–')} / {late.get('p99_ms', '–')} | "
                        f"{s['lost']} | {s['duplicates']} | {s['order_violations']} | {cpu} | {s['bench_cpu_us_per_delivery']} | "
                        f"{'yes' if s['sustainable'] else 'no'} |")
@@ -188,7 +200,7 @@ def summary(results: str) -> str:
         lr = large["last_recipient"]
         out.append(f"Large group: {large['members']} members, {large['rate']:.0f} msg/s offered for {large['duration_s']:.0f} s: "
                    f"{large['acked']} of {large['sent']} acked; last recipient p50 {lr.get('p50_ms')} ms, p99 {lr.get('p99_ms')} ms, "
-                   f"max {lr.get('max_ms')} ms; lost {large['lost']}, duplicates {large['duplicates']}, order violations "
+                   f"max {lr.get('max_ms')} ms (in the last member's socket p50 / p99 {at_socket(large, 'last_recipient_at_socket')} ms); lost {large['lost']}, duplicates {large['duplicates']}, order violations "
                    f"{large['order_violations']}; other frames {large.get('other_frames')}.{stamp_split(large)}\n")
     storm = next((l for l in lines if l.get("scenario") == "resume-storm"), None)
     if storm:
@@ -202,7 +214,8 @@ def summary(results: str) -> str:
             last = ref["last_recipient"]
             on = f" ({ref['framework']})" if "framework" in ref else ""
             out.append(f"- {ref['name']}{on}, {ref['members']} members, {ref['rate']:.0f} msg/s for {ref['duration_s']:.0f} s: "
-                       f"last recipient p50 {last.get('p50_ms')} ms, p99 {last.get('p99_ms')} ms, max {last.get('max_ms')} ms; "
+                       f"last recipient p50 {last.get('p50_ms')} ms, p99 {last.get('p99_ms')} ms, max {last.get('max_ms')} ms "
+                       f"(in the socket p50 / p99 {at_socket(ref, 'last_recipient_at_socket')} ms); "
                        f"{ref['deliveries']} of {ref['expected_deliveries']} deliveries")
         elif "all_caught_up_s" in ref:
             out.append(f"- {ref['name']}, {ref['clients']} clients × {ref['frames']} frames: all caught up in "

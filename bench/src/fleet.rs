@@ -26,18 +26,16 @@ use futures_util::stream::{SelectAll, SplitSink};
 use futures_util::{SinkExt, Stream, StreamExt, stream};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+use crate::arrival::{self, StampedWs};
 use crate::checker::{Arrival, SeqChecker};
 use crate::pacer::{Pacer, PacerKind};
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = StampedWs;
 
 /// Bytes read from a socket at a time.
 pub const READ_BUFFER: usize = 4096;
@@ -120,11 +118,7 @@ pub struct Ready {
 /// Connects, authenticates (resuming from `resume` if given) and waits for `ready`.
 pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Result<(Ws, Ready)> {
     let handshake = async {
-        // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read: at the
-        // default 128 KiB that memset was a third of the generator's CPU. Frames here are small;
-        // the buffer still grows for a large one (a `ready` listing 1000 participants).
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let mut ws = arrival::open(url).await?;
         let auth = serde_json::to_string(&ClientFrame::Auth { token: token.to_owned(), resume })?;
         ws.send(Message::text(auth)).await?;
         while let Some(message) = ws.next().await {
@@ -286,6 +280,10 @@ pub struct ShardReport {
     pub deliveries: u64,
     pub deliver: Histogram<u64>,
     pub deliver_cross: Histogram<u64>,
+    /// The same deliveries up to when each frame reached the client's socket, leaving out how long
+    /// the generator took to read it ([`crate::arrival`]).
+    pub deliver_at_socket: Histogram<u64>,
+    pub deliver_cross_at_socket: Histogram<u64>,
     pub ack: Histogram<u64>,
     /// An ack's latency split at the server's stamp on the message (see [`Stamp`]).
     pub before_stamp: Histogram<u64>,
@@ -298,8 +296,8 @@ pub struct ShardReport {
     pub order_violations: u64,
     /// Per chat index, the highest seq acknowledged to a sender of this shard.
     pub acked_max: HashMap<u32, i64>,
-    /// Per (chat, seq): scheduled µs, slowest delivery µs, recipients (only with `track_last`).
-    pub last_recipient: HashMap<(u32, i64), (u64, u64, u32)>,
+    /// Per (chat, seq): its slowest delivery (only with `track_last`).
+    pub last_recipient: HashMap<(u32, i64), LastRecipient>,
     /// Per (chat, seq): µs from the schedule to the server's stamp (only with `track_last`).
     pub stamped: HashMap<(u32, i64), u64>,
 }
@@ -317,6 +315,8 @@ impl ShardReport {
             deliveries: 0,
             deliver: histogram(),
             deliver_cross: histogram(),
+            deliver_at_socket: histogram(),
+            deliver_cross_at_socket: histogram(),
             ack: histogram(),
             before_stamp: histogram(),
             stamp_to_ack: histogram(),
@@ -342,6 +342,8 @@ impl ShardReport {
         // Same bounds everywhere: adding cannot fail.
         let _ = self.deliver.add(&other.deliver);
         let _ = self.deliver_cross.add(&other.deliver_cross);
+        let _ = self.deliver_at_socket.add(&other.deliver_at_socket);
+        let _ = self.deliver_cross_at_socket.add(&other.deliver_cross_at_socket);
         let _ = self.ack.add(&other.ack);
         let _ = self.before_stamp.add(&other.before_stamp);
         let _ = self.stamp_to_ack.add(&other.stamp_to_ack);
@@ -352,12 +354,28 @@ impl ShardReport {
             let max = self.acked_max.entry(chat).or_insert(seq);
             *max = (*max).max(seq);
         }
-        for (key, (scheduled, slowest, count)) in other.last_recipient {
-            let entry = self.last_recipient.entry(key).or_insert((scheduled, 0, 0));
-            entry.1 = entry.1.max(slowest);
-            entry.2 += count;
+        for (key, last) in other.last_recipient {
+            self.last_recipient.entry(key).or_default().add(last);
         }
         self.stamped.extend(other.stamped);
+    }
+}
+
+/// A message's slowest delivery so far, in µs from its schedule.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LastRecipient {
+    /// Until the generator read it.
+    pub slowest: u64,
+    /// Until it reached the client's socket.
+    pub slowest_at_socket: u64,
+    pub recipients: u32,
+}
+
+impl LastRecipient {
+    fn add(&mut self, other: LastRecipient) {
+        self.slowest = self.slowest.max(other.slowest);
+        self.slowest_at_socket = self.slowest_at_socket.max(other.slowest_at_socket);
+        self.recipients += other.recipients;
     }
 }
 
@@ -390,7 +408,9 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
-type Item = (usize, u32, Option<Result<Message, tokio_tungstenite::tungstenite::Error>>);
+/// A connection's slot and generation, what its stream yielded (`None` at its end), and when that
+/// frame reached the socket (µs since the origin).
+type Item = (usize, u32, Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, Option<u64>);
 type Tagged = Pin<Box<dyn Stream<Item = Item> + Send>>;
 
 struct CatchUpWatch {
@@ -450,7 +470,7 @@ impl Shard {
                     None => return,
                 },
                 _ = self.pacer.until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.send_due().await,
-                Some((slot, generation, item)) = self.reads.next() => self.on_item(slot, generation, item),
+                Some((slot, generation, item, arrived)) = self.reads.next() => self.on_item(slot, generation, item, arrived),
             }
         }
     }
@@ -461,6 +481,7 @@ impl Shard {
                 if self.conns.len() <= slot {
                     self.conns.resize_with(slot + 1, || None);
                 }
+                let arrivals = ws.get_ref().arrivals();
                 let (sink, read) = (*ws).split();
                 let conn = match (self.conns[slot].take(), spec) {
                     (_, Some(spec)) => Conn {
@@ -493,8 +514,8 @@ impl Shard {
                 conn.sink = Some(sink);
                 self.conns[slot] = Some(conn);
                 let tagged = read
-                    .map(move |m| (slot, generation, Some(m)))
-                    .chain(stream::once(async move { (slot, generation, None) }));
+                    .map(move |m| (slot, generation, Some(m), arrivals.latest()))
+                    .chain(stream::once(async move { (slot, generation, None, None) }));
                 self.reads.push(Box::pin(tagged));
             }
             Cmd::Schedule(schedule) => self.schedule = (!schedule.senders.is_empty()).then_some(schedule),
@@ -664,6 +685,7 @@ impl Shard {
         slot: usize,
         generation: u32,
         item: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        arrived: Option<u64>,
     ) {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
         if conn.generation != generation {
@@ -714,15 +736,16 @@ impl Shard {
                 self.report.deliveries += 1;
                 if let Some((scheduled, instance)) = parse_client_msg_id(message.client_msg_id) {
                     let latency = now.saturating_sub(scheduled);
+                    let at_socket = arrived.map_or(latency, |at| at.saturating_sub(scheduled).min(latency));
                     self.report.deliver.saturating_record(latency);
+                    self.report.deliver_at_socket.saturating_record(at_socket);
                     if instance != conn.instance {
                         self.report.deliver_cross.saturating_record(latency);
+                        self.report.deliver_cross_at_socket.saturating_record(at_socket);
                     }
                     if self.track_last {
-                        let entry =
-                            self.report.last_recipient.entry((track.chat, message.seq)).or_insert((scheduled, 0, 0));
-                        entry.1 = entry.1.max(latency);
-                        entry.2 += 1;
+                        let this = LastRecipient { slowest: latency, slowest_at_socket: at_socket, recipients: 1 };
+                        self.report.last_recipient.entry((track.chat, message.seq)).or_default().add(this);
                     }
                 }
                 if let Some(watch) = self.watch.as_mut() {

@@ -20,14 +20,14 @@ use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::arrival::{self, StampedWs};
 use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
 use crate::pacer::{Pacer, PacerKind};
 use crate::procs::{Procs, Watched, round};
@@ -257,11 +257,11 @@ async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Per message: how long its slowest member waited for it (µs from when it was due), and how many
-/// members got it.
+/// Per message: how long its slowest member waited for it (µs from when it was due), read by the
+/// generator and in the member's socket, and how many members got it.
 #[derive(Default)]
 struct Tally {
-    slowest: Vec<(u64, usize)>,
+    slowest: Vec<(u64, u64, usize)>,
     complete: usize,
     received: usize,
 }
@@ -286,7 +286,7 @@ async fn fanout_floor_on(
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
-    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0); total + 1], ..Tally::default() }));
+    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0, 0); total + 1], ..Tally::default() }));
     let progress = Arc::new(Notify::new());
     let connections = futures_util::stream::iter(0..args.group.members)
         .map(|_| connect(url.clone()))
@@ -296,6 +296,7 @@ async fn fanout_floor_on(
     let mut sender = None;
     for connection in connections {
         let ws = connection.context("connecting to the floor server")?;
+        let arrivals = ws.get_ref().arrivals();
         let (sink, mut stream) = ws.split();
         sender.get_or_insert(sink);
         let (tally, progress, members) = (tally.clone(), progress.clone(), args.group.members);
@@ -311,9 +312,12 @@ async fn fanout_floor_on(
                 let mut tally = tally.lock().expect("not poisoned");
                 tally.received += 1;
                 let Some(entry) = tally.slowest.get_mut(n) else { continue };
-                entry.0 = entry.0.max(now.saturating_sub(due));
-                entry.1 += 1;
-                if entry.1 == members {
+                let latency = now.saturating_sub(due);
+                let at_socket = arrivals.latest().map_or(latency, |at| at.saturating_sub(due).min(latency));
+                entry.0 = entry.0.max(latency);
+                entry.1 = entry.1.max(at_socket);
+                entry.2 += 1;
+                if entry.2 == members {
                     tally.complete += 1;
                     progress.notify_one();
                 }
@@ -348,15 +352,17 @@ async fn fanout_floor_on(
     }
     let after = procs.sample();
     let tally = tally.lock().expect("not poisoned");
-    let mut last = histogram();
-    for (slowest, _) in &tally.slowest[1..] {
+    let (mut last, mut last_at_socket) = (histogram(), histogram());
+    for (slowest, slowest_at_socket, _) in &tally.slowest[1..] {
         last.saturating_record(*slowest);
+        last_at_socket.saturating_record(*slowest_at_socket);
     }
     out.emit(&json!({
         "scenario": "reference", "name": "bare WebSocket fan-out", "framework": format!("{framework:?}"),
         "members": args.group.members,
         "rate": args.group.rate, "duration_s": args.group.secs, "frame_bytes": args.frame_bytes,
         "server_threads": args.server_threads, "last_recipient": summary(&last),
+        "last_recipient_at_socket": summary(&last_at_socket),
         "deliveries": tally.received, "expected_deliveries": total * args.group.members,
         "procs": Procs::describe(&before, &after),
     }))?;
@@ -472,9 +478,8 @@ pub async fn idle_floor(args: &IdleFloorArgs, out: &mut Output) -> Result<()> {
 }
 
 /// Connects as the generator does, and returns once the server has registered the connection.
-async fn connect(url: String) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+async fn connect(url: String) -> Result<StampedWs> {
+    let mut ws = arrival::open(&url).await?;
     match ws.next().await {
         Some(Ok(Message::Text(text))) if text.as_str() == "registered" => Ok(ws),
         other => bail!("expected the server's registered frame, got {other:?}"),

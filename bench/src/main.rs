@@ -10,6 +10,7 @@
 //! - `scenarios`: the named workloads.
 
 mod api;
+mod arrival;
 mod checker;
 mod fleet;
 mod floor;

@@ -1,0 +1,193 @@
+//! When a frame reached the client's socket, from the kernel's receive timestamp.
+//!
+//! The generator reads its sockets one after another on one thread: a large group's message is
+//! read from its thousandth member's socket some 10 ms after the first (≈ 10 µs of the generator's
+//! CPU per delivery), a wait a client on its own machine would not have. Each connection asks the
+//! kernel to stamp what arrives (`SO_TIMESTAMPNS`; on loopback the stamp is taken as the sender's
+//! segment enters the receive path) and reads with `recvmsg`; the stamp of its latest read, moved
+//! onto this process's monotonic clock, is what [`Arrivals::latest`] gives for the frame just
+//! parsed. Latencies are reported both ways: read by the generator, and in the client's socket.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::fleet::{READ_BUFFER, micros_since_origin};
+
+/// A client's TCP connection whose reads carry the kernel's arrival stamp.
+pub struct StampedTcp {
+    io: TcpStream,
+    /// Room for one `SCM_TIMESTAMPNS`, reused by every read.
+    control: Vec<u8>,
+    arrivals: Arrivals,
+}
+
+/// Where a connection's latest read arrived, in µs since [`crate::fleet::origin`]; cheap to clone,
+/// so the reader of a split stream keeps one.
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<AtomicU64>);
+
+impl Arrivals {
+    /// When the bytes of the latest read reached the socket; `None` before a stamped read.
+    pub fn latest(&self) -> Option<u64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    /// Records a kernel stamp (wall clock) as a moment of the monotonic clock: the wait since the
+    /// stamp is measured on the wall clock alone and taken off the monotonic now, so the two
+    /// clocks are never paired.
+    fn record(&self, stamp: TimeSpec) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let stamped = Duration::new(stamp.tv_sec().max(0) as u64, stamp.tv_nsec().clamp(0, 999_999_999) as u32);
+        let waited = wall.duration_since(UNIX_EPOCH).unwrap_or_default().saturating_sub(stamped);
+        let at = micros_since_origin(now).saturating_sub(waited.as_micros() as u64);
+        self.0.store(at.max(1), Ordering::Relaxed);
+    }
+}
+
+impl StampedTcp {
+    pub async fn connect(host: &str, port: u16) -> io::Result<Self> {
+        let io = TcpStream::connect((host, port)).await?;
+        io.set_nodelay(true)?;
+        setsockopt(&io, sockopt::ReceiveTimestampns, &true)?;
+        Ok(Self { io, control: nix::cmsg_space!(TimeSpec), arrivals: Arrivals::default() })
+    }
+
+    pub fn arrivals(&self) -> Arrivals {
+        self.arrivals.clone()
+    }
+}
+
+/// One `recvmsg` into `into`: the bytes read and the stamp of the last segment among them.
+fn receive(fd: RawFd, into: &mut [u8], control: &mut [u8]) -> io::Result<(usize, Option<TimeSpec>)> {
+    let mut iov = [io::IoSliceMut::new(into)];
+    let message = recvmsg::<()>(fd, &mut iov, Some(control), MsgFlags::empty())?;
+    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(stamp) => Some(stamp),
+            _ => None,
+        })
+    });
+    Ok((message.bytes, stamp))
+}
+
+impl AsyncRead for StampedTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let fd = this.io.as_raw_fd();
+        loop {
+            ready!(this.io.poll_read_ready(cx))?;
+            let into = buf.initialize_unfilled();
+            match this.io.try_io(Interest::READABLE, || receive(fd, into, &mut this.control)) {
+                Ok((read, stamp)) => {
+                    buf.advance(read);
+                    if let Some(stamp) = stamp {
+                        this.arrivals.record(stamp);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale: try_io cleared it, wait for the next.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for StampedTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// A WebSocket client connection over a [`StampedTcp`].
+pub type StampedWs = WebSocketStream<StampedTcp>;
+
+/// Opens a WebSocket to a `ws://` URL as the generator does: no Nagle, a small read buffer, stamped
+/// arrivals.
+pub async fn open(url: &str) -> Result<StampedWs> {
+    let uri: Uri = url.parse().with_context(|| format!("not a URL: {url}"))?;
+    anyhow::ensure!(uri.scheme_str() == Some("ws"), "the generator speaks ws:// only, not {url}");
+    let host = uri.host().context("a ws:// URL names a host")?;
+    let tcp = StampedTcp::connect(host, uri.port_u16().unwrap_or(80)).await?;
+    // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read: at the
+    // default 128 KiB that memset was a third of the generator's CPU. Frames here are small; the
+    // buffer still grows for a large one (a `ready` listing 1000 participants).
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A reader that comes late still learns when the bytes arrived: before its read, by as long
+    /// as it was late.
+    #[tokio::test]
+    async fn a_late_read_carries_the_time_the_bytes_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (client, accepted) = tokio::join!(StampedTcp::connect("127.0.0.1", port), listener.accept());
+        let (mut client, (mut server, _)) = (client.unwrap(), accepted.unwrap());
+        let arrivals = client.arrivals();
+        assert_eq!(arrivals.latest(), None, "nothing read yet");
+
+        let before_write = micros_since_origin(Instant::now());
+        server.write_all(b"frame").await.unwrap();
+        let written = micros_since_origin(Instant::now());
+        // The reader's lateness is what is measured here, not a wait for something to happen: on
+        // loopback the bytes are in the client's socket once write_all returns.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let mut read = [0u8; 16];
+        let n = client.read(&mut read).await.unwrap();
+        let read_at = micros_since_origin(Instant::now());
+
+        assert_eq!(&read[..n], b"frame");
+        let arrived = arrivals.latest().expect("the read was stamped");
+        // Two clocks' readings, each to the µs: a µs of rounding either way.
+        assert!(arrived + 1 >= before_write, "arrived {arrived} µs, written from {before_write} µs");
+        assert!(arrived <= written + 1, "arrived {arrived} µs, after the write returned at {written} µs");
+        assert!(read_at - arrived >= 30_000, "read at {read_at} µs, arrived {arrived} µs: the 30 ms wait is missing");
+    }
+}
