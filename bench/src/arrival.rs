@@ -1,7 +1,7 @@
 //! When a frame reached the client's socket, from the kernel's receive timestamp.
 //!
 //! The generator reads its sockets one after another on one thread: a large group's message is
-//! read from its thousandth member's socket some 10 ms after the first (≈ 10 µs of the generator's
+//! read from its thousandth member's socket 5 – 10 ms after the first (5 – 10 µs of the generator's
 //! CPU per delivery), a wait a client on its own machine would not have. Each connection asks the
 //! kernel to stamp what arrives (`SO_TIMESTAMPNS`; on loopback the stamp is taken as the sender's
 //! segment enters the receive path) and reads with `recvmsg`; the stamp of its latest read, moved
@@ -88,6 +88,20 @@ impl StampedTcp {
     pub fn arrivals(&self) -> Arrivals {
         self.arrivals.clone()
     }
+
+    /// Runs `write` once the socket can take bytes, again after each stale readiness.
+    fn poll_writing<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&std::net::TcpStream) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let mut ready = ready!(self.io.poll_write_ready(cx))?;
+            if let Ok(result) = ready.try_io(|io| write(io.get_ref())) {
+                return Poll::Ready(result);
+            }
+        }
+    }
 }
 
 /// One `recvmsg` into `into`: the bytes read and the stamp of the last segment among them.
@@ -127,22 +141,6 @@ impl AsyncRead for StampedTcp {
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 // Readiness was stale: try_io cleared it, wait for the next.
                 Err(_would_block) => continue,
-            }
-        }
-    }
-}
-
-impl StampedTcp {
-    /// Runs `write` once the socket can take bytes, again after each stale readiness.
-    fn poll_writing<R>(
-        &self,
-        cx: &mut Context<'_>,
-        mut write: impl FnMut(&std::net::TcpStream) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        loop {
-            let mut ready = ready!(self.io.poll_write_ready(cx))?;
-            if let Ok(result) = ready.try_io(|io| write(io.get_ref())) {
-                return Poll::Ready(result);
             }
         }
     }
