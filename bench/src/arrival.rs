@@ -77,7 +77,14 @@ impl StampedTcp {
     pub async fn connect(host: &str, port: u16) -> io::Result<Self> {
         let io = TcpStream::connect((host, port)).await?;
         io.set_nodelay(true)?;
-        setsockopt(&io, sockopt::ReceiveTimestampns, &true)?;
+        // Without the kernel's stamps (a kernel or sandbox that lacks them) every frame counts its
+        // read time: the figures in the socket equal the read ones, and the run goes on.
+        if let Err(e) = setsockopt(&io, sockopt::ReceiveTimestampns, &true) {
+            static TOLD: std::sync::Once = std::sync::Once::new();
+            TOLD.call_once(|| {
+                crate::note(format!("no receive timestamps ({e}): in-socket latencies are read latencies"))
+            });
+        }
         // Still non-blocking, as tokio made it.
         let io = io.into_std()?;
         // SAFETY: the std stream owns its descriptor and keeps it open, unreplaced, while registered.
