@@ -180,6 +180,12 @@ impl AsyncWrite for StampedTcp {
     }
 }
 
+/// A delivery's latency up to the client's socket, in µs from `scheduled`: from its arrival stamp,
+/// never more than `read_latency` (the same delivery until it was read), which it is without one.
+pub fn latency_at_socket(arrived: Option<u64>, scheduled: u64, read_latency: u64) -> u64 {
+    arrived.map_or(read_latency, |at| at.saturating_sub(scheduled).min(read_latency))
+}
+
 /// A WebSocket client connection over a [`StampedTcp`].
 pub type StampedWs = WebSocketStream<StampedTcp>;
 

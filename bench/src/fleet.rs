@@ -736,7 +736,7 @@ impl Shard {
                 self.report.deliveries += 1;
                 if let Some((scheduled, instance)) = parse_client_msg_id(message.client_msg_id) {
                     let latency = now.saturating_sub(scheduled);
-                    let at_socket = arrived.map_or(latency, |at| at.saturating_sub(scheduled).min(latency));
+                    let at_socket = arrival::latency_at_socket(arrived, scheduled, latency);
                     self.report.deliver.saturating_record(latency);
                     self.report.deliver_at_socket.saturating_record(at_socket);
                     if instance != conn.instance {

@@ -313,7 +313,7 @@ async fn fanout_floor_on(
                 tally.received += 1;
                 let Some(entry) = tally.slowest.get_mut(n) else { continue };
                 let latency = now.saturating_sub(due);
-                let at_socket = arrivals.latest().map_or(latency, |at| at.saturating_sub(due).min(latency));
+                let at_socket = arrival::latency_at_socket(arrivals.latest(), due, latency);
                 entry.0 = entry.0.max(latency);
                 entry.1 = entry.1.max(at_socket);
                 entry.2 += 1;
