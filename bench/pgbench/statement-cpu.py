@@ -43,6 +43,7 @@ def batch(sends):
             "p2": [chat(n) for n in ns], "p3": [user(n) for n in ns],
             "p4": [str(uuid.uuid4()) for _ in ns], "p5": ["benchmark message"] * sends, "p6": [0] * sends,
             "p7": [uuid.uuid4() for _ in ns], "p8": sorted({chat(n) for n in ns}), "p9": [False] * sends,
+            "p10": sorted({user(n) for n in ns}),
         }
     return values
 
