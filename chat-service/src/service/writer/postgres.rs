@@ -253,6 +253,7 @@ fn decide(rows: &[QueryResult], mut drafts: Vec<Option<MessageDto>>) -> anyhow::
 #[cfg(test)]
 mod tests {
     use converge_migrations::{ServiceDb, connect_with_generic_plans};
+    use converge_shared::entities::chat::participant;
     use sea_orm::TransactionTrait;
 
     use super::*;
@@ -327,7 +328,7 @@ mod tests {
 
     /// A send alone ([`STORE_ONE`]) is decided as the same send in a batch ([`STORE`]): two chats in
     /// the same state get the same sends, one by one in the first, each beside another chat's send
-    /// in the second.
+    /// in the second, and end with the same messages and the same watermarks.
     #[tokio::test]
     async fn a_send_alone_is_decided_as_in_a_batch() {
         let db = connect_with_generic_plans(&converge_testkit::fresh_postgres_database().await, 1).await.unwrap();
@@ -381,5 +382,25 @@ mod tests {
         assert_eq!(in_alone, stored(batched).await, "the same rows, in the same order");
         let seqs: Vec<i64> = in_alone.iter().map(|m| m.0).collect();
         assert_eq!(seqs, vec![1, 2, 3], "first, reply and second, gap-free");
+        // A sender's own messages count as read and delivered to them, alone as in a batch.
+        let marks = |chat: Uuid| {
+            let db = &db;
+            async move {
+                let mut marks: Vec<(Uuid, i64, i64)> = participant::Entity::find()
+                    .filter(participant::Column::ChatId.eq(chat))
+                    .all(db)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| (p.user_id, p.last_read_seq, p.last_delivered_seq))
+                    .collect();
+                marks.sort();
+                marks
+            }
+        };
+        let mut expected = vec![(ana, 1, 1), (bob, 3, 3)];
+        expected.sort();
+        assert_eq!(marks(alone).await, expected, "one by one");
+        assert_eq!(marks(batched).await, expected, "in batches");
     }
 }
