@@ -372,7 +372,7 @@ pub struct LastRecipient {
 }
 
 impl LastRecipient {
-    fn add(&mut self, other: LastRecipient) {
+    pub fn add(&mut self, other: LastRecipient) {
         self.slowest = self.slowest.max(other.slowest);
         self.slowest_at_socket = self.slowest_at_socket.max(other.slowest_at_socket);
         self.recipients += other.recipients;

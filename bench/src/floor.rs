@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::arrival::{self, StampedWs};
-use crate::fleet::{READ_BUFFER, histogram, micros_since_origin};
+use crate::fleet::{LastRecipient, READ_BUFFER, histogram, micros_since_origin};
 use crate::pacer::{Pacer, PacerKind};
 use crate::procs::{Procs, Watched, round};
 use crate::scenarios::{LargeGroupArgs, slope, summary};
@@ -257,11 +257,10 @@ async fn serve_actix_ws(args: FloorServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Per message: how long its slowest member waited for it (µs from when it was due), read by the
-/// generator and in the member's socket, and how many members got it.
+/// Per message: its slowest member's wait, read and in the socket, and how many members got it.
 #[derive(Default)]
 struct Tally {
-    slowest: Vec<(u64, u64, usize)>,
+    slowest: Vec<LastRecipient>,
     complete: usize,
     received: usize,
 }
@@ -286,7 +285,7 @@ async fn fanout_floor_on(
 
     let total = (args.group.rate * args.group.secs).round() as usize;
     // Indexed by message number, from 1.
-    let tally = Arc::new(Mutex::new(Tally { slowest: vec![(0, 0, 0); total + 1], ..Tally::default() }));
+    let tally = Arc::new(Mutex::new(Tally { slowest: vec![LastRecipient::default(); total + 1], ..Tally::default() }));
     let progress = Arc::new(Notify::new());
     let connections = futures_util::stream::iter(0..args.group.members)
         .map(|_| connect(url.clone()))
@@ -314,10 +313,8 @@ async fn fanout_floor_on(
                 let Some(entry) = tally.slowest.get_mut(n) else { continue };
                 let latency = now.saturating_sub(due);
                 let at_socket = arrival::latency_at_socket(arrivals.latest(), due, latency);
-                entry.0 = entry.0.max(latency);
-                entry.1 = entry.1.max(at_socket);
-                entry.2 += 1;
-                if entry.2 == members {
+                entry.add(LastRecipient { slowest: latency, slowest_at_socket: at_socket, recipients: 1 });
+                if entry.recipients as usize == members {
                     tally.complete += 1;
                     progress.notify_one();
                 }
@@ -353,9 +350,9 @@ async fn fanout_floor_on(
     let after = procs.sample();
     let tally = tally.lock().expect("not poisoned");
     let (mut last, mut last_at_socket) = (histogram(), histogram());
-    for (slowest, slowest_at_socket, _) in &tally.slowest[1..] {
-        last.saturating_record(*slowest);
-        last_at_socket.saturating_record(*slowest_at_socket);
+    for message in &tally.slowest[1..] {
+        last.saturating_record(message.slowest);
+        last_at_socket.saturating_record(message.slowest_at_socket);
     }
     out.emit(&json!({
         "scenario": "reference", "name": "bare WebSocket fan-out", "framework": format!("{framework:?}"),
