@@ -1,6 +1,7 @@
 //! The WebSocket protocol of chat-service (`/ws`): one JSON object per text frame, tagged by `type`.
 //! docs/protocol.md is the prose version of this file.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -9,12 +10,16 @@ use crate::dto::{ChatDto, MessageDto, ResumePoints};
 use crate::error::ErrorCode;
 
 /// What a client sends. `req` is any JSON value the client picks; the answer to that frame (`ack`,
-/// `error`, `pong`, `resumed`) carries it back.
+/// `error`, `pong`, `resumed`, `authenticated`) carries it back.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum ClientFrame {
-    /// The first frame: the access token, and optionally where to resume each chat.
+    /// The first frame: the access token, and optionally where to resume each chat. On an open
+    /// connection, a fresh token for the same user, before the current one expires (answered by
+    /// `authenticated`, or an `error` that leaves the current token in force).
     Auth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
         token: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<ResumePoints>,
@@ -87,6 +92,16 @@ pub enum ServerFrame {
         /// carries only the user's own): a client shows no read count there.
         #[serde(default)]
         read_receipts_max_chat_members: Option<usize>,
+        /// When the connection's token stops being accepted: unless an `auth` frame brings a fresh
+        /// one before, the connection is closed then (4001).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<DateTime<Utc>>,
+    },
+    /// An `auth` frame on an open connection was accepted: its token now holds the connection.
+    Authenticated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        token_expires_at: DateTime<Utc>,
     },
     /// The message of a `send_message` is stored: it has its seq.
     Ack {
@@ -173,7 +188,7 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// Binary frames, or frames faster than the per-connection rate limit.
     pub const POLICY_VIOLATION: u16 = 1008;
-    /// No valid `auth` frame in time, or a bad token.
+    /// No valid `auth` frame in time, a bad token, or the connection's token expired.
     pub const UNAUTHORIZED: u16 = 4001;
     /// No pong (or other frame) within the heartbeat timeout.
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;

@@ -19,6 +19,10 @@ pub const ISSUER: &str = "converge-user-service";
 /// The `aud` of every Converge access token.
 pub const AUDIENCE: &str = "converge";
 
+/// Seconds past `exp` (and before `nbf`) a token is still accepted: the clocks of user-service and
+/// the services verifying its tokens may differ by that much.
+pub const LEEWAY_SECS: i64 = 5;
+
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
@@ -34,6 +38,14 @@ pub struct AccessClaims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+}
+
+impl AccessClaims {
+    /// The last moment a verifier accepts this token: what bounds a connection it opened.
+    pub fn accepted_until(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(self.exp.saturating_add(LEEWAY_SECS), 0)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    }
 }
 
 /// Why a token was refused.
@@ -120,6 +132,6 @@ pub fn validation() -> Validation {
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
     validation.validate_nbf = true;
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_SECS as u64;
     validation
 }

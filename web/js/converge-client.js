@@ -6,6 +6,8 @@
 //   - reconnecting with exponential backoff and jitter, and resuming every known chat from the last
 //     seq it delivered, so nothing is missed or delivered twice,
 //   - detecting dead connections with application pings,
+//   - keeping the connection open past its access token's expiry: before the server's deadline
+//     (`tokenExpiresAt`) it asks `getToken` for a fresh token and sends it in an `auth` frame,
 //   - sending messages idempotently: a send that times out or is cut off is retried with the same
 //     `clientMsgId`, and only a final failure rejects.
 //
@@ -25,6 +27,7 @@
 //   left       {chatId}                          you left or were removed from a chat
 //   member     {chatId, userId, joined}          someone joined or left a group you are in
 //   auth-failed {}                               the token was refused even after a refresh
+//   token-renewed {expiresAt}                    the open connection took a fresh token
 //   server-error {code, message}                 an error frame that answers nothing of ours
 //
 // Use:
@@ -32,6 +35,9 @@
 //   client.addEventListener('message', (e) => show(e.detail.message));
 //   client.start();
 //   const stored = await client.sendMessage({ chatId, content: 'hi' }); // retried until acked or refused
+
+/** Renew the connection's token this long before the server's deadline (half the time left, if less). */
+const RENEW_MARGIN_MS = 30_000;
 
 /** Error codes for which resending the same frame cannot succeed. */
 const FINAL_CODES = new Set([
@@ -94,7 +100,9 @@ export class ConvergeClient extends EventTarget {
     this.failures = 0;
     this.authRejected = false;
     this.nudged = false;
-    this.timers = { retry: null, ping: null };
+    this.timers = { retry: null, ping: null, renew: null };
+    /** The token the open connection was last given: a renewal needs a newer one. */
+    this.token = null;
     this.onOnline = () => this.reconnectNow();
   }
 
@@ -111,6 +119,7 @@ export class ConvergeClient extends EventTarget {
     globalThis.removeEventListener?.('online', this.onOnline);
     clearTimeout(this.timers.retry);
     clearInterval(this.timers.ping);
+    clearTimeout(this.timers.renew);
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);
@@ -176,6 +185,7 @@ export class ConvergeClient extends EventTarget {
     this.setState('connecting');
     const token = await this.tokenOrStop(this.authRejected);
     if (!token || this.state !== 'connecting') return;
+    this.token = token;
     let ws;
     try {
       ws = new this.WebSocketImpl(this.url);
@@ -206,6 +216,7 @@ export class ConvergeClient extends EventTarget {
       if (ws !== this.ws) return;
       this.ws = null;
       clearInterval(this.timers.ping);
+      clearTimeout(this.timers.renew);
       this.rejectWaiting('disconnected');
       for (const item of this.outbox.values()) clearTimeout(item.timer);
       if (this.state === 'stopped') return;
@@ -300,6 +311,45 @@ export class ConvergeClient extends EventTarget {
     }, this.pingIntervalMs);
   }
 
+  // --- the token of the open connection -------------------------------------------------------
+
+  /** Plans the renewal of the connection's token ahead of `expiresAt`, the server's deadline. */
+  scheduleRenewal(expiresAt) {
+    clearTimeout(this.timers.renew);
+    const deadline = Date.parse(expiresAt ?? '');
+    if (!Number.isFinite(deadline)) return; // a server that does not close on expiry
+    const left = deadline - Date.now();
+    const delay = left > 2 * RENEW_MARGIN_MS ? left - RENEW_MARGIN_MS : left / 2;
+    this.timers.renew = setTimeout(() => this.renewToken(deadline), Math.min(Math.max(delay, 0), 2 ** 31 - 1));
+  }
+
+  /**
+   * Sends a fresh token on the open connection. If none is had before the deadline (user-service
+   * unreachable), the server closes with 4001 and the reconnect asks for a token again.
+   */
+  async renewToken(deadline) {
+    const ws = this.ws;
+    let answer = null;
+    try {
+      let token = await this.getToken({ forceRefresh: false });
+      if (token && token === this.token) token = await this.getToken({ forceRefresh: true });
+      if (token && ws && ws === this.ws) {
+        answer = await this.request({ type: 'auth', token }, 10000);
+        this.token = token;
+      }
+    } catch {
+      // No token or no answer: try again below while the current token lasts.
+    }
+    if (!ws || ws !== this.ws) return; // this connection ended: the next one has its own token
+    if (answer && Date.parse(answer.tokenExpiresAt) > deadline) {
+      this.scheduleRenewal(answer.tokenExpiresAt);
+      this.emit('token-renewed', { expiresAt: answer.tokenExpiresAt });
+      return;
+    }
+    const left = deadline - Date.now();
+    if (left > 2000) this.timers.renew = setTimeout(() => this.renewToken(deadline), Math.min(5000, left / 2));
+  }
+
   // --- sending --------------------------------------------------------------------------------
 
   /** One attempt of an outbox item, if connected; otherwise it waits for the next `online`. */
@@ -357,6 +407,7 @@ export class ConvergeClient extends EventTarget {
         return this.onMessage(frame.message);
       case 'ack':
       case 'pong':
+      case 'authenticated':
         return this.answer(frame.req, frame);
       case 'error':
         if (frame.req !== undefined && this.waiting.has(frame.req)) {
@@ -393,6 +444,7 @@ export class ConvergeClient extends EventTarget {
   onReady(frame) {
     this.authRejected = false;
     this.user = frame.user;
+    this.scheduleRenewal(frame.tokenExpiresAt);
     const resuming = this.positions.size > 0;
     const known = new Set(frame.chats.map((c) => c.id));
     for (const id of [...this.positions.keys()]) {

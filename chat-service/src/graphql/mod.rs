@@ -13,9 +13,12 @@ use actix_web::{HttpRequest, HttpResponse, guard, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{Context, Data, ErrorExtensions, Schema};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
+use chrono::{DateTime, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::auth::{Authenticator, bearer_token};
 use converge_shared::error::ErrorCode;
+use converge_shared::token::TokenError;
+use futures_util::{Stream, StreamExt};
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -49,10 +52,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Who is calling, as the resolvers see it: the verified caller, or why there is none.
 struct Auth(ApiResult<Caller>);
 
-async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<Caller> {
+/// On a subscription connection, when the token of its `connection_init` stops being accepted:
+/// from then on the connection's operations are refused and its subscriptions end.
+struct TokenDeadline(DateTime<Utc>);
+
+async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<(Caller, DateTime<Utc>)> {
     let token = token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "an access token is required"))?;
     let claims = auth.verify(&token).await?;
-    Ok(Caller { user_id: claims.sub, name: claims.name, token })
+    let accepted_until = claims.accepted_until();
+    Ok((Caller { user_id: claims.sub, name: claims.name, token }, accepted_until))
 }
 
 async fn execute(
@@ -62,7 +70,7 @@ async fn execute(
     // Through actix's JSON extractor: a malformed body gets the REST routes' JSON error envelope.
     gql: web::Json<async_graphql::Request>,
 ) -> GraphQLResponse {
-    let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await;
+    let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await.map(|(caller, _)| caller);
     schema.execute(gql.into_inner().data(Auth(caller))).await.into()
 }
 
@@ -79,9 +87,10 @@ async fn subscribe(
     GraphQLSubscription::new(Schema::clone(&schema))
         .on_connection_init(move |payload| async move {
             let token = init_token(&payload).or(header_token);
-            let caller = authenticate(&auth, token).await.map_err(|e| e.extend())?;
+            let (caller, accepted_until) = authenticate(&auth, token).await.map_err(|e| e.extend())?;
             let mut data = Data::default();
             data.insert(Auth(Ok(caller)));
+            data.insert(TokenDeadline(accepted_until));
             Ok(data)
         })
         .start(&req, payload)
@@ -111,9 +120,33 @@ fn app<'a>(ctx: &Context<'a>) -> &'a AppContext {
 }
 
 fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    if ctx.data_opt::<TokenDeadline>().is_some_and(|deadline| Utc::now() > deadline.0) {
+        return Err(ApiError::from(TokenError::Expired).extend());
+    }
     match ctx.data_opt::<Auth>() {
         Some(Auth(Ok(caller))) => Ok(caller),
         Some(Auth(Err(e))) => Err(e.extend()),
         None => Err(ApiError::new(ErrorCode::Unauthorized, "an access token is required").extend()),
     }
+}
+
+/// Ends a subscription with `token_expired` when its connection's token stops being accepted, so
+/// that no subscription outlives the token that opened it. The client reconnects with a fresh one
+/// and subscribes again (`messageAdded` with `afterSeq` misses nothing).
+fn until_token_expires<T, S: Stream<Item = async_graphql::Result<T>>>(
+    ctx: &Context<'_>,
+    stream: S,
+) -> impl Stream<Item = async_graphql::Result<T>> + use<T, S> {
+    let deadline = ctx.data_opt::<TokenDeadline>().map(|deadline| deadline.0);
+    let expiry = async move {
+        match deadline {
+            Some(at) => tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let expired = async move { deadline.is_some_and(|at| Utc::now() >= at) };
+    stream.take_until(expiry).chain(
+        futures_util::stream::once(expired)
+            .filter_map(|expired| async move { expired.then(|| Err(ApiError::from(TokenError::Expired).extend())) }),
+    )
 }

@@ -7,7 +7,7 @@ use converge_shared::protocol::ServerFrame;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
-use super::{app, caller};
+use super::{app, caller, until_token_expires};
 use crate::service::live::{self, Update};
 
 pub struct Subscription;
@@ -49,13 +49,14 @@ impl Subscription {
         after_seq: Option<i64>,
     ) -> Result<impl Stream<Item = Result<MessageDto>> + use<>> {
         let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, after_seq).await.extend()?;
-        Ok(updates.filter_map(|update| async move {
+        let messages = updates.filter_map(|update| async move {
             match update {
                 Ok(Update::Message(message)) => Some(Ok(message)),
                 Ok(Update::Event(_)) => None,
                 Err(e) => Some(Err(e.extend())),
             }
-        }))
+        });
+        Ok(until_token_expires(ctx, messages))
     }
 
     /// Other participants starting and stopping to type (typing stops by itself after a few seconds).
@@ -65,10 +66,11 @@ impl Subscription {
         chat_id: Uuid,
     ) -> Result<impl Stream<Item = Result<TypingEvent>> + use<>> {
         let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
-        Ok(events(updates, |frame| match *frame {
+        let typing = events(updates, |frame| match *frame {
             ServerFrame::UserTyping { chat_id, user_id, typing } => Some(TypingEvent { chat_id, user_id, typing }),
             _ => None,
-        }))
+        });
+        Ok(until_token_expires(ctx, typing))
     }
 
     /// Read receipts of a chat's participants (in a group of more than
@@ -80,7 +82,7 @@ impl Subscription {
         #[graphql(default = false)] include_delivered: bool,
     ) -> Result<impl Stream<Item = Result<Receipt>> + use<>> {
         let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
-        Ok(events(updates, move |frame| match *frame {
+        let receipts = events(updates, move |frame| match *frame {
             ServerFrame::MessagesRead { chat_id, user_id, seq } => {
                 Some(Receipt { chat_id, user_id: Some(user_id), seq, kind: ReceiptKind::Read })
             }
@@ -88,7 +90,8 @@ impl Subscription {
                 Some(Receipt { chat_id, user_id: None, seq, kind: ReceiptKind::Delivered })
             }
             _ => None,
-        }))
+        });
+        Ok(until_token_expires(ctx, receipts))
     }
 }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use bytestring::ByteString;
+use chrono::{DateTime, Utc};
 use converge_shared::api_error::ApiError;
 use converge_shared::auth::Authenticator;
 use converge_shared::dto::{ChatDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
-use converge_shared::token::AccessClaims;
+use converge_shared::token::{AccessClaims, TokenError};
 use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
@@ -108,9 +109,11 @@ async fn open(
             LIMITER_CLOCK.clone(),
         ),
         ctx,
+        auth,
         session,
         conn_id,
         user_id: claims.sub,
+        token_accepted_until: claims.accepted_until(),
         name: claims.name,
         last_sent: HashMap::new(),
         typing: HashMap::new(),
@@ -197,7 +200,7 @@ async fn authenticate(
             };
             match message {
                 Some(Ok(AggregatedMessage::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-                    Ok(ClientFrame::Auth { token, resume }) => break (token, resume),
+                    Ok(ClientFrame::Auth { token, resume, .. }) => break (token, resume),
                     Ok(_) => return Err(Close(close_code::UNAUTHORIZED, "the first frame must be auth")),
                     Err(e) => {
                         // Say what was wrong (a malformed resume, say) before closing.
@@ -294,9 +297,14 @@ enum Event {
 
 struct Connection {
     ctx: AppContext,
+    /// Verifies the fresh tokens of `auth` frames on the open connection.
+    auth: Arc<Authenticator>,
     session: Session,
     conn_id: ConnId,
     user_id: Uuid,
+    /// When the latest accepted token stops being accepted: past it the connection serves nothing
+    /// more and closes, as a request with that token would be refused.
+    token_accepted_until: DateTime<Utc>,
     name: String,
     /// Per followed chat, the highest seq sent to this client: what makes resume and live join
     /// without duplicates, and the set of chats this connection may touch.
@@ -358,7 +366,9 @@ impl Connection {
                     Err(Close(close_code::SERVICE_RESTART, "server restarting: reconnect and resume"))
                 }
                 Event::Heartbeat => {
-                    if self.last_heard.elapsed() > idle_timeout {
+                    if self.token_expired() {
+                        Err(self.close_for_expired_token().await)
+                    } else if self.last_heard.elapsed() > idle_timeout {
                         Err(Close(close_code::HEARTBEAT_TIMEOUT, "no heartbeat"))
                     } else {
                         self.session.ping(b"").await.map_err(|_| Close(1000, ""))
@@ -404,6 +414,7 @@ impl Connection {
             chats: views,
             online,
             read_receipts_max_chat_members: Some(self.ctx.config.read_receipts_max_chat_members),
+            token_expires_at: Some(self.token_accepted_until),
         };
         self.send_frame(&ready).await?;
         if let Some(points) = resume {
@@ -443,6 +454,10 @@ impl Connection {
                 if self.limiter.check().is_err() {
                     return Err(Close(close_code::POLICY_VIOLATION, "too many frames"));
                 }
+                // Checked here as well as on heartbeats: no frame is served on an expired token.
+                if self.token_expired() {
+                    return Err(self.close_for_expired_token().await);
+                }
                 self.on_text(&text).await
             }
             AggregatedMessage::Binary(_) => Err(Close(close_code::POLICY_VIOLATION, "binary frames are not supported")),
@@ -465,9 +480,7 @@ impl Connection {
             }
         };
         match frame {
-            ClientFrame::Auth { .. } => {
-                self.send_error(None, ApiError::new(ErrorCode::InvalidFrame, "already authenticated")).await
-            }
+            ClientFrame::Auth { req, token, resume } => Box::pin(self.renew_token(req, &token, resume.is_some())).await,
             ClientFrame::SendMessage { req, chat_id, client_msg_id, content, attachment_id, reply_to } => {
                 let request = SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
                 self.queue_write(Write::Send { req, chat_id, request }).await
@@ -478,6 +491,45 @@ impl Connection {
             ClientFrame::Resume { req, chats } => Box::pin(self.resume(req, chats)).await,
             ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
         }
+    }
+
+    fn token_expired(&self) -> bool {
+        Utc::now() > self.token_accepted_until
+    }
+
+    /// Says why before closing, so the client refreshes its token rather than retry this one.
+    async fn close_for_expired_token(&mut self) -> Close {
+        let error = ApiError::from(TokenError::Expired);
+        let _ = self.send_error(None, error).await;
+        Close(close_code::UNAUTHORIZED, "token expired")
+    }
+
+    /// Takes a fresh token of the same user for the rest of the connection. A refused one changes
+    /// nothing: the current token holds until it expires.
+    async fn renew_token(&mut self, req: Option<Value>, token: &str, with_resume: bool) -> Result<(), Close> {
+        if with_resume {
+            let error =
+                ApiError::new(ErrorCode::InvalidFrame, "resume belongs to the first auth frame; send a resume frame");
+            return self.send_error(req, error).await;
+        }
+        let claims = match self.auth.verify(token).await {
+            Ok(claims) => claims,
+            Err(e) => return self.send_error(req, ApiError::from(e)).await,
+        };
+        if claims.sub != self.user_id {
+            let error =
+                ApiError::new(ErrorCode::Forbidden, "the token is another user's; open a connection of its own");
+            return self.send_error(req, error).await;
+        }
+        self.token_accepted_until = claims.accepted_until();
+        // A renamed user's token carries the new name: chats show it from now on.
+        if users::stored_name(&claims.name) != users::stored_name(&self.name) {
+            if let Err(e) = users::remember(&self.ctx.db, self.user_id, &claims.name, None).await {
+                e.log("cannot record a renamed user's display name");
+            }
+            self.name = claims.name;
+        }
+        self.send_frame(&ServerFrame::Authenticated { req, token_expires_at: self.token_accepted_until }).await
     }
 
     /// Hands a write to the worker. The loop reads a client frame only while the queue has room,

@@ -31,6 +31,8 @@ pub struct TestStack {
     pub users_handle: actix_web::dev::ServerHandle,
     /// Shuts chat-service down as SIGTERM would.
     pub chat_shutdown: chat_service::startup::ShutdownHandle,
+    /// user-service's configuration, whose signing key [`TestStack::token_expiring`] uses.
+    user_config: user_service::Config,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -57,7 +59,7 @@ impl TestStack {
             auth_rate_limit_per_account: 100_000,
             ..Default::default()
         };
-        let users = user_service::Application::build(user_config).await.expect("user-service builds");
+        let users = user_service::Application::build(user_config.clone()).await.expect("user-service builds");
         let users_url = format!("http://127.0.0.1:{}", users.port());
         let users_handle = users.server_handle();
         tokio::spawn(users.run_until_stopped());
@@ -90,6 +92,7 @@ impl TestStack {
             client,
             chat: context,
             chat_shutdown,
+            user_config,
             _dirs: (user_dir, chat_dir),
         }
     }
@@ -135,6 +138,26 @@ impl TestStack {
         let group = self.group(&ana, &[&bob, &carla]).await;
         let direct = self.direct(&ana, &bob).await;
         ([ana, bob, carla], group, direct)
+    }
+
+    /// An access token for `user` (named `name`) as user-service signs them, with its `exp`
+    /// `exp_in_secs` from now: how tests get a token that expires while they watch (a negative value
+    /// is already past `exp` but inside the verifiers' leeway of `LEEWAY_SECS`).
+    pub fn token_expiring(&self, user: &User, name: &str, exp_in_secs: i64) -> String {
+        use converge_shared::token::{AUDIENCE, AccessClaims, ISSUER};
+        let keys = user_service::keys::SigningKeys::load(&self.user_config).expect("user-service's signing key");
+        let now = chrono::Utc::now().timestamp();
+        let claims = AccessClaims {
+            sub: user.id,
+            sid: None,
+            name: name.into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            nbf: now,
+            exp: now + exp_in_secs,
+        };
+        keys.sign(&claims).expect("a signed token")
     }
 
     /// An authenticated WebSocket client, past its `ready` frame.

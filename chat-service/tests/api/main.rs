@@ -7,4 +7,5 @@ mod graphql;
 mod helpers;
 mod ops;
 mod rest;
+mod tokens;
 mod ws;
