@@ -18,6 +18,11 @@ export class Api {
     return page.items;
   }
 
+  /** Changes the signed-in user's display name; answers their profile. */
+  updateProfile({ displayName }) {
+    return this.session.fetchJson(`${this.users}/users/me`, { method: 'PATCH', body: { displayName } });
+  }
+
   /** Creates a direct chat (or returns the existing one) or a group. */
   createChat({ kind, title, participantIds }) {
     const body = { kind, participantIds };

@@ -8,6 +8,7 @@ import { renderAuth } from './ui/auth.js';
 import { renderChatList } from './ui/chat-list.js';
 import { ConversationView } from './ui/conversation.js';
 import { openNewChat } from './ui/new-chat.js';
+import { openProfile } from './ui/profile.js';
 import { h, replaceChildren } from './ui/dom.js';
 
 const root = document.getElementById('app');
@@ -59,7 +60,13 @@ function startChat() {
         h('h1', { class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), ' Converge'),
         h('button', { type: 'button', class: 'link logout', onclick: () => session.logout() }, 'Sign out'),
       ),
-      h('div', { class: 'side-me' }, 'Signed in as ', me),
+      h(
+        'div',
+        { class: 'side-me' },
+        'Signed in as ',
+        me,
+        h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your name', onclick: editProfile }, 'Edit'),
+      ),
       h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat'),
       h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list),
     ),
@@ -116,6 +123,10 @@ function startChat() {
     // The frame names only the id: the chat as REST has it now brings the newcomer's name.
     const chat = await api.getChat(chatId).catch(() => null);
     if (chat && store.chats.has(chatId)) store.upsertChat(chat);
+  });
+  on('renamed', ({ chatId, userId, displayName }) => {
+    store.renameParticipant(chatId, userId, displayName);
+    if (userId === store.me?.id) me.textContent = displayName;
   });
   on('left', ({ chatId }) => {
     store.removeChat(chatId);
@@ -189,6 +200,22 @@ function startChat() {
         h('p', {}, 'Pick a chat on the left, or start a new one.'),
       ),
     );
+  }
+
+  /**
+   * The new name is user-service's; the fresh token carries it to this connection, whose chats
+   * are then told (participant_renamed), this client's views included.
+   */
+  function editProfile() {
+    openProfile({
+      displayName: me.textContent,
+      onSave: async (displayName) => {
+        await api.updateProfile({ displayName });
+        session.renamed(displayName);
+        me.textContent = displayName;
+        await client.renewNow();
+      },
+    });
   }
 
   function newChat() {

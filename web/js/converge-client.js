@@ -26,6 +26,7 @@
 //                                                members online now (null if the server has no presence)
 //   left       {chatId}                          you left or were removed from a chat
 //   member     {chatId, userId, joined}          someone joined or left a group you are in
+//   renamed    {chatId, userId, displayName}     a member of the chat (you too) took a new name
 //   auth-failed {}                               the token was refused even after a refresh
 //   token-renewed {expiresAt}                    the open connection took a fresh token
 //   server-error {code, message}                 an error frame that answers nothing of ours
@@ -103,6 +104,8 @@ export class ConvergeClient extends EventTarget {
     this.timers = { retry: null, ping: null, renew: null };
     /** The token the open connection was last given: a renewal needs a newer one. */
     this.token = null;
+    /** When the server stops accepting that token (ms epoch), as `ready`/`authenticated` said. */
+    this.tokenDeadline = 0;
     this.onOnline = () => this.reconnectNow();
   }
 
@@ -313,27 +316,39 @@ export class ConvergeClient extends EventTarget {
 
   // --- the token of the open connection -------------------------------------------------------
 
+  /**
+   * Hands the open connection a fresh token now, e.g. after a profile change: the token carries
+   * the user's name, and the server tells their chats of a new one.
+   */
+  renewNow() {
+    if (!this.ws) return Promise.resolve(); // a new connection authenticates with a fresh token anyway
+    clearTimeout(this.timers.renew);
+    return this.renewToken({ forceRefresh: true });
+  }
+
   /** Plans the renewal of the connection's token ahead of `expiresAt`, the server's deadline. */
   scheduleRenewal(expiresAt) {
     clearTimeout(this.timers.renew);
     const deadline = Date.parse(expiresAt ?? '');
     if (!Number.isFinite(deadline)) return; // a server that does not close on expiry
+    this.tokenDeadline = deadline;
     const left = deadline - Date.now();
+    if (left < 2000) return; // too late: the server closes, and the reconnect brings a fresh token
     const delay = left > 2 * RENEW_MARGIN_MS ? left - RENEW_MARGIN_MS : left / 2;
-    this.timers.renew = setTimeout(() => this.renewToken(deadline), Math.min(Math.max(delay, 0), 2 ** 31 - 1));
+    this.timers.renew = setTimeout(() => this.renewToken(), Math.min(delay, 2 ** 31 - 1));
   }
 
   /**
    * Sends a fresh token on the open connection. If none is had before the deadline (user-service
    * unreachable), the server closes with 4001 and the reconnect asks for a token again.
    */
-  async renewToken(deadline) {
+  async renewToken({ forceRefresh = false } = {}) {
     const ws = this.ws;
     let answer = null;
     try {
-      let token = await this.getToken({ forceRefresh: false });
-      if (token && token === this.token) token = await this.getToken({ forceRefresh: true });
-      if (token && ws && ws === this.ws) {
+      let token = await this.getToken({ forceRefresh });
+      if (token && token === this.token && !forceRefresh) token = await this.getToken({ forceRefresh: true });
+      if (token && token !== this.token && ws && ws === this.ws) {
         answer = await this.request({ type: 'auth', token }, 10000);
         this.token = token;
       }
@@ -341,13 +356,13 @@ export class ConvergeClient extends EventTarget {
       // No token or no answer: try again below while the current token lasts.
     }
     if (!ws || ws !== this.ws) return; // this connection ended: the next one has its own token
-    if (answer && Date.parse(answer.tokenExpiresAt) > deadline) {
+    if (answer) {
       this.scheduleRenewal(answer.tokenExpiresAt);
       this.emit('token-renewed', { expiresAt: answer.tokenExpiresAt });
       return;
     }
-    const left = deadline - Date.now();
-    if (left > 2000) this.timers.renew = setTimeout(() => this.renewToken(deadline), Math.min(5000, left / 2));
+    const left = this.tokenDeadline - Date.now();
+    if (left > 2000) this.timers.renew = setTimeout(() => this.renewToken(), Math.min(5000, left / 2));
   }
 
   // --- sending --------------------------------------------------------------------------------
@@ -430,6 +445,8 @@ export class ConvergeClient extends EventTarget {
       case 'conversation_created':
         if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
         return this.emit('chat', { chat: frame.chat, online: frame.online ?? null });
+      case 'participant_renamed':
+        return this.emit('renamed', { chatId: frame.chatId, userId: frame.userId, displayName: frame.displayName });
       case 'participant_joined':
       case 'participant_left':
         return this.emit('member', { chatId: frame.chatId, userId: frame.userId, joined: frame.type === 'participant_joined' });

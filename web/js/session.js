@@ -150,6 +150,13 @@ export class Session extends EventTarget {
     }
   }
 
+  /** Keeps the user's new display name (the next access token carries it too). */
+  renamed(displayName) {
+    if (!this.data?.user) return;
+    this.data = { ...this.data, user: { ...this.data.user, displayName } };
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(this.data));
+  }
+
   /** Stores a login/register/refresh answer. */
   adopt(answer, user = answer.user) {
     this.data = {

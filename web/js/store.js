@@ -91,6 +91,15 @@ export class Store extends EventTarget {
     this.changed({ chats: true, chatId });
   }
 
+  /** A member took a new name: it shows wherever they are named, in this chat and the others. */
+  renameParticipant(chatId, userId, displayName) {
+    this.names.set(userId, displayName);
+    const member = this.participant(chatId, userId);
+    if (member) member.displayName = displayName;
+    if (this.me?.id === userId) this.me = { ...this.me, displayName };
+    this.changed({ chats: true, chatId });
+  }
+
   /** A name for anyone met, members or former members. */
   nameOf(userId) {
     return this.names.get(userId) ?? 'Someone';

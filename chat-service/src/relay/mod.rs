@@ -52,6 +52,12 @@ pub enum ChatEvent {
         chat_id: Uuid,
         user_id: Uuid,
     },
+    /// `user_id`, a participant of `chat_id`, took a new display name.
+    Renamed {
+        chat_id: Uuid,
+        user_id: Uuid,
+        display_name: String,
+    },
     /// `user_id` came online (first connection anywhere) or went offline (last one closed, or its
     /// instance died), told to each of their chats.
     Presence {

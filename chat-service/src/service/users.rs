@@ -13,6 +13,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::context::{AppContext, Caller};
+use crate::relay::{ChatEvent, Topic};
 
 /// Records (or refreshes) a user's display name. Every connection calls this with its token's name:
 /// an unchanged name costs a read, not a durable write (a reconnect storm would otherwise pay a WAL
@@ -44,6 +45,26 @@ pub async fn remember<C: ConnectionTrait>(
         )
         .exec_without_returning(db)
         .await?;
+    Ok(())
+}
+
+/// Records a user's new display name and tells each of `chats` (theirs), so that members see it
+/// at once rather than on their next reload.
+pub async fn rename(
+    ctx: &AppContext,
+    user_id: Uuid,
+    display_name: &str,
+    chats: impl IntoIterator<Item = Uuid>,
+) -> ApiResult<()> {
+    remember(&ctx.db, user_id, display_name, None).await?;
+    let display_name = stored_name(display_name);
+    let events: Vec<(Topic, ChatEvent)> = chats
+        .into_iter()
+        .map(|chat_id| {
+            (Topic::Chat(chat_id), ChatEvent::Renamed { chat_id, user_id, display_name: display_name.clone() })
+        })
+        .collect();
+    super::publish_all(&**ctx.hub.relay(), &events).await;
     Ok(())
 }
 

@@ -433,8 +433,13 @@ impl Connection {
             stored_as.get_or_insert_with(|| participant.display_name.clone());
             participant.display_name.clone_from(&name);
         }
-        if stored_as.as_ref() != Some(&name) {
-            users::remember(&self.ctx.db, self.user_id, &name, None).await?;
+        match stored_as {
+            // Known by another name in their chats: they are told of the new one.
+            Some(stored) if stored != name => {
+                users::rename(&self.ctx, self.user_id, &name, views.iter().map(|v| v.id)).await?;
+            }
+            Some(_) => {}
+            None => users::remember(&self.ctx.db, self.user_id, &name, None).await?,
         }
         Ok(())
     }
@@ -522,9 +527,10 @@ impl Connection {
             return self.send_error(req, error).await;
         }
         self.token_accepted_until = claims.accepted_until();
-        // A renamed user's token carries the new name: chats show it from now on.
+        // A renamed user's token carries the new name: their chats are told of it.
         if users::stored_name(&claims.name) != users::stored_name(&self.name) {
-            if let Err(e) = users::remember(&self.ctx.db, self.user_id, &claims.name, None).await {
+            let chats: Vec<Uuid> = self.last_sent.keys().copied().collect();
+            if let Err(e) = users::rename(&self.ctx, self.user_id, &claims.name, chats).await {
                 e.log("cannot record a renamed user's display name");
             }
             self.name = claims.name;

@@ -127,10 +127,11 @@ async fn a_refused_renewal_leaves_the_connection_on_its_token() {
 }
 
 on_both_backends! {
-    async fn a_renamed_user_renewing_their_token_is_shown_by_the_new_name(backend) {
+    async fn a_renamed_user_is_shown_by_the_new_name_at_once_in_their_chats(backend) {
         let stack = TestStack::spawn(backend).await;
         let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ws = stack.connect(&ana).await;
+        let mut bob_ws = stack.connect(&bob).await;
         let name_of_ana = || async {
             let view = stack.get(&bob, &format!("/chats/{chat}")).await.json::<Value>().await.unwrap();
             let participants = view["participants"].as_array().unwrap().clone();
@@ -147,7 +148,18 @@ on_both_backends! {
         ws.send(json!({ "type": "auth", "req": "r", "token": token })).await;
         ws.next_of("authenticated").await;
 
+        let expected = json!({ "type": "participant_renamed", "chatId": chat, "userId": ana.id, "displayName": "Ana Renamed" });
+        assert_eq!(bob_ws.next_of("participant_renamed").await, expected, "members are told at once");
         assert_eq!(name_of_ana().await, "Ana Renamed");
+
+        // A connection opened with a token of yet another name tells the chats too.
+        let token = stack.token_expiring(&ana, "Ana Again", 600);
+        let mut ws_again = stack.connect_raw().await;
+        ws_again.send(json!({ "type": "auth", "token": token })).await;
+        ws_again.next_of("ready").await;
+        let again = bob_ws.next_of("participant_renamed").await;
+        assert_eq!(again["displayName"], "Ana Again", "{again}");
+        assert_eq!(name_of_ana().await, "Ana Again");
     }
 }
 

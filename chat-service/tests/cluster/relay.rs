@@ -157,3 +157,44 @@ async fn a_retry_on_another_instance_returns_the_original_message() {
     let stored = cluster.history(&ana, chat, 1).await;
     assert_eq!(stored.len(), 1, "stored once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_member_is_shown_by_the_new_name_on_every_instance() {
+    let cluster = Cluster::start(2).await;
+    let username = format!("una{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let una = converge_testkit::register(&cluster.client, &cluster.users_url, &username, "Una").await;
+    let obs = cluster.user("obs").await;
+    let chat = cluster.group(&una, &[&obs]).await;
+    let mut una_ws = cluster.connect(&una, 0).await;
+    let mut observer = cluster.connect(&obs, 1).await;
+
+    // Renamed in user-service; the next token carries the name, and the open connection takes it.
+    let renamed = cluster
+        .client
+        .patch(format!("{}/users/me", cluster.users_url))
+        .bearer_auth(&una.token)
+        .json(&json!({ "displayName": "Una Renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status().as_u16(), 200);
+    let login: serde_json::Value = cluster
+        .client
+        .post(format!("{}/auth/login", cluster.users_url))
+        .json(&json!({ "login": username, "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    una_ws.send(json!({ "type": "auth", "req": "renew", "token": login["accessToken"] })).await;
+    una_ws.until(|f| f["type"] == "authenticated").await.expect("renewed");
+
+    let expected =
+        json!({ "type": "participant_renamed", "chatId": chat, "userId": una.id, "displayName": "Una Renamed" });
+    let seen = observer.until(|f| f["type"] == "participant_renamed").await.expect("told on the other instance");
+    assert_eq!(seen, expected);
+    let own = una_ws.until(|f| f["type"] == "participant_renamed").await.expect("told to una's own connection");
+    assert_eq!(own, expected);
+}
