@@ -326,8 +326,9 @@ impl Hub {
             (Topic::Chat(chat_id), ChatEvent::Left { user_id, .. }) => {
                 self.broadcast(chat_id, None, None, ServerFrame::ParticipantLeft { chat_id, user_id });
             }
-            (Topic::Chat(chat_id), ChatEvent::Renamed { user_id, display_name, .. }) => {
-                self.broadcast(chat_id, None, None, ServerFrame::ParticipantRenamed { chat_id, user_id, display_name });
+            (Topic::Chat(chat_id), ChatEvent::ProfileChanged { user_id, display_name, avatar_url, .. }) => {
+                let frame = ServerFrame::ParticipantUpdated { chat_id, user_id, display_name, avatar_url };
+                self.broadcast(chat_id, None, None, frame);
             }
             // A big group's read, told to the reader's own connections only.
             (Topic::User(reader), ChatEvent::Read { chat_id, user_id, seq }) if reader == user_id => {

@@ -162,12 +162,13 @@ pub enum ServerFrame {
         chat_id: Uuid,
         user_id: Uuid,
     },
-    /// `userId`, a participant of `chatId`, goes by a new display name (their own connections are
-    /// told too). Sent once per chat of theirs.
-    ParticipantRenamed {
+    /// `userId`, a participant of `chatId`, has a new display name or picture (their own
+    /// connections are told too). Sent once per chat of theirs; `avatarUrl` null: no picture.
+    ParticipantUpdated {
         chat_id: Uuid,
         user_id: Uuid,
         display_name: String,
+        avatar_url: Option<String>,
     },
     /// The user left or was removed from a chat: no more of its events.
     ConversationLeft {

@@ -33,6 +33,10 @@ pub struct AccessClaims {
     pub sid: Option<Uuid>,
     /// The user's display name when the token was issued, so services can show it without a lookup.
     pub name: String,
+    /// When the user's profile (name, picture) last changed, in ms since the epoch: a service that
+    /// keeps a copy of it looks it up again when a token brings a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_at: Option<i64>,
     pub iss: String,
     pub aud: String,
     pub iat: i64,

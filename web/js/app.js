@@ -124,8 +124,8 @@ function startChat() {
     const chat = await api.getChat(chatId).catch(() => null);
     if (chat && store.chats.has(chatId)) store.upsertChat(chat);
   });
-  on('renamed', ({ chatId, userId, displayName }) => {
-    store.renameParticipant(chatId, userId, displayName);
+  on('participant', ({ chatId, userId, displayName, avatarUrl }) => {
+    store.updateParticipant(chatId, userId, { displayName, avatarUrl });
     if (userId === store.me?.id) me.textContent = displayName;
   });
   on('left', ({ chatId }) => {
@@ -204,7 +204,7 @@ function startChat() {
 
   /**
    * The new name is user-service's; the fresh token carries it to this connection, whose chats
-   * are then told (participant_renamed), this client's views included.
+   * are then told (participant_updated), this client's views included.
    */
   function editProfile() {
     openProfile({

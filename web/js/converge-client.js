@@ -26,7 +26,8 @@
 //                                                members online now (null if the server has no presence)
 //   left       {chatId}                          you left or were removed from a chat
 //   member     {chatId, userId, joined}          someone joined or left a group you are in
-//   renamed    {chatId, userId, displayName}     a member of the chat (you too) took a new name
+//   participant {chatId, userId, displayName, avatarUrl}
+//                                                a member of the chat (you too) changed name or picture
 //   auth-failed {}                               the token was refused even after a refresh
 //   token-renewed {expiresAt}                    the open connection took a fresh token
 //   server-error {code, message}                 an error frame that answers nothing of ours
@@ -445,8 +446,10 @@ export class ConvergeClient extends EventTarget {
       case 'conversation_created':
         if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
         return this.emit('chat', { chat: frame.chat, online: frame.online ?? null });
-      case 'participant_renamed':
-        return this.emit('renamed', { chatId: frame.chatId, userId: frame.userId, displayName: frame.displayName });
+      case 'participant_updated': {
+        const { chatId, userId, displayName, avatarUrl } = frame;
+        return this.emit('participant', { chatId, userId, displayName, avatarUrl: avatarUrl ?? null });
+      }
       case 'participant_joined':
       case 'participant_left':
         return this.emit('member', { chatId: frame.chatId, userId: frame.userId, joined: frame.type === 'participant_joined' });

@@ -91,11 +91,11 @@ export class Store extends EventTarget {
     this.changed({ chats: true, chatId });
   }
 
-  /** A member took a new name: it shows wherever they are named, in this chat and the others. */
-  renameParticipant(chatId, userId, displayName) {
+  /** A member's new name or picture: the name shows wherever they are named, in every chat. */
+  updateParticipant(chatId, userId, { displayName, avatarUrl }) {
     this.names.set(userId, displayName);
     const member = this.participant(chatId, userId);
-    if (member) member.displayName = displayName;
+    if (member) Object.assign(member, { displayName, avatarUrl });
     if (this.me?.id === userId) this.me = { ...this.me, displayName };
     this.changed({ chats: true, chatId });
   }

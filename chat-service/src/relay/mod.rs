@@ -52,11 +52,12 @@ pub enum ChatEvent {
         chat_id: Uuid,
         user_id: Uuid,
     },
-    /// `user_id`, a participant of `chat_id`, took a new display name.
-    Renamed {
+    /// `user_id`, a participant of `chat_id`, has a new display name or picture.
+    ProfileChanged {
         chat_id: Uuid,
         user_id: Uuid,
         display_name: String,
+        avatar_url: Option<String>,
     },
     /// `user_id` came online (first connection anywhere) or went offline (last one closed, or its
     /// instance died), told to each of their chats.

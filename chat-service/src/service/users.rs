@@ -36,6 +36,7 @@ pub async fn remember<C: ConnectionTrait>(
         display_name: Set(display_name),
         avatar_url: Set(avatar_url),
         updated_at: Set(Utc::now()),
+        profile_at: Set(None),
     };
     known_user::Entity::insert(row)
         .on_conflict(
@@ -48,20 +49,79 @@ pub async fn remember<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records a user's new display name and tells each of `chats` (theirs), so that members see it
-/// at once rather than on their next reload.
-pub async fn rename(
+/// What a token of the user's says of their profile.
+pub struct TokenProfile<'a> {
+    /// Its `name` claim.
+    pub name: &'a str,
+    /// Its `profile_at` claim: the profile version the name is from.
+    pub profile_at: Option<i64>,
+    /// The token itself, when at hand: user-service is asked with it (as the user) for a profile
+    /// version later than the one kept.
+    pub token: Option<&'a str>,
+}
+
+/// Brings what chats show of a user (name, picture) up to date with a token of theirs, and tells
+/// each of `chats` (theirs) when it changed, so members see it at once rather than on a reload.
+/// A token from before the profile version kept changes nothing; otherwise its name is taken, and
+/// with a later version and the token at hand, user-service is asked for the whole profile. If it
+/// cannot answer, the token's name is kept and the version is looked up again with the next token.
+pub async fn refresh_profile(
     ctx: &AppContext,
     user_id: Uuid,
-    display_name: &str,
+    from: TokenProfile<'_>,
     chats: impl IntoIterator<Item = Uuid>,
 ) -> ApiResult<()> {
-    remember(&ctx.db, user_id, display_name, None).await?;
-    let display_name = stored_name(display_name);
+    let known = known_user::Entity::find_by_id(user_id).one(&ctx.db).await?;
+    let kept_version = known.as_ref().and_then(|k| k.profile_at);
+    if let (Some(kept), Some(version)) = (kept_version, from.profile_at)
+        && version < kept
+    {
+        return Ok(());
+    }
+    let mut next = known_user::Model {
+        id: user_id,
+        display_name: stored_name(from.name),
+        avatar_url: known.as_ref().and_then(|k| k.avatar_url.clone()),
+        updated_at: Utc::now(),
+        profile_at: kept_version,
+    };
+    let newer = from.profile_at.filter(|version| kept_version.is_none_or(|kept| *version > kept));
+    if let (Some(version), Some(token)) = (newer, from.token) {
+        match fetch_user(ctx, token, user_id).await {
+            Ok(Some(user)) => {
+                next.display_name = stored_name(&user.display_name);
+                next.avatar_url = user.avatar_url;
+                next.profile_at = Some(version);
+            }
+            Ok(None) => {}
+            Err(e) => e.log("cannot look up a user's newer profile; the token's name is kept"),
+        }
+    }
+    let shown = |k: &known_user::Model| (k.display_name.clone(), k.avatar_url.clone());
+    if known.as_ref().is_some_and(|k| shown(k) == shown(&next) && k.profile_at == next.profile_at) {
+        return Ok(());
+    }
+    known_user::Entity::insert(known_user::ActiveModel::from(next.clone()))
+        .on_conflict(
+            OnConflict::column(known_user::Column::Id)
+                .update_columns([
+                    known_user::Column::DisplayName,
+                    known_user::Column::AvatarUrl,
+                    known_user::Column::UpdatedAt,
+                    known_user::Column::ProfileAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&ctx.db)
+        .await?;
+    if known.as_ref().is_none_or(|k| shown(k) == shown(&next)) {
+        return Ok(());
+    }
     let events: Vec<(Topic, ChatEvent)> = chats
         .into_iter()
         .map(|chat_id| {
-            (Topic::Chat(chat_id), ChatEvent::Renamed { chat_id, user_id, display_name: display_name.clone() })
+            let (display_name, avatar_url) = shown(&next);
+            (Topic::Chat(chat_id), ChatEvent::ProfileChanged { chat_id, user_id, display_name, avatar_url })
         })
         .collect();
     super::publish_all(&**ctx.hub.relay(), &events).await;
@@ -90,25 +150,31 @@ pub async fn known<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> ApiResult<HashMa
 pub async fn ensure_exist(ctx: &AppContext, caller: &Caller, ids: &[Uuid], field: &str) -> ApiResult<()> {
     let known = known(&ctx.db, ids).await?;
     for id in ids.iter().filter(|id| !known.contains_key(id)) {
-        let url = format!("{}/users/{id}", ctx.config.user_service_url.trim_end_matches('/'));
-        let response = ctx.http.get(&url).bearer_auth(&caller.token).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "user-service unreachable");
-            ApiError::new(ErrorCode::Unavailable, "cannot check users right now; try again shortly")
-        })?;
-        match response.status().as_u16() {
-            200 => {
-                let user: UserDto = response.json().await.map_err(|e| anyhow::anyhow!("user-service answer: {e}"))?;
-                if !user.active {
-                    return Err(ApiError::field(field, format!("user {id} is deactivated")));
-                }
-                remember(&ctx.db, user.id, &user.display_name, user.avatar_url).await?;
-            }
-            404 => return Err(ApiError::field(field, format!("no user {id}"))),
-            status => {
-                tracing::warn!(status, "user-service refused a user lookup");
-                return Err(ApiError::new(ErrorCode::Unavailable, "cannot check users right now; try again shortly"));
-            }
+        let Some(user) = fetch_user(ctx, &caller.token, *id).await? else {
+            return Err(ApiError::field(field, format!("no user {id}")));
+        };
+        if !user.active {
+            return Err(ApiError::field(field, format!("user {id} is deactivated")));
         }
+        remember(&ctx.db, user.id, &user.display_name, user.avatar_url).await?;
     }
     Ok(())
+}
+
+/// A user as user-service has them, asked with `token`; `None` if there is no such user.
+async fn fetch_user(ctx: &AppContext, token: &str, id: Uuid) -> ApiResult<Option<UserDto>> {
+    let unavailable = || ApiError::new(ErrorCode::Unavailable, "cannot check users right now; try again shortly");
+    let url = format!("{}/users/{id}", ctx.config.user_service_url.trim_end_matches('/'));
+    let response = ctx.http.get(&url).bearer_auth(token).send().await.map_err(|e| {
+        tracing::warn!(error = %e, "user-service unreachable");
+        unavailable()
+    })?;
+    match response.status().as_u16() {
+        200 => Ok(Some(response.json().await.map_err(|e| anyhow::anyhow!("user-service answer: {e}"))?)),
+        404 => Ok(None),
+        status => {
+            tracing::warn!(status, "user-service refused a user lookup");
+            Err(unavailable())
+        }
+    }
 }

@@ -115,6 +115,7 @@ async fn open(
         user_id: claims.sub,
         token_accepted_until: claims.accepted_until(),
         name: claims.name,
+        profile_at: claims.profile_at,
         last_sent: HashMap::new(),
         typing: HashMap::new(),
         last_heard: Instant::now(),
@@ -305,7 +306,9 @@ struct Connection {
     /// When the latest accepted token stops being accepted: past it the connection serves nothing
     /// more and closes, as a request with that token would be refused.
     token_accepted_until: DateTime<Utc>,
+    /// The token's display name and the profile version it is from.
     name: String,
+    profile_at: Option<i64>,
     /// Per followed chat, the highest seq sent to this client: what makes resume and live join
     /// without duplicates, and the set of chats this connection may touch.
     last_sent: HashMap<Uuid, i64>,
@@ -436,7 +439,8 @@ impl Connection {
         match stored_as {
             // Known by another name in their chats: they are told of the new one.
             Some(stored) if stored != name => {
-                users::rename(&self.ctx, self.user_id, &name, views.iter().map(|v| v.id)).await?;
+                let from = users::TokenProfile { name: &name, profile_at: self.profile_at, token: None };
+                users::refresh_profile(&self.ctx, self.user_id, from, views.iter().map(|v| v.id)).await?;
             }
             Some(_) => {}
             None => users::remember(&self.ctx.db, self.user_id, &name, None).await?,
@@ -527,14 +531,15 @@ impl Connection {
             return self.send_error(req, error).await;
         }
         self.token_accepted_until = claims.accepted_until();
-        // A renamed user's token carries the new name: their chats are told of it.
-        if users::stored_name(&claims.name) != users::stored_name(&self.name) {
-            let chats: Vec<Uuid> = self.last_sent.keys().copied().collect();
-            if let Err(e) = users::rename(&self.ctx, self.user_id, &claims.name, chats).await {
-                e.log("cannot record a renamed user's display name");
-            }
-            self.name = claims.name;
+        // A token issued after a profile change carries the new name and a later profile version:
+        // the chats are told of what changed.
+        let from = users::TokenProfile { name: &claims.name, profile_at: claims.profile_at, token: Some(token) };
+        let chats: Vec<Uuid> = self.last_sent.keys().copied().collect();
+        if let Err(e) = users::refresh_profile(&self.ctx, self.user_id, from, chats).await {
+            e.log("cannot record a user's new profile");
         }
+        self.name = claims.name;
+        self.profile_at = claims.profile_at;
         self.send_frame(&ServerFrame::Authenticated { req, token_expires_at: self.token_accepted_until }).await
     }
 

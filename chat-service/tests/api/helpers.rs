@@ -151,6 +151,7 @@ impl TestStack {
             sub: user.id,
             sid: None,
             name: name.into(),
+            profile_at: None,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,

@@ -127,39 +127,48 @@ async fn a_refused_renewal_leaves_the_connection_on_its_token() {
 }
 
 on_both_backends! {
-    async fn a_renamed_user_is_shown_by_the_new_name_at_once_in_their_chats(backend) {
+    async fn a_profile_change_reaches_the_users_chats_at_once(backend) {
         let stack = TestStack::spawn(backend).await;
         let (ana, bob, chat) = stack.ana_and_bob().await;
         let mut ws = stack.connect(&ana).await;
         let mut bob_ws = stack.connect(&bob).await;
-        let name_of_ana = || async {
+        let ana_as_bob_sees_her = || async {
             let view = stack.get(&bob, &format!("/chats/{chat}")).await.json::<Value>().await.unwrap();
             let participants = view["participants"].as_array().unwrap().clone();
-            participants.into_iter().find(|p| p["userId"] == ana.id.to_string()).unwrap()["displayName"].clone()
+            let ana = participants.into_iter().find(|p| p["userId"] == ana.id.to_string()).unwrap();
+            (ana["displayName"].clone(), ana["avatarUrl"].clone())
         };
-        assert_eq!(name_of_ana().await, "ana Example");
+        assert_eq!(ana_as_bob_sees_her().await, (json!("ana Example"), Value::Null));
+        let updated = |name: &str, avatar: Value| {
+            json!({ "type": "participant_updated", "chatId": chat, "userId": ana.id, "displayName": name, "avatarUrl": avatar })
+        };
 
-        let renamed = stack.client.patch(format!("{}/users/me", stack.users_url)).bearer_auth(&ana.token)
-            .json(&json!({ "displayName": "Ana Renamed" })).send().await.unwrap();
-        assert_eq!(renamed.status().as_u16(), 200);
-        let login = stack.client.post(format!("{}/auth/login", stack.users_url))
-            .json(&json!({ "login": "ana", "password": "correct horse battery" })).send().await.unwrap();
-        let token = login.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned();
-        ws.send(json!({ "type": "auth", "req": "r", "token": token })).await;
+        let token = profile_change(&stack, &ana, json!({ "displayName": "Ana Renamed" })).await;
+        ws.send(json!({ "type": "auth", "req": "r1", "token": token })).await;
         ws.next_of("authenticated").await;
+        assert_eq!(bob_ws.next_of("participant_updated").await, updated("Ana Renamed", Value::Null), "told at once");
+        assert_eq!(ws.next_of("participant_updated").await, updated("Ana Renamed", Value::Null), "her own connection too");
 
-        let expected = json!({ "type": "participant_renamed", "chatId": chat, "userId": ana.id, "displayName": "Ana Renamed" });
-        assert_eq!(bob_ws.next_of("participant_renamed").await, expected, "members are told at once");
-        assert_eq!(name_of_ana().await, "Ana Renamed");
+        // A picture is not in the token: the token's later profile version has it looked up.
+        let picture = "https://example.com/ana.png";
+        let token = profile_change(&stack, &ana, json!({ "avatarUrl": picture })).await;
+        ws.send(json!({ "type": "auth", "req": "r2", "token": token })).await;
+        ws.next_of("authenticated").await;
+        assert_eq!(bob_ws.next_of("participant_updated").await, updated("Ana Renamed", json!(picture)));
+        assert_eq!(ana_as_bob_sees_her().await, (json!("Ana Renamed"), json!(picture)));
 
-        // A connection opened with a token of yet another name tells the chats too.
-        let token = stack.token_expiring(&ana, "Ana Again", 600);
-        let mut ws_again = stack.connect_raw().await;
-        ws_again.send(json!({ "type": "auth", "token": token })).await;
-        ws_again.next_of("ready").await;
-        let again = bob_ws.next_of("participant_renamed").await;
-        assert_eq!(again["displayName"], "Ana Again", "{again}");
-        assert_eq!(name_of_ana().await, "Ana Again");
+        // Her first token, from before both changes, opens a connection that changes nothing.
+        let mut stale = stack.connect(&ana).await;
+        let ack = stale.send_message(chat, "stale-1", "from an older token").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        loop {
+            let frame = bob_ws.next().await;
+            assert_ne!(frame["type"], "participant_updated", "an older token must not bring its name back: {frame}");
+            if frame["type"] == "new_message" {
+                break;
+            }
+        }
+        assert_eq!(ana_as_bob_sees_her().await, (json!("Ana Renamed"), json!(picture)));
     }
 }
 
@@ -183,4 +192,20 @@ async fn a_graphql_subscription_ends_with_its_token() {
     gql.subscribe("again", query, json!({ "chat": chat })).await;
     let refused = gql.next_payload("again").await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "token_expired", "{refused}");
+}
+
+/// Changes Ana's profile in user-service and signs her in again: the new token carries the change.
+async fn profile_change(stack: &TestStack, ana: &crate::helpers::User, change: Value) -> String {
+    let res = stack
+        .client
+        .patch(format!("{}/users/me", stack.users_url))
+        .bearer_auth(&ana.token)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body = json!({ "login": "ana", "password": "correct horse battery" });
+    let login = stack.client.post(format!("{}/auth/login", stack.users_url)).json(&body).send().await.unwrap();
+    login.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
 }

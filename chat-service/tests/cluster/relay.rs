@@ -191,10 +191,11 @@ async fn a_renamed_member_is_shown_by_the_new_name_on_every_instance() {
     una_ws.send(json!({ "type": "auth", "req": "renew", "token": login["accessToken"] })).await;
     una_ws.until(|f| f["type"] == "authenticated").await.expect("renewed");
 
-    let expected =
-        json!({ "type": "participant_renamed", "chatId": chat, "userId": una.id, "displayName": "Una Renamed" });
-    let seen = observer.until(|f| f["type"] == "participant_renamed").await.expect("told on the other instance");
+    let expected = json!({
+        "type": "participant_updated", "chatId": chat, "userId": una.id, "displayName": "Una Renamed", "avatarUrl": null
+    });
+    let seen = observer.until(|f| f["type"] == "participant_updated").await.expect("told on the other instance");
     assert_eq!(seen, expected);
-    let own = una_ws.until(|f| f["type"] == "participant_renamed").await.expect("told to una's own connection");
+    let own = una_ws.until(|f| f["type"] == "participant_updated").await.expect("told to una's own connection");
     assert_eq!(own, expected);
 }

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_chat;
+mod m20261206_000001_known_users_profile_at;
 
 pub struct Migrator;
 
@@ -13,6 +14,9 @@ impl MigratorTrait for Migrator {
     }
 
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_create_chat::Migration)]
+        vec![
+            Box::new(m20261121_000001_create_chat::Migration),
+            Box::new(m20261206_000001_known_users_profile_at::Migration),
+        ]
     }
 }

@@ -28,6 +28,7 @@ pub fn access_token(ctx: &AppContext, user: &user::Model, sid: Option<Uuid>) -> 
         sub: user.id,
         sid,
         name: user.display_name.clone(),
+        profile_at: Some(user.updated_at.timestamp_millis()),
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
         iat: now,

@@ -16,6 +16,7 @@ fn claims_for(user_id: &str, nbf_offset: i64, exp_offset: i64) -> AccessClaims {
         sub: user_id.parse().unwrap(),
         sid: None,
         name: "Ana".into(),
+        profile_at: None,
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
         iat: now,
@@ -38,6 +39,23 @@ on_both_backends! {
         assert_eq!(claims.sub.to_string(), registered["user"]["id"].as_str().unwrap());
         assert_eq!(claims.exp - claims.iat, 15 * 60);
         assert!(claims.sid.is_some());
+    }
+
+    async fn tokens_carry_the_profile_version_and_a_change_moves_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered = app.register("ana").await;
+        let jwks: JwkSet = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let verifier = TokenVerifier::from_jwks(&jwks);
+        let token = registered["accessToken"].as_str().unwrap().to_owned();
+        let before = verifier.verify(&token).unwrap().profile_at.expect("profile_at in a new user's token");
+
+        let changed = app.client.patch(app.url("/users/me")).bearer_auth(&token)
+            .json(&json!({ "displayName": "Ana Changed" })).send().await.unwrap();
+        assert_eq!(changed.status().as_u16(), 200);
+        let login: Value = app.login("ana", crate::helpers::PASSWORD).await.json().await.unwrap();
+        let claims = verifier.verify(login["accessToken"].as_str().unwrap()).unwrap();
+        assert_eq!(claims.name, "Ana Changed");
+        assert!(claims.profile_at.expect("profile_at") > before, "{:?} after {before}", claims.profile_at);
     }
 
     async fn every_unacceptable_token_is_refused(backend) {

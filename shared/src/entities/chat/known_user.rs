@@ -10,6 +10,9 @@ pub struct Model {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub updated_at: DateTimeUtc,
+    /// The profile version (a token's `profile_at`) the name and picture are from; none when they
+    /// came from a token or lookup that did not say.
+    pub profile_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
