@@ -61,10 +61,13 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     let opening = Box::pin(open(ctx, auth, session, stream, header_token));
     async move {
-        let Some(mut opened) = opening.await else { return };
-        let resume = opened.resume.take();
-        let outcome = opened.connection.serve(&mut opened.stream, &opened.inbox, resume).await;
-        Box::pin(opened.connection.finish(outcome)).await;
+        let Some(Opened { mut connection, mut stream, inbox, handshake }) = opening.await else { return };
+        // Started apart from serving, so that the handshake is not part of the serving state.
+        let outcome = match Box::pin(connection.start(handshake)).await {
+            Ok(()) => connection.serve(&mut stream, &inbox).await,
+            Err(close) => close,
+        };
+        Box::pin(connection.finish(outcome)).await;
     }
 }
 
@@ -73,7 +76,16 @@ struct Opened {
     connection: Connection,
     stream: AggregatedMessageStream,
     inbox: DeliveryReceiver,
+    handshake: Handshake,
+}
+
+/// What the first `auth` said that only starting the connection needs: dropped once it started,
+/// so an idle connection does not carry it.
+struct Handshake {
     resume: Option<ResumePoints>,
+    /// The token's display name, and the profile version it is from.
+    name: String,
+    profile_at: Option<i64>,
 }
 
 /// Authenticates and registers a connection; `None` once it has been closed instead.
@@ -114,15 +126,14 @@ async fn open(
         conn_id,
         user_id: claims.sub,
         token_accepted_until: claims.accepted_until(),
-        name: claims.name,
-        profile_at: claims.profile_at,
         last_sent: HashMap::new(),
         typing: HashMap::new(),
         last_heard: Instant::now(),
         presence_joined: false,
         writes: None,
     };
-    Some(Opened { connection, stream, inbox, resume })
+    let handshake = Handshake { resume, name: claims.name, profile_at: claims.profile_at };
+    Some(Opened { connection, stream, inbox, handshake })
 }
 
 /// A database write queued by a connection, done in order by its [`write_worker`].
@@ -306,9 +317,6 @@ struct Connection {
     /// When the latest accepted token stops being accepted: past it the connection serves nothing
     /// more and closes, as a request with that token would be refused.
     token_accepted_until: DateTime<Utc>,
-    /// The token's display name and the profile version it is from.
-    name: String,
-    profile_at: Option<i64>,
     /// Per followed chat, the highest seq sent to this client: what makes resume and live join
     /// without duplicates, and the set of chats this connection may touch.
     last_sent: HashMap<Uuid, i64>,
@@ -324,15 +332,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(
-        &mut self,
-        stream: &mut AggregatedMessageStream,
-        inbox: &DeliveryReceiver,
-        resume: Option<ResumePoints>,
-    ) -> Close {
-        if let Err(close) = Box::pin(self.start(resume)).await {
-            return close;
-        }
+    async fn serve(&mut self, stream: &mut AggregatedMessageStream, inbox: &DeliveryReceiver) -> Close {
         // Heard from just now: starting may have taken long (a slow database), and an idle client
         // has had no ping to answer yet.
         self.last_heard = Instant::now();
@@ -370,7 +370,9 @@ impl Connection {
                 }
                 Event::Heartbeat => {
                     if self.token_expired() {
-                        Err(self.close_for_expired_token().await)
+                        // Boxed like the other rare paths: an error frame's state would otherwise
+                        // size every connection's task.
+                        Err(Box::pin(self.close_for_expired_token()).await)
                     } else if self.last_heard.elapsed() > idle_timeout {
                         Err(Close(close_code::HEARTBEAT_TIMEOUT, "no heartbeat"))
                     } else {
@@ -389,14 +391,15 @@ impl Connection {
     }
 
     /// Follows every chat of the user, sends `ready`, and serves the auth frame's resume.
-    async fn start(&mut self, resume: Option<ResumePoints>) -> Result<(), Close> {
+    async fn start(&mut self, handshake: Handshake) -> Result<(), Close> {
+        let Handshake { resume, name, profile_at } = handshake;
         let internal = |e: ApiError| {
             tracing::warn!(error = %e, "cannot start a connection");
             Close(close_code::SERVICE_RESTART, "temporarily unavailable")
         };
         // Read after following: every message newer than these views arrives live.
         let mut views = self.ctx.arrivals.follow_chats(self.user_id, self.conn_id).await.map_err(internal)?;
-        self.remember_name(&mut views).await.map_err(internal)?;
+        self.remember_name(&name, profile_at, &mut views).await.map_err(internal)?;
         for view in &views {
             self.last_sent.insert(view.id, view.last_seq);
         }
@@ -411,7 +414,7 @@ impl Connection {
             .filter(|u| *u != self.user_id)
             .collect();
         let online = self.ctx.presence.online(peers.into_iter().collect()).await.into_iter().collect();
-        let user = ReadyUser { id: self.user_id, display_name: self.name.clone() };
+        let user = ReadyUser { id: self.user_id, display_name: name };
         let ready = ServerFrame::Ready {
             user,
             chats: views,
@@ -428,8 +431,13 @@ impl Connection {
 
     /// Keeps the token's display name in `known_users`. The views already carry the stored name
     /// whenever the user is in a chat, so a reconnect with an unchanged name costs no query.
-    async fn remember_name(&self, views: &mut [ChatDto]) -> Result<(), ApiError> {
-        let name = users::stored_name(&self.name);
+    async fn remember_name(
+        &self,
+        token_name: &str,
+        profile_at: Option<i64>,
+        views: &mut [ChatDto],
+    ) -> Result<(), ApiError> {
+        let name = users::stored_name(token_name);
         let mine = views.iter_mut().flat_map(|v| v.participants.iter_mut()).filter(|p| p.user_id == self.user_id);
         let mut stored_as = None;
         for participant in mine {
@@ -439,7 +447,7 @@ impl Connection {
         match stored_as {
             // Known by another name in their chats: they are told of the new one.
             Some(stored) if stored != name => {
-                let from = users::TokenProfile { name: &name, profile_at: self.profile_at, token: None };
+                let from = users::TokenProfile { name: &name, profile_at, token: None };
                 users::refresh_profile(&self.ctx, self.user_id, from, views.iter().map(|v| v.id)).await?;
             }
             Some(_) => {}
@@ -538,8 +546,6 @@ impl Connection {
         if let Err(e) = users::refresh_profile(&self.ctx, self.user_id, from, chats).await {
             e.log("cannot record a user's new profile");
         }
-        self.name = claims.name;
-        self.profile_at = claims.profile_at;
         self.send_frame(&ServerFrame::Authenticated { req, token_expires_at: self.token_accepted_until }).await
     }
 
