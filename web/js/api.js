@@ -18,9 +18,14 @@ export class Api {
     return page.items;
   }
 
-  /** Changes the signed-in user's display name; answers their profile. */
-  updateProfile({ displayName }) {
-    return this.session.fetchJson(`${this.users}/users/me`, { method: 'PATCH', body: { displayName } });
+  /** The signed-in user's profile. */
+  me() {
+    return this.session.fetchJson(`${this.users}/users/me`);
+  }
+
+  /** Changes the signed-in user's name and picture (`''` removes it); answers their profile. */
+  updateProfile({ displayName, avatarUrl }) {
+    return this.session.fetchJson(`${this.users}/users/me`, { method: 'PATCH', body: { displayName, avatarUrl } });
   }
 
   /** Creates a direct chat (or returns the existing one) or a group. */

@@ -65,7 +65,7 @@ function startChat() {
         { class: 'side-me' },
         'Signed in as ',
         me,
-        h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your name', onclick: editProfile }, 'Edit'),
+        h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your profile', onclick: editProfile }, 'Edit'),
       ),
       h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat'),
       h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list),
@@ -206,11 +206,14 @@ function startChat() {
    * The new name is user-service's; the fresh token carries it to this connection, whose chats
    * are then told (participant_updated), this client's views included.
    */
-  function editProfile() {
+  async function editProfile() {
+    // The picture is not in the token: ask for it (the dialog opens without it if that fails).
+    const current = await api.me().catch(() => null);
     openProfile({
-      displayName: me.textContent,
-      onSave: async (displayName) => {
-        await api.updateProfile({ displayName });
+      displayName: current?.displayName ?? me.textContent,
+      avatarUrl: current?.avatarUrl ?? null,
+      onSave: async ({ displayName, avatarUrl }) => {
+        await api.updateProfile({ displayName, avatarUrl });
         session.renamed(displayName);
         me.textContent = displayName;
         await client.renewNow();

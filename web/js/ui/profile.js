@@ -1,23 +1,28 @@
-// profile.js — the "Your profile" dialog: the name everyone in your chats sees.
+// profile.js — the "Your profile" dialog: the name and picture everyone in your chats sees.
 
 import { h } from './dom.js';
 import { apiErrorText } from './format.js';
 
 /**
  * Opens the dialog.
- * @param {{displayName: string, onSave: (displayName: string) => Promise<void>}} opts
- *   `onSave` makes the change; it rejects with the API's error, which the dialog shows.
+ * @param {{displayName: string, avatarUrl: string|null,
+ *          onSave: (profile: {displayName: string, avatarUrl: string}) => Promise<void>}} opts
+ *   `onSave` makes the change (an empty `avatarUrl` removes the picture); it rejects with the
+ *   API's error, which the dialog shows.
  */
-export function openProfile({ displayName, onSave }) {
+export function openProfile({ displayName, avatarUrl, onSave }) {
   const error = h('p', { class: 'form-error', role: 'alert' });
   const name = h('input', { type: 'text', id: 'profile-name', value: displayName, maxlength: '64', autocomplete: 'name' });
+  const picture = h('input', { type: 'url', id: 'profile-picture', value: avatarUrl ?? '', placeholder: 'https://…', autocomplete: 'photo' });
   const save = h('button', { type: 'submit', class: 'primary' }, 'Save');
   const form = h(
     'form',
-    { method: 'dialog', class: 'dialog-form', onsubmit: (e) => (e.preventDefault(), submit()) },
+    { method: 'dialog', class: 'dialog-form', novalidate: true, onsubmit: (e) => (e.preventDefault(), submit()) },
     h('label', { for: 'profile-name' }, 'Your name'),
     name,
-    h('p', { class: 'hint' }, 'Everyone in your chats sees it.'),
+    h('label', { for: 'profile-picture' }, 'Picture (a link to an image, optional)'),
+    picture,
+    h('p', { class: 'hint' }, 'Everyone in your chats sees them.'),
     error,
     h('div', { class: 'dialog-actions' }, h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel'), save),
   );
@@ -28,8 +33,8 @@ export function openProfile({ displayName, onSave }) {
   name.select();
 
   async function submit() {
-    const wanted = name.value.trim();
-    if (!wanted) {
+    const wanted = { displayName: name.value.trim(), avatarUrl: picture.value.trim() };
+    if (!wanted.displayName) {
       error.textContent = 'Your name cannot be empty.';
       return;
     }
@@ -39,7 +44,7 @@ export function openProfile({ displayName, onSave }) {
       await onSave(wanted);
       dialog.close();
     } catch (e) {
-      error.textContent = apiErrorText(e);
+      error.textContent = e.fields?.avatarUrl ? `The picture link ${e.fields.avatarUrl}.` : apiErrorText(e);
       save.disabled = false;
     }
   }
