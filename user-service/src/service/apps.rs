@@ -7,8 +7,8 @@ use chrono::Utc;
 use converge_shared::dto::{ExternalUserRequest, ExternalUserResponse, UserDto};
 use converge_shared::entities::users::{app, user};
 use converge_shared::error::ErrorCode;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
 use uuid::Uuid;
 use validator::Validate;
 
@@ -87,14 +87,32 @@ pub async fn upsert_external_user(
         updated_at: Set(now),
     };
     // One statement, so two concurrent upserts of the same external id cannot create two users.
-    let user = user::Entity::insert(candidate)
+    // The existing row is updated only when the profile differs: `updated_at` is the profile
+    // version tokens carry, and a moved one has chat-service look the profile up again.
+    let changed = Expr::cust(
+        "users.display_name <> excluded.display_name \
+         OR COALESCE(users.avatar_url, '') <> COALESCE(excluded.avatar_url, '')",
+    );
+    let upserted = user::Entity::insert(candidate)
         .on_conflict(
             OnConflict::columns([user::Column::AppId, user::Column::ExternalId])
                 .update_columns([user::Column::DisplayName, user::Column::AvatarUrl, user::Column::UpdatedAt])
+                .action_and_where(changed)
                 .to_owned(),
         )
         .exec_with_returning(&ctx.db)
-        .await?;
+        .await;
+    let user = match upserted {
+        Ok(user) => user,
+        // The same profile again: nothing was written, and nothing returned.
+        Err(DbErr::RecordNotInserted | DbErr::RecordNotFound(_)) => user::Entity::find()
+            .filter(user::Column::AppId.eq(app.id))
+            .filter(user::Column::ExternalId.eq(external_id))
+            .one(&ctx.db)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the external user {external_id} vanished during its upsert"))?,
+        Err(e) => return Err(e.into()),
+    };
     if !user.is_active() {
         return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
     }

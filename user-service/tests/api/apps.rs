@@ -1,3 +1,5 @@
+use converge_shared::token::TokenVerifier;
+use jsonwebtoken::jwk::JwkSet;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use user_service::service::apps;
@@ -35,6 +37,15 @@ on_both_backends! {
         let renamed: Value = put_external(&app, &key, "customer-42", &json!({ "displayName": "Dana R." })).await.json().await.unwrap();
         assert_eq!(renamed["user"]["id"], first["user"]["id"]);
         assert_eq!(renamed["user"]["displayName"], "Dana R.");
+
+        // Tokens carry the profile's version: the same profile again leaves it, a change moves it.
+        let jwks: JwkSet = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let profile_at = |answer: &Value| {
+            let claims = TokenVerifier::from_jwks(&jwks).verify(answer["accessToken"].as_str().unwrap()).unwrap();
+            claims.profile_at.expect("profile_at in an app's token")
+        };
+        assert_eq!(profile_at(&second), profile_at(&first), "the same profile is no change");
+        assert!(profile_at(&renamed) > profile_at(&first), "a new name is");
 
         let me: Value = app.get_authed("/users/me", second["accessToken"].as_str().unwrap()).await.json().await.unwrap();
         assert_eq!(me["id"], first["user"]["id"]);
