@@ -97,8 +97,9 @@ pub async fn refresh_profile(
             Err(e) => e.log("cannot look up a user's newer profile; the token's name is kept"),
         }
     }
-    let shown = |k: &known_user::Model| (k.display_name.clone(), k.avatar_url.clone());
-    if known.as_ref().is_some_and(|k| shown(k) == shown(&next) && k.profile_at == next.profile_at) {
+    // Whether chats already show what `next` would.
+    let shows_next = |k: &known_user::Model| k.display_name == next.display_name && k.avatar_url == next.avatar_url;
+    if known.as_ref().is_some_and(|k| shows_next(k) && k.profile_at == next.profile_at) {
         return Ok(());
     }
     known_user::Entity::insert(known_user::ActiveModel::from(next.clone()))
@@ -114,13 +115,13 @@ pub async fn refresh_profile(
         )
         .exec_without_returning(&ctx.db)
         .await?;
-    if known.as_ref().is_none_or(|k| shown(k) == shown(&next)) {
+    if known.as_ref().is_none_or(shows_next) {
         return Ok(());
     }
     let events: Vec<(Topic, ChatEvent)> = chats
         .into_iter()
         .map(|chat_id| {
-            let (display_name, avatar_url) = shown(&next);
+            let (display_name, avatar_url) = (next.display_name.clone(), next.avatar_url.clone());
             (Topic::Chat(chat_id), ChatEvent::ProfileChanged { chat_id, user_id, display_name, avatar_url })
         })
         .collect();

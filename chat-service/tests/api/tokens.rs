@@ -69,11 +69,18 @@ async fn a_frame_sent_on_an_expired_token_is_not_served() {
     let stack = stack_with_heartbeat_secs(60).await;
     let (ana, bob, chat) = stack.ana_and_bob().await;
     let token = stack.token_expiring(&ana, "ana Example", -1);
-    let (mut ws, expires) = connect_with(&stack, &token).await;
+    let (mut ws, _) = connect_with(&stack, &token).await;
 
-    // Nothing happens at expiry that a client could wait for: the test waits for the clock.
-    tokio::time::sleep((expires - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(100))
+    // The server's own word that the deadline has passed: a GraphQL subscription opened with the
+    // same token ends with `token_expired` at that deadline.
+    let mut clock = stack.graphql_ws_raw(json!({ "token": token })).await;
+    assert_eq!(clock.next().await["type"], "connection_ack");
+    clock
+        .subscribe("clock", "subscription($chat: UUID!) { typing(chatId: $chat) { typing } }", json!({ "chat": chat }))
         .await;
+    let ended = clock.next_payload("clock").await;
+    assert_eq!(ended["errors"][0]["extensions"]["code"], "token_expired", "{ended}");
+
     ws.send(
         json!({ "type": "send_message", "req": "late", "chatId": chat, "clientMsgId": "late", "content": "too late" }),
     )
