@@ -50,6 +50,16 @@ pub struct Config {
     pub delivery_receipt_ms: u64,
     /// Largest JSON body accepted by REST, in bytes.
     pub max_body_bytes: usize,
+    /// Where uploaded images are kept; unset means `uploads/` under `data_dir`. Instances that
+    /// share a deployment share this directory (a volume).
+    pub uploads_dir: Option<String>,
+    /// Largest image upload, in bytes.
+    pub upload_max_bytes: usize,
+    /// Most pixels (width × height) an uploaded image may have: decoding holds 4 bytes per pixel.
+    pub upload_max_pixels: u64,
+    /// Seconds an uploaded image no message carries is kept before it is deleted; such an upload
+    /// can be sent for the first half of it.
+    pub upload_unsent_ttl_secs: u64,
     pub log_format: LogFormat,
     /// Redis URL: set, instances relay events over Redis pub/sub and share the hot window and
     /// presence (the scaled deployment); unset, the in-process relay of a single instance.
@@ -96,6 +106,10 @@ impl Default for Config {
             typing_ttl_ms: 6000,
             delivery_receipt_ms: 1000,
             max_body_bytes: 64 * 1024,
+            uploads_dir: None,
+            upload_max_bytes: 10 * 1024 * 1024,
+            upload_max_pixels: 25_000_000,
+            upload_unsent_ttl_secs: 24 * 3600,
             log_format: LogFormat::Text,
             redis_url: None,
             redis_prefix: "converge:".into(),
@@ -112,6 +126,14 @@ impl Default for Config {
 impl Config {
     pub fn database_url(&self) -> String {
         ServiceDb::Chat.url(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The directory uploaded images are kept in.
+    pub fn uploads_dir(&self) -> std::path::PathBuf {
+        match self.uploads_dir.as_deref().filter(|d| !d.trim().is_empty()) {
+            Some(dir) => dir.into(),
+            None => std::path::Path::new(&self.data_dir).join("uploads"),
+        }
     }
 
     pub fn jwks_url(&self) -> String {

@@ -31,6 +31,8 @@ pub struct AppContext {
     pub arrivals: crate::service::arrivals::Arrivals,
     /// Who is online, across instances.
     pub presence: crate::presence::Presence,
+    /// Uploaded images: their store, and the decoders' share of the CPUs.
+    pub uploads: crate::service::attachments::Uploads,
 }
 
 /// Who is acting: the subject of a verified access token, never an id a client sent.

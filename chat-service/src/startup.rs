@@ -26,6 +26,7 @@ use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay, SharedConnection};
 use crate::service::announcer::Announcer;
 use crate::service::arrivals::Arrivals;
+use crate::service::attachments::{self, Uploads};
 use crate::service::messages::DbMessages;
 use crate::service::receipts::{self, DeliveryReceipts};
 use crate::service::writer::MessageWriter;
@@ -84,6 +85,7 @@ impl Application {
                 .context("connecting the message writer to the database")?,
             _ => db.clone(),
         };
+        let uploads = Uploads::open(&config).context("opening the uploads store")?;
         let context = AppContext {
             receipts: DeliveryReceipts::default(),
             writer: MessageWriter::spawn(writer_db, Announcer::spawn(scale.window.clone(), hub.relay().clone())),
@@ -95,9 +97,11 @@ impl Application {
             shutdown: shutdown_rx,
             window: scale.window,
             presence: scale.presence,
+            uploads,
         };
         let receipt_interval = std::time::Duration::from_millis(context.config.delivery_receipt_ms.max(1));
         tokio::spawn(receipts::run(context.clone(), receipt_interval));
+        tokio::spawn(attachments::sweep_periodically(context.clone()));
         let listener = listen(&context.config.host, context.config.chat_service_port, context.config.listen_backlog)
             .with_context(|| format!("binding {}:{}", context.config.host, context.config.chat_service_port))?;
         let port = listener.local_addr()?.port();

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     EmptyMessage,
     /// 422: a seq beyond the chat's last message (in `mark_as_read`, `resume`, or a page cursor).
     InvalidSeq,
+    /// 422: an upload is not a readable image, or has more pixels than allowed.
+    InvalidImage,
     /// 401: no credentials were given.
     Unauthorized,
     /// 401: the access token is malformed, signed by an unknown key, or otherwise not acceptable.
@@ -73,7 +75,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BadRequest | InvalidFrame | UnknownType => 400,
-            ValidationFailed | ContentTooLong | EmptyMessage | InvalidSeq => 422,
+            ValidationFailed | ContentTooLong | EmptyMessage | InvalidSeq | InvalidImage => 422,
             Unauthorized | InvalidToken | TokenExpired | InvalidCredentials | InvalidRefreshToken
             | RefreshTokenReused | InvalidApiKey => 401,
             AccountDeactivated | Forbidden => 403,
@@ -98,6 +100,7 @@ impl ErrorCode {
             ContentTooLong => "content_too_long",
             EmptyMessage => "empty_message",
             InvalidSeq => "invalid_seq",
+            InvalidImage => "invalid_image",
             ValidationFailed => "validation_failed",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
@@ -166,6 +169,12 @@ mod tests {
         for code in [
             BadRequest,
             ValidationFailed,
+            InvalidFrame,
+            UnknownType,
+            ContentTooLong,
+            EmptyMessage,
+            InvalidSeq,
+            InvalidImage,
             Unauthorized,
             InvalidToken,
             TokenExpired,

@@ -1,5 +1,6 @@
 //! The REST door: thin handlers over [`crate::service`].
 
+pub mod attachments;
 pub mod chats;
 pub mod openapi;
 pub mod ops;
@@ -19,6 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(chats::history)
         .service(chats::send)
         .service(chats::mark_read)
+        .service(attachments::upload)
+        .service(attachments::original)
+        .service(attachments::thumbnail)
         .service(converge_shared::http::health)
         .service(ops::ready)
         .service(converge_shared::http::metrics)

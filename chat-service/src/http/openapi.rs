@@ -4,14 +4,15 @@ use converge_shared::http::ServerErrors;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chats, ops};
+use super::{attachments, chats, ops};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Converge chat-service", description = "Chats, ordered durable messages. Real time: the WebSocket at /ws (docs/protocol.md)."),
     paths(
         chats::create, chats::list, chats::get, chats::add_participants, chats::remove_participant, chats::leave,
-        chats::history, chats::send, chats::mark_read, converge_shared::http::health, ops::ready,
+        chats::history, chats::send, chats::mark_read, attachments::upload, attachments::original,
+        attachments::thumbnail, converge_shared::http::health, ops::ready,
     ),
     modifiers(&Bearer, &ServerErrors),
 )]

@@ -32,7 +32,11 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 /// stored message, from any door and any instance, and publishes nothing.
 pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessageRequest) -> ApiResult<MessageDto> {
     validate_send(ctx, &req)?;
-    Ok(ctx.writer.store(sender, chat_id, req).await?.message)
+    let image = match req.attachment_id {
+        Some(id) => Some(super::attachments::for_message(ctx, sender, id).await?),
+        None => None,
+    };
+    Ok(ctx.writer.store(sender, chat_id, req, image).await?.message)
 }
 
 fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
@@ -40,10 +44,7 @@ fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
     if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID || id.chars().any(char::is_control) {
         return Err(ApiError::field("clientMsgId", "must be 1 to 64 characters"));
     }
-    if req.attachment_id.is_some() {
-        return Err(ApiError::field("attachmentId", "attachments are not supported yet"));
-    }
-    if req.content.trim().is_empty() {
+    if req.content.trim().is_empty() && req.attachment_id.is_none() {
         return Err(ApiError::new(ErrorCode::EmptyMessage, "a message needs content or an attachment"));
     }
     let max = ctx.config.max_message_chars;

@@ -3,6 +3,7 @@
 
 pub mod announcer;
 pub mod arrivals;
+pub mod attachments;
 pub mod chats;
 pub mod history;
 pub mod live;

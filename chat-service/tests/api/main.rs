@@ -5,6 +5,7 @@ mod batching;
 mod errors;
 mod graphql;
 mod helpers;
+mod images;
 mod ops;
 mod rest;
 mod tokens;

@@ -585,6 +585,8 @@ async fn store_unannounced(stack: &TestStack, chat_id: Uuid, sender: Uuid, clien
         created_at: Set(now),
         edited_at: Set(None),
         deleted_at: Set(None),
+        image_width: Set(None),
+        image_height: Set(None),
     }
     .insert(&txn)
     .await

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_chat;
 mod m20261206_000001_known_users_profile_at;
+mod m20261207_000001_image_messages;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_chat::Migration),
             Box::new(m20261206_000001_known_users_profile_at::Migration),
+            Box::new(m20261207_000001_image_messages::Migration),
         ]
     }
 }

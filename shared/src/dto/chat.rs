@@ -76,11 +76,61 @@ pub struct MessageDto {
     pub sender_id: Uuid,
     pub client_msg_id: String,
     pub content: String,
+    /// The image the message carries, if any (its caption is `content`).
+    // Boxed: most messages have none, and every message is moved through the hot path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_url: Option<String>,
+    pub image: Option<Box<ImageDto>>,
     /// The seq of the message this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An image in a message. Its URLs are paths on chat-service, fetched with the same bearer token
+/// as the rest of the API by any participant of a chat whose messages carry it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Image"))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageDto {
+    /// The attachment's id (what `send_message` took as `attachmentId`).
+    pub id: Uuid,
+    /// The image, its metadata (location, camera) removed.
+    pub url: String,
+    /// The image scaled down to fit 320 × 320 pixels (never up).
+    pub thumbnail_url: String,
+    /// Size in pixels, so a client can lay the message out before the image arrives.
+    pub width: i32,
+    pub height: i32,
+}
+
+impl ImageDto {
+    /// Longest side of a thumbnail, in pixels.
+    pub const THUMBNAIL_MAX: u32 = 320;
+
+    pub fn new(id: Uuid, width: i32, height: i32) -> Self {
+        Self {
+            id,
+            url: format!("/attachments/{id}"),
+            thumbnail_url: format!("/attachments/{id}/thumbnail"),
+            width,
+            height,
+        }
+    }
+}
+
+/// `POST /attachments`: an uploaded image, ready to be sent in a message by its uploader.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentDto {
+    pub id: Uuid,
+    /// What the image is stored as: `image/png`, `image/jpeg` or `image/gif` (a WebP is stored as
+    /// PNG or JPEG).
+    pub content_type: String,
+    pub bytes: i64,
+    pub width: i32,
+    pub height: i32,
+    pub url: String,
+    pub thumbnail_url: String,
     pub created_at: DateTime<Utc>,
 }
 

@@ -25,7 +25,7 @@ use std::panic::AssertUnwindSafe;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
-use converge_shared::dto::{MessageDto, SendMessageRequest};
+use converge_shared::dto::{ImageDto, MessageDto, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use futures_util::FutureExt;
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -56,6 +56,8 @@ struct Pending {
     sender: Uuid,
     chat_id: Uuid,
     request: SendMessageRequest,
+    /// The image of `request.attachment_id`, checked to be the sender's.
+    image: Option<Box<ImageDto>>,
     reply: oneshot::Sender<ApiResult<Stored>>,
 }
 
@@ -67,10 +69,17 @@ impl MessageWriter {
         Self { queue }
     }
 
-    /// Stores a validated send and returns the message with its seq, once committed and announced.
-    pub async fn store(&self, sender: Uuid, chat_id: Uuid, request: SendMessageRequest) -> ApiResult<Stored> {
+    /// Stores a validated send (with its attachment's `image`, checked to be the sender's) and
+    /// returns the message with its seq, once committed and announced.
+    pub async fn store(
+        &self,
+        sender: Uuid,
+        chat_id: Uuid,
+        request: SendMessageRequest,
+        image: Option<Box<ImageDto>>,
+    ) -> ApiResult<Stored> {
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { sender, chat_id, request, reply };
+        let pending = Pending { sender, chat_id, request, image, reply };
         self.queue.send(pending).await.map_err(|_| anyhow::anyhow!("the message writer has stopped"))?;
         answer.await.map_err(|_| anyhow::anyhow!("the message writer dropped a send"))?
     }
@@ -237,7 +246,7 @@ fn number(
             bumped.push(send.chat_id);
         }
         *last += 1;
-        messages.push(new_message(send.chat_id, send.sender, &send.request, *last, now));
+        messages.push(new_message(send, *last, now));
     }
     bumped.sort();
     let chats = bumped.into_iter().map(|id| (id, last_seq[&id])).collect();
@@ -285,17 +294,17 @@ fn stored_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// A message as stored: a fresh id, its seq, and the send's content.
-fn new_message(chat_id: Uuid, sender: Uuid, request: &SendMessageRequest, seq: i64, now: DateTime<Utc>) -> MessageDto {
+/// A message as stored: a fresh id, its seq, and the send's content and image.
+fn new_message(send: &Pending, seq: i64, now: DateTime<Utc>) -> MessageDto {
     MessageDto {
         id: Uuid::now_v7(),
-        chat_id,
+        chat_id: send.chat_id,
         seq,
-        sender_id: sender,
-        client_msg_id: request.client_msg_id.clone(),
-        content: request.content.clone(),
-        image_url: None,
-        reply_to: request.reply_to,
+        sender_id: send.sender,
+        client_msg_id: send.request.client_msg_id.clone(),
+        content: send.request.content.clone(),
+        image: send.image.clone(),
+        reply_to: send.request.reply_to,
         created_at: now,
     }
 }
@@ -311,7 +320,7 @@ mod tests {
             attachment_id: None,
             reply_to,
         };
-        Pending { sender, chat_id, request, reply: oneshot::channel().0 }
+        Pending { sender, chat_id, request, image: None, reply: oneshot::channel().0 }
     }
 
     pub(super) fn code(result: &ApiResult<Stored>) -> Option<ErrorCode> {
@@ -322,7 +331,7 @@ mod tests {
     fn a_batch_is_refused_stored_and_deduplicated_send_by_send() {
         let (chat, other_chat, missing) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (ana, bob, stranger) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let earlier = new_message(chat, bob, &send(chat, bob, "b-1", None).request, 7, stored_now());
+        let earlier = new_message(&send(chat, bob, "b-1", None), 7, stored_now());
         let checked = Checked {
             last_seq: HashMap::from([(chat, 7), (other_chat, 0)]),
             members: HashSet::from([(chat, ana), (chat, bob), (other_chat, ana)]),

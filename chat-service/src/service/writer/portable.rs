@@ -99,7 +99,7 @@ pub(super) async fn store_one(db: &DatabaseConnection, send: &Pending) -> ApiRes
         txn.rollback().await?;
         return Err(invalid_reply_to());
     }
-    let message = new_message(chat_id, sender, req, seq, now);
+    let message = new_message(send, seq, now);
     match row(&message).insert(&txn).await {
         Ok(_) => {}
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -138,12 +138,14 @@ fn row(message: &MessageDto) -> message::ActiveModel {
         sender_id: Set(message.sender_id),
         client_msg_id: Set(message.client_msg_id.clone()),
         content: Set(message.content.clone()),
-        attachment_id: Set(None),
-        image_url: Set(message.image_url.clone()),
+        attachment_id: Set(message.image.as_ref().map(|i| i.id)),
+        image_url: Set(None),
         reply_to: Set(message.reply_to),
         created_at: Set(message.created_at),
         edited_at: Set(None),
         deleted_at: Set(None),
+        image_width: Set(message.image.as_ref().map(|i| i.width)),
+        image_height: Set(message.image.as_ref().map(|i| i.height)),
     }
 }
 

@@ -53,9 +53,13 @@ use crate::service::{chat_not_found, forbidden};
 const STORE: &str = "WITH locked AS ( \
        SELECT id, last_seq FROM chats WHERE id = ANY($8) ORDER BY id FOR UPDATE), \
      s AS ( \
-       SELECT chat_id, sender_id, client_msg_id, content, CASE WHEN is_reply THEN reply_to END AS reply_to, id, n \
-       FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $9::boolean[], $7::uuid[]) \
-         WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, content, reply_to, is_reply, id, n)), \
+       SELECT chat_id, sender_id, client_msg_id, content, CASE WHEN is_reply THEN reply_to END AS reply_to, id, n, \
+         CASE WHEN image_width > 0 THEN attachment_id END AS attachment_id, \
+         NULLIF(image_width, 0) AS image_width, NULLIF(image_height, 0) AS image_height \
+       FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $9::boolean[], $7::uuid[], \
+           $11::uuid[], $12::integer[], $13::integer[]) \
+         WITH ORDINALITY AS s(chat_id, sender_id, client_msg_id, content, reply_to, is_reply, id, \
+           attachment_id, image_width, image_height, n)), \
      checked AS ( \
        SELECT s.*, l.last_seq AS base, e.id AS existing, \
          CASE WHEN l.id IS NULL THEN 'not_found' \
@@ -96,12 +100,15 @@ const STORE: &str = "WITH locked AS ( \
        FROM senders r WHERE p.chat_id = ANY($8) AND p.user_id = ANY($10) \
          AND p.chat_id = r.chat_id AND p.user_id = r.user_id), \
      inserted AS ( \
-       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
-       SELECT id, chat_id, seq, sender_id, client_msg_id, content, reply_to, $1 FROM fresh) \
+       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at, \
+         attachment_id, image_width, image_height) \
+       SELECT id, chat_id, seq, sender_id, client_msg_id, content, reply_to, $1, attachment_id, image_width, image_height \
+       FROM fresh) \
      SELECT n, outcome, seq, first_n, existing FROM numbered ORDER BY n";
 
 /// [`STORE`] for a batch of one send, with scalar parameters ($1 the stamp, $2 the chat, $3 the
-/// sender, $4 the `clientMsgId`, $5 the content, $6 `replyTo`, $7 the message id) and the same
+/// sender, $4 the `clientMsgId`, $5 the content, $6 `replyTo`, $7 the message id, $8 – $10 the
+/// image's attachment, width and height) and the same
 /// result columns. With one send there is no numbering to do and no earlier send of the batch to
 /// find, so no window, sort or aggregate; the locks are taken in the same order (the chat, then
 /// the sender's row).
@@ -125,16 +132,16 @@ const STORE_ONE: &str = "WITH locked AS (SELECT id, last_seq FROM chats WHERE id
          last_delivered_seq = GREATEST(p.last_delivered_seq, f.seq) \
        FROM fresh f WHERE p.chat_id = $2 AND p.user_id = $3), \
      inserted AS ( \
-       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at) \
-       SELECT $7, $2, seq, $3, $4, $5, $6, $1 FROM fresh) \
+       INSERT INTO messages (id, chat_id, seq, sender_id, client_msg_id, content, reply_to, created_at, \
+         attachment_id, image_width, image_height) \
+       SELECT $7, $2, seq, $3, $4, $5, $6, $1, $8::uuid, $9::integer, $10::integer FROM fresh) \
      SELECT 1::bigint AS n, outcome, CASE WHEN outcome = 'store' THEN base + 1 END AS seq, 1::bigint AS first_n, existing \
      FROM checked";
 
 pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, Failed> {
     let now = stored_now();
     // Every send gets its message drafted (an id, its content); the statement gives the seqs.
-    let drafts: Vec<Option<MessageDto>> =
-        sends.iter().map(|s| Some(new_message(s.chat_id, s.sender, &s.request, 0, now))).collect();
+    let drafts: Vec<Option<MessageDto>> = sends.iter().map(|s| Some(new_message(s, 0, now))).collect();
     let statement = match (sends, drafts.as_slice()) {
         ([send], [Some(draft)]) => Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -147,6 +154,9 @@ pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> R
                 send.request.content.clone().into(),
                 send.request.reply_to.into(),
                 draft.id.into(),
+                send.image.as_ref().map(|i| i.id).into(),
+                send.image.as_ref().map(|i| i.width).into(),
+                send.image.as_ref().map(|i| i.height).into(),
             ],
         ),
         _ => Statement::from_sql_and_values(DbBackend::Postgres, STORE, batch_values(sends, &drafts, now)),
@@ -204,6 +214,10 @@ fn batch_values(sends: &[Pending], drafts: &[Option<MessageDto>], now: DateTime<
         chat_ids.into(),
         sends.iter().map(|s| s.request.reply_to.is_some()).collect::<Vec<_>>().into(),
         senders.into(),
+        // Without NULLs again: a width of 0 stands for "no image".
+        sends.iter().map(|s| s.image.as_ref().map_or(Uuid::nil(), |i| i.id)).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.image.as_ref().map_or(0, |i| i.width)).collect::<Vec<_>>().into(),
+        sends.iter().map(|s| s.image.as_ref().map_or(0, |i| i.height)).collect::<Vec<_>>().into(),
     ]
 }
 
@@ -275,14 +289,15 @@ mod tests {
             (
                 "store",
                 STORE,
-                "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[], uuid[]",
+                "timestamptz, uuid[], uuid[], text[], text[], bigint[], uuid[], uuid[], boolean[], uuid[], uuid[], \
+                 integer[], integer[]",
             ),
-            ("store_one", STORE_ONE, "timestamptz, uuid, uuid, text, text, bigint, uuid"),
+            ("store_one", STORE_ONE, "timestamptz, uuid, uuid, text, text, bigint, uuid, uuid, integer, integer"),
         ];
         let nil = "'00000000-0000-0000-0000-000000000000'";
         let executions = [
-            "EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')".to_owned(),
-            format!("EXECUTE store_one(now(), {nil}, {nil}, 'a', 'b', NULL, {nil})"),
+            "EXECUTE store(now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')".to_owned(),
+            format!("EXECUTE store_one(now(), {nil}, {nil}, 'a', 'b', NULL, {nil}, NULL, NULL, NULL)"),
         ];
         for statistics in ["never analyzed", "analyzed empty"] {
             if statistics == "analyzed empty" {

@@ -13,13 +13,18 @@ pub struct Model {
     pub client_msg_id: String,
     #[sea_orm(column_type = "Text")]
     pub content: String,
+    /// The image the message carries (an `attachments` row).
     pub attachment_id: Option<Uuid>,
+    /// Unused: a message's image URL follows from `attachment_id`.
     pub image_url: Option<String>,
     /// The seq of the message this one answers.
     pub reply_to: Option<i64>,
     pub created_at: DateTimeUtc,
     pub edited_at: Option<DateTimeUtc>,
     pub deleted_at: Option<DateTimeUtc>,
+    /// The image's size in pixels, copied from its attachment when the message was stored.
+    pub image_width: Option<i32>,
+    pub image_height: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -36,9 +41,16 @@ impl Model {
             sender_id: self.sender_id,
             client_msg_id: self.client_msg_id.clone(),
             content: self.content.clone(),
-            image_url: self.image_url.clone(),
+            image: self.image(),
             reply_to: self.reply_to,
             created_at: self.created_at,
         }
+    }
+}
+
+impl Model {
+    fn image(&self) -> Option<Box<crate::dto::ImageDto>> {
+        let (id, width, height) = (self.attachment_id?, self.image_width?, self.image_height?);
+        Some(Box::new(crate::dto::ImageDto::new(id, width, height)))
     }
 }
