@@ -60,6 +60,9 @@ pub struct Config {
     /// Seconds an uploaded image no message carries is kept before it is deleted; such an upload
     /// can be sent for the first half of it.
     pub upload_unsent_ttl_secs: u64,
+    /// Uploads each user may make per minute (a burst of as many): decoding is the costliest thing
+    /// a client can ask for, and one user's flood must not hold up everyone's images.
+    pub uploads_per_minute: u32,
     pub log_format: LogFormat,
     /// Redis URL: set, instances relay events over Redis pub/sub and share the hot window and
     /// presence (the scaled deployment); unset, the in-process relay of a single instance.
@@ -110,6 +113,7 @@ impl Default for Config {
             upload_max_bytes: 10 * 1024 * 1024,
             upload_max_pixels: 25_000_000,
             upload_unsent_ttl_secs: 24 * 3600,
+            uploads_per_minute: 30,
             log_format: LogFormat::Text,
             redis_url: None,
             redis_prefix: "converge:".into(),

@@ -22,6 +22,7 @@ use crate::service::attachments::{self, Variant};
         (status = 413, description = "payload_too_large: over UPLOAD_MAX_BYTES", body = ErrorEnvelope),
         (status = 415, description = "unsupported_media_type: not PNG, JPEG, GIF or WebP", body = ErrorEnvelope),
         (status = 422, description = "invalid_image: unreadable, or over UPLOAD_MAX_PIXELS", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: over UPLOADS_PER_MINUTE; see Retry-After", body = ErrorEnvelope),
     ))]
 #[post("/attachments")]
 pub async fn upload(
@@ -30,6 +31,8 @@ pub async fn upload(
     request: HttpRequest,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    // Before the body is read: a flood costs neither the bandwidth nor the decoding.
+    ctx.uploads.admit(user.claims.sub)?;
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let bytes = attachments::read_upload(&ctx.config, declared, body).await?;

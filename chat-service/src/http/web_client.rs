@@ -60,6 +60,7 @@ async fn client_config(ctx: web::Data<AppContext>) -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-cache")).json(serde_json::json!({
         "userServiceUrl": ctx.config.public_user_service_url(),
         "maxMessageChars": ctx.config.max_message_chars,
+        "maxUploadBytes": ctx.config.upload_max_bytes,
     }))
 }
 

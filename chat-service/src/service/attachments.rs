@@ -24,6 +24,7 @@ use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::{AttachmentDto, ImageDto};
 use converge_shared::entities::chat::{attachment, message, participant};
 use converge_shared::error::ErrorCode;
+use converge_shared::rate_limit::PerKeyLimit;
 use futures_util::{Stream, StreamExt};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
@@ -47,6 +48,7 @@ const THUMBNAIL_QUALITY: u8 = 80;
 pub struct Uploads {
     store: Arc<dyn ObjectStore>,
     decoding: Arc<Semaphore>,
+    per_user: Arc<PerKeyLimit<Uuid>>,
 }
 
 impl Uploads {
@@ -57,7 +59,13 @@ impl Uploads {
             .map_err(|e| anyhow::anyhow!("cannot create the uploads directory {}: {e}", dir.display()))?;
         let store = LocalFileSystem::new_with_prefix(&dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(Self { store: Arc::new(store), decoding: Arc::new(Semaphore::new(cpus)) })
+        let per_user = Arc::new(PerKeyLimit::per_minute(config.uploads_per_minute));
+        Ok(Self { store: Arc::new(store), decoding: Arc::new(Semaphore::new(cpus)), per_user })
+    }
+
+    /// Counts an upload of `uploader`'s against their budget: `rate_limited` once it is spent.
+    pub fn admit(&self, uploader: Uuid) -> ApiResult<()> {
+        self.per_user.check(&uploader)
     }
 }
 
@@ -281,7 +289,10 @@ fn prepare(bytes: Bytes, max_pixels: u64) -> ApiResult<Prepared> {
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(ApiError::new(
             ErrorCode::InvalidImage,
-            format!("the image is {width} × {height} pixels; at most {max_pixels} pixels are accepted"),
+            format!(
+                "the image is {width} × {height} pixels; at most {} megapixels are accepted",
+                megapixels(max_pixels)
+            ),
         ));
     }
     let orientation = decoder.orientation().map_err(unreadable)?;
@@ -311,6 +322,12 @@ fn encode(image: &DynamicImage, png: bool, quality: u8) -> ApiResult<(Bytes, &'s
     };
     written.map_err(|e| anyhow::anyhow!("encoding an image: {e}"))?;
     Ok((out.into_inner().into(), if png { "image/png" } else { "image/jpeg" }))
+}
+
+/// `pixels` in millions, as a person reads it: 25, 0.25.
+fn megapixels(pixels: u64) -> String {
+    let text = format!("{:.2}", pixels as f64 / 1e6);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn name(format: ImageFormat) -> &'static str {

@@ -196,6 +196,19 @@ on_both_backends! {
         assert_eq!(chat_service::service::attachments::sweep_unsent(&stack.chat, cutoff).await.unwrap(), 0);
     }
 
+    async fn a_user_uploading_too_fast_is_held_back_alone(backend) {
+        let stack = TestStack::spawn_with(backend, |config| config.uploads_per_minute = 2).await;
+        let (ana, bob, _chat) = stack.ana_and_bob().await;
+        stack.uploaded(&ana, 8, 8).await;
+        stack.uploaded(&ana, 8, 8).await;
+        let third = stack.upload(Some(&ana), "image/png", picture(8, 8, ImageFormat::Png)).await;
+        let retry_after: u64 = third.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry_after), "{retry_after}");
+        assert_error(third, 429, "rate_limited").await;
+        stack.uploaded(&bob, 8, 8).await;
+        assert_eq!(stack.attachments_stored().await, (3, 6), "the refused upload stored nothing");
+    }
+
     async fn bad_uploads_get_their_code_and_store_nothing(backend) {
         let stack = TestStack::spawn_with(backend, |config| {
             config.upload_max_bytes = 20_000;
