@@ -79,9 +79,10 @@ test('clientMsgIds are UUIDs even where crypto.randomUUID is missing (plain http
   await context.close();
 });
 
-test('the message view shows image messages (imageUrl), and only from https or this origin', async () => {
-  // The server does not send images yet (uploads come later): feed the page's socket the frames
-  // it will send.
+test('the message view shows image messages that have only imageUrl, and only from https or chat-service', async () => {
+  // Messages with an `imageUrl` and no `image` (tests/images.test.mjs has real uploads): fed to
+  // the page's socket as frames. A path is fetched from chat-service with the token; a
+  // protocol-relative //host URL is never shown (nor sent the token).
   const trackSockets = () => {
     const Native = window.WebSocket;
     window.__sockets = [];
@@ -108,9 +109,10 @@ test('the message view shows image messages (imageUrl), and only from https or t
     ws.onmessage({ data: JSON.stringify(frame(3, { imageUrl: '//elsewhere.example/x.png', content: 'no picture from there' })) });
   });
 
-  const picture = ana.page.locator('.log .msg[data-seq="2"] img.msg-image');
-  await expect(picture).toHaveAttribute('alt', 'Image');
+  const picture = ana.page.locator('.log .msg[data-seq="2"] .msg-image img');
+  await expect(picture).toHaveAttribute('alt', 'Your image');
   await expect.poll(() => picture.evaluate((img) => img.complete && img.naturalWidth > 0), (loaded) => assert.ok(loaded));
+  assert.match(await picture.getAttribute('src'), /^blob:/, 'fetched with the token, shown from memory');
   await expect(ana.page.locator('.log .msg[data-seq="3"] .text')).toHaveText('no picture from there');
   assert.equal(await ana.page.locator('.log .msg[data-seq="3"] img').count(), 0);
   await ana.context.close();

@@ -34,6 +34,7 @@ test('its files come with their types and the same policy; config names user-ser
   assert.equal(script.headers.get('content-security-policy'), (await fetch(env.stack.url)).headers.get('content-security-policy'));
   const config = await (await fetch(`${env.stack.url}/web/config.json`)).json();
   assert.equal(config.userServiceUrl, env.stack.usersUrl);
+  assert.equal(config.maxUploadBytes, 10 * 1024 * 1024, 'the upload limit the client checks before uploading');
   // Sent as raw request targets: fetch would normalise the dots away before they left.
   const status = (path) =>
     new Promise((resolve, reject) => {

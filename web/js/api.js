@@ -1,5 +1,7 @@
 // api.js — the REST calls the web client makes, through the signed-in session.
 
+import { answerOf } from './session.js';
+
 export class Api {
   /**
    * @param {import('./session.js').Session} session
@@ -38,6 +40,17 @@ export class Api {
   /** One chat as the signed-in user sees it (participants, watermarks, unread). */
   getChat(chatId) {
     return this.session.fetchJson(`${this.chats}/chats/${encodeURIComponent(chatId)}`);
+  }
+
+  /**
+   * Uploads an image (its bytes as the body, its type as Content-Type) to send in a message;
+   * answers the attachment: {id, width, height, url, thumbnailUrl, …}. Throws ApiError, e.g.
+   * `payload_too_large`, `unsupported_media_type`, `invalid_image`.
+   */
+  async uploadImage(file) {
+    const url = `${this.chats}/attachments`;
+    const headers = { 'content-type': file.type || 'application/octet-stream' };
+    return answerOf(await this.session.fetchAuthorized(url, { method: 'POST', headers, body: file }));
   }
 
   /** A page of a chat's history, ascending by seq; `before` pages backwards. */

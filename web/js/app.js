@@ -2,6 +2,7 @@
 
 import { ConvergeClient, uuid } from './converge-client.js';
 import { Api } from './api.js';
+import { ImageStore } from './images.js';
 import { Session, requestJson } from './session.js';
 import { Store } from './store.js';
 import { renderAuth } from './ui/auth.js';
@@ -10,6 +11,7 @@ import { ConversationView } from './ui/conversation.js';
 import { openNewChat } from './ui/new-chat.js';
 import { openProfile } from './ui/profile.js';
 import { h, replaceChildren } from './ui/dom.js';
+import { attachmentRefused } from './ui/format.js';
 
 const root = document.getElementById('app');
 const config = await requestJson('/web/config.json').catch(() => ({ userServiceUrl: `${location.protocol}//${location.hostname}:3000` }));
@@ -39,6 +41,7 @@ function startChat() {
   const store = new Store();
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const client = new ConvergeClient({ url: wsUrl, getToken: (opts) => session.accessToken(opts) });
+  const images = new ImageStore(session, api.chats);
   let activeId = null;
 
   // --- the frame ---
@@ -79,8 +82,11 @@ function startChat() {
     store,
     api,
     client,
+    images,
     maxChars: config.maxMessageChars,
+    maxImageBytes: config.maxUploadBytes,
     send,
+    discard,
     onBack: () => {
       location.hash = '';
     },
@@ -101,7 +107,9 @@ function startChat() {
     if (chat && message.senderId !== store.me?.id) {
       const who = store.nameOf(message.senderId);
       const where = chat.id === activeId ? '' : ` in ${store.title(chat)}`;
-      announcer.textContent = `${who}${where}: ${message.content || 'sent an image'}`;
+      const image = message.image || message.imageUrl;
+      const what = image ? (message.content ? `sent an image: ${message.content}` : 'sent an image') : message.content;
+      announcer.textContent = `${who}${where}: ${what}`;
     }
   });
   on('read', (r) => store.applyRead(r));
@@ -168,6 +176,8 @@ function startChat() {
   window.addEventListener('hashchange', route);
   document.addEventListener('visibilitychange', onVisible);
   window.addEventListener('keydown', onKey);
+  window.addEventListener('dragover', refuseStrayDrop);
+  window.addEventListener('drop', refuseStrayDrop);
   client.start();
 
   // --- behaviour ---
@@ -232,20 +242,45 @@ function startChat() {
     });
   }
 
-  /** Sends a new message (`chatId`, `content`) or retries a failed one (`retryId`). */
-  function send(retryId, chatId, content) {
-    let item;
-    if (retryId) {
-      item = store.retryPending(retryId);
-      if (!item) return;
-    } else {
-      item = { chatId, content, clientMsgId: uuid() };
-      store.addPending(chatId, item.clientMsgId, content);
+  /**
+   * Sends a new message (`chatId`, `content`, maybe an `image` picked: {file, localUrl, width,
+   * height}) or retries a failed one (`retryId`). An image is uploaded first, once: a retry after
+   * the upload worked sends the same attachment id, with the same clientMsgId.
+   */
+  async function send(retryId, chatId, content, image) {
+    const item = retryId ? store.retryPending(retryId) : store.addPending(chatId, uuid(), content, image);
+    if (!item) return;
+    try {
+      if (item.image && !item.image.attachmentId) {
+        const upload = await api.uploadImage(item.image.file);
+        // The stored message shows the file already on screen: no fetch, no flicker.
+        images.adopt(upload.thumbnailUrl, item.image.localUrl);
+        store.uploaded(item.clientMsgId, upload);
+      }
+      const { chatId: to, content: text, clientMsgId } = item;
+      const message = await client.sendMessage({ chatId: to, content: text, clientMsgId, attachmentId: item.image?.attachmentId });
+      store.addMessage(message);
+    } catch (error) {
+      if (item.image && attachmentRefused(error)) {
+        // An upload left unsent too long expires: the retry sends the file again.
+        images.forget(item.image.thumbnailUrl);
+        store.uploadLost(item.clientMsgId);
+      }
+      store.failPending(item.clientMsgId, error);
     }
-    client.sendMessage(item).then(
-      (message) => store.addMessage(message),
-      (error) => store.failPending(item.clientMsgId, error),
-    );
+  }
+
+  /** Gives up a failed message; a picture not uploaded is let go (an uploaded one is `images`'). */
+  function discard(clientMsgId) {
+    const item = store.discardPending(clientMsgId);
+    if (item?.image && !item.image.attachmentId) URL.revokeObjectURL(item.image.localUrl);
+  }
+
+  /** A file dropped beside the open conversation would replace the app with it: refused instead. */
+  function refuseStrayDrop(e) {
+    if (!e.dataTransfer?.types.includes('Files') || e.defaultPrevented) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'none';
   }
 
   function showStatus({ state, retryAt }) {
@@ -292,6 +327,12 @@ function startChat() {
       window.removeEventListener('hashchange', route);
       document.removeEventListener('visibilitychange', onVisible);
       window.removeEventListener('keydown', onKey);
+      window.removeEventListener('dragover', refuseStrayDrop);
+      window.removeEventListener('drop', refuseStrayDrop);
+      images.clear();
+      for (const item of store.pending.values()) {
+        if (item.image && !item.image.attachmentId) URL.revokeObjectURL(item.image.localUrl);
+      }
     },
   };
 }

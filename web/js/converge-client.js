@@ -37,6 +37,8 @@
 //   client.addEventListener('message', (e) => show(e.detail.message));
 //   client.start();
 //   const stored = await client.sendMessage({ chatId, content: 'hi' }); // retried until acked or refused
+//   // An image: upload it first (POST /attachments), then send its id; `content` is its caption.
+//   await client.sendMessage({ chatId, content: '', attachmentId: upload.id });
 
 /** Renew the connection's token this long before the server's deadline (half the time left, if less). */
 const RENEW_MARGIN_MS = 30_000;
@@ -150,12 +152,13 @@ export class ConvergeClient extends EventTarget {
 
   /**
    * Sends a message and resolves with the stored message (its ack). Retries with the same
-   * `clientMsgId` on timeouts and dropped connections; waits while offline.
+   * `clientMsgId` on timeouts and dropped connections; waits while offline. `attachmentId`: an
+   * uploaded image the message carries (then `content`, its caption, may be empty).
    * @returns {Promise<object>} the MessageDto
    */
-  sendMessage({ chatId, content, clientMsgId = uuid(), replyTo }) {
+  sendMessage({ chatId, content, clientMsgId = uuid(), replyTo, attachmentId }) {
     if (this.outbox.has(clientMsgId)) return this.outbox.get(clientMsgId).promise;
-    const item = { chatId, content, clientMsgId, replyTo, attempts: 0, timer: null };
+    const item = { chatId, content, clientMsgId, replyTo, attachmentId, attempts: 0, timer: null };
     item.promise = new Promise((resolve, reject) => {
       item.resolve = resolve;
       item.reject = reject;
@@ -374,6 +377,7 @@ export class ConvergeClient extends EventTarget {
     item.attempts += 1;
     const frame = { type: 'send_message', chatId: item.chatId, clientMsgId: item.clientMsgId, content: item.content };
     if (item.replyTo != null) frame.replyTo = item.replyTo;
+    if (item.attachmentId != null) frame.attachmentId = item.attachmentId;
     this.request(frame, this.ackTimeoutMs).then(
       (answer) => this.settle(item, answer.message),
       (error) => {

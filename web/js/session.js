@@ -34,6 +34,11 @@ export async function requestJson(url, { method = 'GET', body, token } = {}) {
   } catch {
     throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
   }
+  return answerOf(res);
+}
+
+/** A response's JSON body (null for 204); throws ApiError for error answers. */
+export async function answerOf(res) {
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
   if (!res.ok) {
@@ -112,6 +117,28 @@ export class Session extends EventTarget {
       if (!fresh) throw e;
       return requestJson(url, { ...options, token: fresh });
     }
+  }
+
+  /**
+   * `fetch` with the access token in the Authorization header, for what is not JSON (image bytes
+   * up and down); refreshes once if the token turns out to be expired. Answers the Response, error
+   * statuses included; throws ApiError `network` when the server cannot be reached.
+   */
+  async fetchAuthorized(url, { method = 'GET', headers = {}, body, signal } = {}) {
+    const attempt = async (token) => {
+      try {
+        return await fetch(url, { method, body, signal, headers: { ...headers, authorization: `Bearer ${token}` } });
+      } catch (e) {
+        if (e.name === 'AbortError') throw e;
+        throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
+      }
+    };
+    const token = await this.accessToken();
+    if (!token) throw new ApiError(401, 'unauthorized', 'Not signed in.');
+    const res = await attempt(token);
+    if (res.status !== 401) return res;
+    const fresh = await this.accessToken({ forceRefresh: true });
+    return fresh ? attempt(fresh) : res;
   }
 
   /** Spends `spent` for new tokens, once across concurrent callers and tabs. */

@@ -18,7 +18,10 @@ export class Store extends EventTarget {
     this.chats = new Map();
     /** chatId → {bySeq: Map<seq, MessageDto>, oldest: number|null, hasOlder: boolean, loaded: boolean} */
     this.histories = new Map();
-    /** clientMsgId → {chatId, clientMsgId, content, createdAt, state: 'sending'|'failed', error?} */
+    /**
+     * clientMsgId → {chatId, clientMsgId, content, createdAt, state: 'uploading'|'sending'|'failed',
+     * error?, image?: {file, localUrl, width, height, attachmentId, thumbnailUrl}} (ids once uploaded)
+     */
     this.pending = new Map();
     /** chatId → Map<userId, expiresAt> */
     this.typing = new Map();
@@ -156,9 +159,26 @@ export class Store extends EventTarget {
     if (isNew || message.senderId === this.me?.id) this.changed({ chats: true, chatId: message.chatId });
   }
 
-  addPending(chatId, clientMsgId, content) {
-    this.pending.set(clientMsgId, { chatId, clientMsgId, content, createdAt: new Date().toISOString(), state: 'sending' });
+  /** A message on its way; `image` (a picked file and its local object URL) is uploaded first. */
+  addPending(chatId, clientMsgId, content, image = null) {
+    const p = { chatId, clientMsgId, content, createdAt: new Date().toISOString(), state: 'sending' };
+    if (image) {
+      p.image = { ...image, attachmentId: null };
+      p.state = 'uploading';
+    }
+    this.pending.set(clientMsgId, p);
     this.changed({ chats: true, chatId });
+    return p;
+  }
+
+  /** A pending message's image is uploaded: a retry from here on sends its id, never the file again. */
+  uploaded(clientMsgId, attachment) {
+    const p = this.pending.get(clientMsgId);
+    if (!p?.image) return;
+    const { id: attachmentId, thumbnailUrl, width, height } = attachment;
+    Object.assign(p.image, { attachmentId, thumbnailUrl, width, height });
+    p.state = 'sending';
+    this.changed({ chatId: p.chatId });
   }
 
   failPending(clientMsgId, error) {
@@ -172,9 +192,24 @@ export class Store extends EventTarget {
   retryPending(clientMsgId) {
     const p = this.pending.get(clientMsgId);
     if (!p) return null;
-    p.state = 'sending';
+    p.state = p.image && !p.image.attachmentId ? 'uploading' : 'sending';
     p.error = null;
     this.changed({ chatId: p.chatId });
+    return p;
+  }
+
+  /** The server no longer takes a pending message's upload (it expired unsent): a retry uploads again. */
+  uploadLost(clientMsgId) {
+    const p = this.pending.get(clientMsgId);
+    if (p?.image) Object.assign(p.image, { attachmentId: null, thumbnailUrl: null });
+  }
+
+  /** Gives up a failed message; answers it, so its local picture can be let go. */
+  discardPending(clientMsgId) {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return null;
+    this.pending.delete(clientMsgId);
+    this.changed({ chats: true, chatId: p.chatId });
     return p;
   }
 

@@ -79,11 +79,18 @@ function item(store, chat, active, onOpen) {
 /** "You: hi", "Ana: hi" (groups) or "hi", from the newest message or a pending one. */
 function lastLine(store, chat) {
   const pending = store.pendingOf(chat.id).at(-1);
-  if (pending) return `You: ${pending.content}`;
+  if (pending) return `You: ${preview(pending)}`;
   const m = chat.lastMessage;
   if (!m) return null;
-  const text = m.content || (m.imageUrl ? '📷 Photo' : '');
+  const text = preview(m);
   if (m.senderId === store.me?.id) return `You: ${text}`;
   if (chat.kind === 'group') return `${store.nameOf(m.senderId)}: ${text}`;
   return text;
+}
+
+/** A message in a line: its text; an image says so ("📷 Photo", or "📷 " and its caption). */
+function preview(m) {
+  const image = m.image || m.imageUrl;
+  if (!image) return m.content;
+  return m.content ? `📷 ${m.content}` : '📷 Photo';
 }

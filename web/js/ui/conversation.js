@@ -1,9 +1,14 @@
 // conversation.js — one chat: its messages grouped by day and sender, delivery states, older pages
-// on scroll-up, the unread divider, typing, and the composer.
+// on scroll-up, the unread divider, typing, and the composer (text, and an image picked, pasted or
+// dropped on the conversation).
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
-import { clock, dayKey, dayLabel, sendErrorText } from './format.js';
+import { imageBox, openImageViewer } from './image.js';
+import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
+import {
+  FINAL_UPLOAD_CODES, clock, dayKey, dayLabel, fileSize, imageProblem, sendErrorText, uploadErrorText,
+} from './format.js';
 
 /** Messages from one sender closer than this share a group. */
 const GROUP_GAP_MS = 5 * 60_000;
@@ -20,21 +25,29 @@ export class ConversationView {
    * @param {import('../store.js').Store} deps.store
    * @param {import('../api.js').Api} deps.api
    * @param {import('../converge-client.js').ConvergeClient} deps.client
-   * @param {(clientMsgId?: string, chatId?: string, content?: string) => void} deps.send
+   * @param {import('../images.js').ImageStore} deps.images
+   * @param {(clientMsgId?: string, chatId?: string, content?: string, image?: object) => void} deps.send
+   *   sends a message (with an image: {file, localUrl, width, height}), or retries `clientMsgId`
+   * @param {(clientMsgId: string) => void} deps.discard gives up a failed message
    * @param {() => void} deps.onBack
    * @param {number} deps.maxChars
+   * @param {number} [deps.maxImageBytes]
    */
   constructor(deps) {
     Object.assign(this, deps);
+    this.maxImageBytes ??= MAX_IMAGE_BYTES;
     this.chatId = null;
     /** chatId → the seq last sent in mark_as_read, so re-renders do not repeat it. */
     this.readRequested = new Map();
     /** chatId → unsent text, kept while you look at other chats. */
     this.drafts = new Map();
+    /** chatId → the image picked to go with the next message: {file, localUrl, width, height}. */
+    this.staged = new Map();
     this.loadingOlder = false;
     this.typingSentAt = 0;
     this.typingIdle = null;
     this.log.addEventListener('scroll', () => this.onScroll());
+    this.listenForDrops();
   }
 
   get log() {
@@ -100,10 +113,33 @@ export class ConversationView {
       enterkeyhint: 'send',
       onkeydown: (e) => this.onKey(e),
       oninput: () => this.onInput(),
+      onpaste: (e) => this.onPaste(e),
     });
+    // The picker itself stays out of sight and out of the tab order: the button opens it.
+    this.picker = h('input', {
+      type: 'file',
+      accept: IMAGE_TYPES.join(','),
+      class: 'file-picker',
+      hidden: true,
+      tabindex: '-1',
+      'aria-label': 'Image to send',
+      onchange: () => {
+        const files = [...this.picker.files];
+        this.picker.value = ''; // picking the same file again still fires `change`
+        this.stageFrom(files);
+      },
+    });
+    this.notice = h('p', { class: 'composer-notice', role: 'alert' });
+    this.stagedView = h('div', { class: 'staged', hidden: true });
     const form = h(
       'form',
       { class: 'composer', onsubmit: (e) => (e.preventDefault(), this.submit()) },
+      h(
+        'button',
+        { type: 'button', class: 'attach', 'aria-label': 'Attach image', title: 'Attach image', onclick: () => this.picker.click() },
+        h('span', { class: 'attach-icon', 'aria-hidden': 'true' }),
+      ),
+      this.picker,
       this.composer,
       this.counter,
       h('button', { type: 'submit', class: 'send', 'aria-label': 'Send' }, h('span', { 'aria-hidden': 'true' }, '➤')),
@@ -122,11 +158,13 @@ export class ConversationView {
         ),
         h('div', { class: 'log-wrap' }, this.log, this.jump, this.below),
         this.typingLine,
+        h('div', { class: 'composer-tray' }, this.notice, this.stagedView),
         form,
       ),
     );
     this.composer.value = this.drafts.get(chat.id) ?? '';
     this.updateCounter();
+    this.renderStaged();
     this.lastSeen = chat.lastSeq;
     this.renderHeader();
   }
@@ -185,7 +223,9 @@ export class ConversationView {
       group.body.append(this.bubble(chat, m, m === lastMine));
       prev = m;
     }
+    const focused = this.focusedControl();
     replaceChildren(log, children);
+    this.refocus(focused);
     if (stick === 'bottom' || (stick !== 'keep-bottom-distance' && stick !== 'unread' && atBottom)) {
       log.scrollTop = log.scrollHeight;
     } else if (stick === 'unread') {
@@ -199,6 +239,24 @@ export class ConversationView {
     if (chat.lastSeq > (this.lastSeen ?? 0) && !this.atBottom()) this.below.hidden = false;
     if (this.atBottom()) this.lastSeen = chat.lastSeq;
     this.updateJump();
+  }
+
+  /** The control of a message that has focus (a picture, Retry…), to find again after a re-render. */
+  focusedControl() {
+    const el = document.activeElement;
+    const msg = el && el !== this.log && this.log.contains(el) ? el.closest('.msg') : null;
+    if (!msg || !el.classList[0]) return null;
+    return { clientMsgId: msg.dataset.clientMsgId, kind: el.classList[0] };
+  }
+
+  refocus(control) {
+    if (control) this.control(control)?.focus({ preventScroll: true });
+  }
+
+  /** A message's control in the log as it is now: `kind` is its first class. */
+  control({ clientMsgId, kind }) {
+    const msg = this.log.querySelector(`.msg[data-client-msg-id="${CSS.escape(clientMsgId ?? '')}"]`);
+    return msg?.querySelector(`.${CSS.escape(kind)}`) ?? null;
   }
 
   atBottom() {
@@ -227,30 +285,95 @@ export class ConversationView {
 
   bubble(chat, m, isLastMine) {
     const mine = m.senderId === this.store.me?.id;
-    const attrs = { class: `msg${m.pending ? ` pending ${m.state}` : ''}`, dataset: { clientMsgId: m.clientMsgId } };
+    const picture = this.picture(chat, m, mine);
+    const attrs = {
+      class: `msg${m.pending ? ` pending ${m.state}` : ''}${picture ? ' has-image' : ''}`,
+      dataset: { clientMsgId: m.clientMsgId },
+    };
     if (!m.pending) attrs.dataset.seq = String(m.seq);
-    const parts = [];
-    // Image messages (uploads come later): shown when the server gives an https URL or a path on
-    // this origin (not a protocol-relative `//host/…`).
-    if (m.imageUrl && /^(https:\/\/|\/(?!\/))/i.test(m.imageUrl)) {
-      parts.push(h('img', { class: 'msg-image', src: m.imageUrl, alt: 'Image', loading: 'lazy', referrerpolicy: 'no-referrer' }));
-    }
+    const parts = [picture];
     if (m.content) parts.push(h('p', { class: 'text' }, m.content));
     const meta = h('span', { class: 'meta' }, h('time', { datetime: m.createdAt }, clock(m.createdAt)));
     if (mine) meta.append(this.status(chat, m, isLastMine));
     parts.push(meta);
     if (m.pending && m.state === 'failed') {
+      // An upload the server refused for the file itself cannot succeed again: no Retry then.
+      const uploadFailed = m.image && !m.image.attachmentId;
+      const retryable = !(uploadFailed && FINAL_UPLOAD_CODES.has(m.error?.code));
       parts.push(
         h(
           'p',
           { class: 'send-error', role: 'alert' },
-          sendErrorText(m.error, this.maxChars),
+          uploadFailed ? uploadErrorText(m.error) : sendErrorText(m.error, this.maxChars),
           ' ',
-          h('button', { type: 'button', class: 'link retry', onclick: () => this.send(m.clientMsgId) }, 'Retry'),
+          retryable ? h('button', { type: 'button', class: 'link retry', onclick: () => this.send(m.clientMsgId) }, 'Retry') : null,
+          retryable ? ' ' : null,
+          h('button', { type: 'button', class: 'link discard', onclick: () => this.discard(m.clientMsgId) }, 'Remove'),
         ),
       );
     }
     return h('div', attrs, ...parts);
+  }
+
+  /**
+   * The picture of an image message, or null: yours on its way from the file you picked; stored
+   * ones from chat-service (fetched with the token), the thumbnail in the log, the original when
+   * opened. An older message's `imageUrl` alone still shows: an https link as it is.
+   */
+  picture(chat, m, mine) {
+    const name = mine ? null : (this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId));
+    const alt = mine ? 'Your image' : `Image from ${name}`;
+    const label = mine ? 'Open your image' : `Open the image from ${name}`;
+    // The log is rebuilt on every change: the picture to go back to may be a new element by then.
+    const findOpener = () => this.control({ clientMsgId: m.clientMsgId, kind: 'msg-image' });
+    const view = { title: alt, caption: m.content || undefined, errorText: (e) => this.imageErrorText(e), findOpener };
+    if (m.pending && m.image) {
+      const { localUrl, width, height, file } = m.image;
+      return imageBox({
+        alt,
+        label,
+        width,
+        height,
+        src: localUrl,
+        unavailable: file.name || 'Image',
+        onOpen: () => openImageViewer({ ...view, src: localUrl, fileName: file.name }),
+      });
+    }
+    const image = m.image ?? (m.imageUrl ? { url: m.imageUrl, thumbnailUrl: m.imageUrl } : null);
+    if (!image) return null;
+    if (!isServicePath(image.thumbnailUrl)) {
+      if (!/^https:\/\//i.test(image.thumbnailUrl ?? '')) return null; // never http, data: or //host
+      return imageBox({
+        alt, label, width: image.width, height: image.height, src: image.thumbnailUrl, unavailable: 'Image unavailable',
+        onOpen: () => openImageViewer({ ...view, src: image.url }),
+      });
+    }
+    const thumb = image.thumbnailUrl;
+    const full = isServicePath(image.url) ? image.url : thumb;
+    const extension = { 'image/jpeg': 'jpg', 'image/gif': 'gif', 'image/webp': 'webp' }[image.contentType] ?? 'png';
+    return imageBox({
+      alt,
+      label,
+      width: image.width,
+      height: image.height,
+      src: this.images.ready(thumb),
+      load: () => this.images.load(thumb),
+      retryLoad: !this.images.failedRecently(thumb),
+      unavailable: 'Image unavailable. Select to try again.',
+      onOpen: () =>
+        openImageViewer({
+          ...view,
+          src: null,
+          load: (signal) => this.images.fetchObjectUrl(full, { signal }),
+          fileName: `image-${image.id ?? m.seq}.${extension}`,
+        }),
+    });
+  }
+
+  imageErrorText(error) {
+    if (error?.code === 'not_found') return 'This image is not available to you any more.';
+    if (error?.code === 'network') return 'The server cannot be reached. Check your connection and try again.';
+    return 'The image could not be loaded.';
   }
 
   status(chat, m, isLastMine) {
@@ -259,8 +382,8 @@ export class ConversationView {
     let icon;
     let title;
     if (m.pending) {
-      state = m.state === 'failed' ? 'failed' : 'sending';
-      label = state === 'failed' ? 'Not sent' : 'Sending…';
+      state = m.state === 'failed' || m.state === 'uploading' ? m.state : 'sending';
+      label = { failed: 'Not sent', uploading: 'Uploading…', sending: 'Sending…' }[state];
       icon = state === 'failed' ? '!' : '◷';
     } else {
       const d = this.store.deliveryOf(chat, m.seq);
@@ -364,15 +487,130 @@ export class ConversationView {
   }
 
   submit() {
+    if (!this.chatId) return;
     const content = this.composer.value;
-    if (!content.trim() || !this.chatId) return;
+    const image = this.staged.get(this.chatId) ?? null;
+    if (!content.trim() && !image) return;
     this.stopTyping();
     this.composer.value = '';
     this.drafts.delete(this.chatId);
     this.updateCounter();
     this.unreadFrom = null;
-    this.send(undefined, this.chatId, content);
+    // The picked image goes with the message (its local URL now the message's), the text its caption.
+    this.staged.delete(this.chatId);
+    this.say('');
+    this.renderStaged();
+    this.send(undefined, this.chatId, content.trim() ? content : '', image ?? undefined);
     this.render({ stick: 'bottom' });
+  }
+
+  // --- attaching an image -----------------------------------------------------------------------
+
+  /** Takes the first image of files picked, pasted or dropped; says why when there is none. */
+  stageFrom(files) {
+    if (!this.chatId || files.length === 0) return;
+    const file = files.find((f) => IMAGE_TYPES.includes(f.type)) ?? files[0];
+    this.stage(file, files.length > 1 ? 'One image at a time: the first one is attached.' : '');
+  }
+
+  /** Checks a file (type, size; the server has the last word) and puts it above the composer. */
+  async stage(file, note = '') {
+    const chatId = this.chatId;
+    const problem = imageProblem(file, IMAGE_TYPES, this.maxImageBytes);
+    if (problem) {
+      this.say(problem);
+      return;
+    }
+    const localUrl = URL.createObjectURL(file);
+    const size = await naturalSize(localUrl);
+    this.unstage(chatId);
+    this.staged.set(chatId, { file, localUrl, width: size?.width, height: size?.height });
+    if (this.chatId !== chatId) return; // shown when that chat is open again
+    this.say(note);
+    this.renderStaged();
+    this.composer.focus({ preventScroll: true });
+  }
+
+  /** Drops the picked image of a chat (its local URL is let go). */
+  unstage(chatId) {
+    const staged = this.staged.get(chatId);
+    if (!staged) return;
+    URL.revokeObjectURL(staged.localUrl);
+    this.staged.delete(chatId);
+  }
+
+  renderStaged() {
+    const staged = this.chatId && this.staged.get(this.chatId);
+    this.stagedView.hidden = !staged;
+    if (!staged) {
+      replaceChildren(this.stagedView);
+      return;
+    }
+    const { file, localUrl, width } = staged;
+    replaceChildren(
+      this.stagedView,
+      width ? h('img', { class: 'staged-thumb', src: localUrl, alt: '' }) : h('span', { class: 'staged-thumb', 'aria-hidden': 'true' }),
+      h(
+        'span',
+        { class: 'staged-text' },
+        h('span', { class: 'staged-name' }, file.name || 'Pasted image'),
+        h('span', { class: 'staged-size' }, `${fileSize(file.size)} · sent with your next message`),
+      ),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'staged-remove',
+          'aria-label': `Remove the image ${file.name || ''}`.trim(),
+          onclick: () => {
+            this.unstage(this.chatId);
+            this.renderStaged();
+            this.composer.focus({ preventScroll: true });
+          },
+        },
+        '×',
+      ),
+    );
+  }
+
+  /** A line above the composer (a file that cannot be sent); '' clears it. */
+  say(text) {
+    if (this.notice) this.notice.textContent = text;
+  }
+
+  /**
+   * An image pasted into the composer is attached. Not when the clipboard has text too: office
+   * apps put a picture of copied text next to it, and the text is what was meant.
+   */
+  onPaste(event) {
+    const data = event.clipboardData;
+    if (!data || data.types.includes('text/plain')) return;
+    const files = [...data.files];
+    if (files.length === 0) return;
+    event.preventDefault();
+    this.stageFrom(files);
+  }
+
+  /** Files dragged over the open conversation may be dropped on it; elsewhere they are refused. */
+  listenForDrops() {
+    const carriesFiles = (e) => e.dataTransfer?.types.includes('Files');
+    const over = (e) => {
+      if (!carriesFiles(e) || !this.chatId) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+      this.root.classList.add('dropping');
+    };
+    this.root.addEventListener('dragenter', over);
+    this.root.addEventListener('dragover', over);
+    this.root.addEventListener('dragleave', (e) => {
+      if (!this.root.contains(e.relatedTarget)) this.root.classList.remove('dropping');
+    });
+    this.root.addEventListener('drop', (e) => {
+      this.root.classList.remove('dropping');
+      if (!carriesFiles(e) || !this.chatId) return;
+      e.preventDefault();
+      this.stageFrom([...e.dataTransfer.files]);
+    });
   }
 
   /** Shows the length near and over the limit (counted as the server counts: code points). */
@@ -388,4 +626,14 @@ export class ConversationView {
     this.typingLine.textContent =
       names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
   }
+}
+
+/** An image's size in pixels from its object URL, or null when the browser cannot read it. */
+function naturalSize(url) {
+  return new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => resolve(img.naturalWidth ? { width: img.naturalWidth, height: img.naturalHeight } : null);
+    img.onerror = () => resolve(null);
+    img.src = url;
+  });
 }

@@ -99,3 +99,63 @@ export function apiErrorText(error) {
       return error?.message || 'Something went wrong.';
   }
 }
+
+/** A file size as people read it: "840 bytes", "12 KB", "3.4 MB". */
+export function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  const mb = bytes / (1024 * 1024);
+  return `${mb < 10 ? mb.toFixed(1).replace(/\.0$/, '') : Math.round(mb)} MB`;
+}
+
+/** Why a chosen file cannot be sent as an image (before asking the server), or null. */
+export function imageProblem(file, types, maxBytes) {
+  if (!types.includes(file.type)) {
+    return `“${file.name || 'That file'}” is not an image Converge can send. Choose a PNG, JPEG, GIF or WebP image.`;
+  }
+  if (file.size > maxBytes) {
+    return `“${file.name || 'That image'}” is too large to send (${fileSize(file.size)}): images can be up to ${fileSize(maxBytes)}.`;
+  }
+  if (file.size === 0) return `“${file.name || 'That image'}” is empty.`;
+  return null;
+}
+
+/** Why an image upload failed, in words a person understands (the server's reason when it gave one). */
+export function uploadErrorText(error) {
+  switch (error?.code) {
+    case 'payload_too_large': {
+      // "an image has at most 10485760 bytes (10 MiB)": the limit as people read it, if it is there.
+      const limit = /\(([^()]+)\)\s*$/.exec(error.message ?? '')?.[1];
+      return limit ? `Not sent: the image is too large. Images can be up to ${limit}.` : 'Not sent: the image is too large.';
+    }
+    case 'unsupported_media_type':
+      return 'Not sent: this file is not a PNG, JPEG, GIF or WebP image.';
+    case 'invalid_image':
+      // Too many pixels is said in plain words ("the image is 9000 × 9000 pixels; at most …");
+      // a decoder's complaint is not.
+      return /pixels/.test(error.message ?? '')
+        ? `Not sent: ${error.message}.`
+        : 'Not sent: the image cannot be read. The file may be damaged.';
+    case 'network':
+      return 'Not sent: the server cannot be reached. Check your connection, then retry.';
+    case 'validation_failed':
+      return 'Not sent: the upload expired before the message went. Retry to upload the image again.';
+    case 'rate_limited':
+      return 'You are sending too fast. Wait a moment, then retry.';
+    case 'unauthorized':
+    case 'invalid_token':
+    case 'token_expired':
+      return 'Not sent: your session has ended. Sign in again.';
+    default:
+      return 'Not sent: the image could not be uploaded. Try again in a moment.';
+  }
+}
+
+/** Whether a send was refused for its image's id: an upload never sent expires, the file must go again. */
+export function attachmentRefused(error) {
+  // The WebSocket names the field in its message; REST in `fields`.
+  return error?.code === 'validation_failed' && (!!error.fields?.attachmentId || /attachmentId/.test(error.message ?? ''));
+}
+
+/** Upload errors for which sending the same file again cannot succeed. */
+export const FINAL_UPLOAD_CODES = new Set(['payload_too_large', 'unsupported_media_type', 'invalid_image']);
