@@ -44,6 +44,8 @@ def batch(sends):
             "p4": [str(uuid.uuid4()) for _ in ns], "p5": ["benchmark message"] * sends, "p6": [0] * sends,
             "p7": [uuid.uuid4() for _ in ns], "p8": sorted({chat(n) for n in ns}), "p9": [False] * sends,
             "p10": sorted({user(n) for n in ns}),
+            # No image: the nil attachment and width 0 the writer sends for a text message.
+            "p11": [uuid.UUID(int=0)] * sends, "p12": [0] * sends, "p13": [0] * sends,
         }
     return values
 
@@ -51,7 +53,8 @@ def batch(sends):
 def one():
     n = random.randrange(200) + 1
     return {"p1": datetime.datetime.now(datetime.timezone.utc), "p2": chat(n), "p3": user(n),
-            "p4": str(uuid.uuid4()), "p5": "benchmark message", "p6": None, "p7": uuid.uuid4()}
+            "p4": str(uuid.uuid4()), "p5": "benchmark message", "p6": None, "p7": uuid.uuid4(),
+            "p8": None, "p9": None, "p10": None}
 
 
 def variant(name):
