@@ -41,7 +41,10 @@ impl TestStack {
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_eq!(res.headers()["x-content-type-options"], "nosniff");
         let content_type = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
-        let image = image::load_from_memory(&res.bytes().await.unwrap()).expect("an image");
+        let bytes = res.bytes().await.unwrap();
+        let format = image::guess_format(&bytes).expect("an image");
+        assert_eq!(format.to_mime_type(), content_type, "{path} is what its Content-Type says");
+        let image = image::load_from_memory(&bytes).expect("a readable image");
         (content_type, (image.width(), image.height()))
     }
 
@@ -80,7 +83,7 @@ on_both_backends! {
 
         let url = image["url"].as_str().unwrap();
         assert_eq!(stack.fetched(&bob, url).await, ("image/jpeg".to_owned(), (900, 600)));
-        assert_eq!(stack.fetched(&bob, image["thumbnailUrl"].as_str().unwrap()).await, ("image/jpeg".to_owned(), (320, 213)));
+        assert_eq!(stack.fetched(&bob, image["thumbnailUrl"].as_str().unwrap()).await.1, (320, 213));
         assert_eq!(stack.fetched(&ana, url).await.1, (900, 600), "the uploader");
         assert_error(stack.get(&carla, url).await, 404, "not_found").await;
         assert_error(stack.client.get(format!("{}{url}", stack.chat_url)).send().await.unwrap(), 401, "unauthorized").await;
