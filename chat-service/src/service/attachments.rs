@@ -141,9 +141,26 @@ pub async fn upload(ctx: &AppContext, uploader: Uuid, bytes: Bytes) -> ApiResult
         thumbnail_content_type: prepared.thumbnail_type.to_owned(),
         created_at: chrono::Utc::now(),
     };
-    let row = row.into_active_model().insert(&ctx.db).await?;
+    let row = match row.into_active_model().insert(&ctx.db).await {
+        Ok(row) => row,
+        Err(e) => {
+            // No row will ever name these bytes, so no sweep would find them.
+            delete_files(uploads, id).await;
+            return Err(e.into());
+        }
+    };
     metrics::counter!("attachments_uploaded_total").increment(1);
     Ok(row.to_dto())
+}
+
+/// Deletes an attachment's bytes; ones already gone (another instance's sweep) are fine.
+async fn delete_files(uploads: &Uploads, id: Uuid) {
+    for variant in [Variant::Original, Variant::Thumbnail] {
+        match uploads.store.delete(&path(id, variant)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(%id, error = %e, "an upload's bytes could not be deleted"),
+        }
+    }
 }
 
 /// The image a send attaches: one `sender` uploaded. An upload no message carries is refused from
@@ -196,12 +213,7 @@ pub async fn sweep_unsent(ctx: &AppContext, cutoff: chrono::DateTime<chrono::Utc
         // The row first: an image is never named by a row without its bytes. Bytes a crash leaves
         // behind are only disk, and another instance sweeping at once finds them gone: both fine.
         attachment::Entity::delete_by_id(*id).exec(&ctx.db).await?;
-        for variant in [Variant::Original, Variant::Thumbnail] {
-            match ctx.uploads.store.delete(&path(*id, variant)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(%id, error = %e, "an unsent upload's bytes could not be deleted"),
-            }
-        }
+        delete_files(&ctx.uploads, *id).await;
     }
     metrics::counter!("attachments_swept_total").increment(unsent.len() as u64);
     Ok(unsent.len())
