@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dto::{ChatDto, MessageDto, ResumePoints};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, FieldErrors};
 
 /// What a client sends. `req` is any JSON value the client picks; the answer to that frame (`ack`,
 /// `error`, `pong`, `resumed`, `authenticated`) carries it back.
@@ -115,6 +115,9 @@ pub enum ServerFrame {
         req: Option<Value>,
         code: ErrorCode,
         message: String,
+        /// With `validation_failed`: each refused field (camelCase) and why, as REST gives them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fields: Option<FieldErrors>,
     },
     NewMessage {
         message: MessageDto,

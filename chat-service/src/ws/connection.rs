@@ -254,7 +254,8 @@ async fn next_answer(writes: &mut Option<Writes>) -> Option<Box<Answer>> {
 /// An `error` frame on a connection about to close.
 async fn send_before_close(session: &mut Session, req: Option<Value>, error: ApiError) {
     let envelope = error.envelope();
-    let frame = ServerFrame::Error { req, code: envelope.error.code, message: envelope.error.message };
+    let body = envelope.error;
+    let frame = ServerFrame::Error { req, code: body.code, message: body.message, fields: body.fields };
     if let Ok(text) = serde_json::to_string(&frame) {
         let _ = session.text(text).await;
     }
@@ -740,12 +741,14 @@ impl Connection {
             // There is no response header to quote on a WebSocket; the cause is in the server log.
             message = "internal error; try again (a send with the same clientMsgId)".into();
         }
-        if let Some(fields) = envelope.error.fields {
+        let fields = envelope.error.fields;
+        if let Some(fields) = &fields {
+            // Also in words, for clients that show `message` alone.
             let details: Vec<String> = fields.iter().map(|(field, why)| format!("{field} {why}")).collect();
             message = format!("{message}: {}", details.join("; "));
         }
         metrics::counter!("ws_errors_total", "code" => envelope.error.code.as_str()).increment(1);
-        self.send_frame(&ServerFrame::Error { req, code: envelope.error.code, message }).await
+        self.send_frame(&ServerFrame::Error { req, code: envelope.error.code, message, fields }).await
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), Close> {

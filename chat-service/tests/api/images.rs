@@ -116,6 +116,12 @@ on_both_backends! {
         let stolen = stack.post(&bob, &format!("/chats/{chat}/messages"), &send(&first["id"], "b1")).await;
         let body = assert_error(stolen, 422, "validation_failed").await;
         assert!(body["error"]["fields"]["attachmentId"].is_string(), "{body}");
+        // Over the WebSocket, the same answer names the same field.
+        let mut bob_ws = stack.connect(&bob).await;
+        bob_ws.send(json!({ "type": "send_message", "req": "b2", "chatId": chat, "clientMsgId": "b2", "attachmentId": first["id"] })).await;
+        let refused = bob_ws.next_of("error").await;
+        assert_eq!((&refused["req"], &refused["code"]), (&json!("b2"), &json!("validation_failed")), "{refused}");
+        assert_eq!(refused["fields"]["attachmentId"], body["error"]["fields"]["attachmentId"], "{refused}");
         let unknown = stack.post(&ana, &format!("/chats/{chat}/messages"), &send(&json!(uuid::Uuid::new_v4()), "a0")).await;
         assert_error(unknown, 422, "validation_failed").await;
 
