@@ -44,7 +44,15 @@ test('the protocol module alone connects, sends idempotently and delivers to the
         const first = await within(ivy.client.sendMessage({ chatId, content: 'from the module', clientMsgId: 'module-1' }), 'the ack');
         const again = await within(ivy.client.sendMessage({ chatId, content: 'ignored: same id', clientMsgId: 'module-1' }), 'the second ack');
         const got = await within(received, "Jon's message");
-        return { chats: ivyReady.chats.map((c) => c.id), first, again, got };
+        // A refused send rejects with the server's code and the fields it names.
+        const refused = await within(
+          ivy.client.sendMessage({ chatId, content: 'x', clientMsgId: 'module-2', attachmentId: crypto.randomUUID() }).then(
+            () => null,
+            (e) => ({ code: e.code, fields: e.fields }),
+          ),
+          'the refusal',
+        );
+        return { chats: ivyReady.chats.map((c) => c.id), first, again, got, refused };
       } finally {
         ivy.client.stop();
         jon.client.stop();
@@ -57,6 +65,8 @@ test('the protocol module alone connects, sends idempotently and delivers to the
   assert.equal(result.first.seq, 1);
   assert.equal(result.again.id, result.first.id, 'the same clientMsgId gives back the stored message');
   assert.equal(result.got.content, 'from the module');
+  assert.equal(result.refused?.code, 'validation_failed');
+  assert.match(result.refused.fields?.attachmentId ?? '', /no image you uploaded/);
   await context.close();
 });
 

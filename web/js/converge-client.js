@@ -62,12 +62,16 @@ export function uuid() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** A send that failed for good; `code` is the server's error code, or `timeout`. */
+/**
+ * A send that failed for good; `code` is the server's error code, or `timeout`; `fields`, with
+ * `validation_failed`, each refused field and why.
+ */
 export class SendError extends Error {
-  constructor(code, message) {
+  constructor(code, message, fields) {
     super(message);
     this.name = 'SendError';
     this.code = code;
+    if (fields) this.fields = fields;
   }
 }
 
@@ -434,9 +438,9 @@ export class ConvergeClient extends EventTarget {
           const w = this.waiting.get(frame.req);
           this.waiting.delete(frame.req);
           clearTimeout(w.timer);
-          w.reject(new SendError(frame.code, frame.message));
+          w.reject(new SendError(frame.code, frame.message, frame.fields));
         } else {
-          this.emit('server-error', { code: frame.code, message: frame.message });
+          this.emit('server-error', { code: frame.code, message: frame.message, fields: frame.fields });
         }
         return;
       case 'messages_read':

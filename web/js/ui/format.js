@@ -153,8 +153,7 @@ export function uploadErrorText(error) {
 
 /** Whether a send was refused for its image's id: an upload never sent expires, the file must go again. */
 export function attachmentRefused(error) {
-  // The WebSocket names the field in its message; REST in `fields`.
-  return error?.code === 'validation_failed' && (!!error.fields?.attachmentId || /attachmentId/.test(error.message ?? ''));
+  return error?.code === 'validation_failed' && !!error.fields?.attachmentId;
 }
 
 /** Upload errors for which sending the same file again cannot succeed. */
