@@ -171,7 +171,7 @@ pub async fn for_message(ctx: &AppContext, sender: Uuid, id: Uuid) -> ApiResult<
         _ => return Err(ApiError::field("attachmentId", "no image you uploaded has this id")),
     };
     let half_life = chrono::Duration::seconds(i64::try_from(ctx.config.upload_unsent_ttl_secs / 2).unwrap_or(i64::MAX));
-    if found.created_at < chrono::Utc::now() - half_life && !is_carried(ctx, id).await? {
+    if found.created_at < chrono::Utc::now() - half_life && !is_carried(ctx, id, None).await? {
         return Err(ApiError::field(
             "attachmentId",
             "this upload was never sent and has expired: upload the image again",
@@ -180,15 +180,19 @@ pub async fn for_message(ctx: &AppContext, sender: Uuid, id: Uuid) -> ApiResult<
     Ok(Box::new(ImageDto::new(found.id, found.width, found.height)))
 }
 
-async fn is_carried(ctx: &AppContext, id: Uuid) -> ApiResult<bool> {
-    let carrier: Option<Uuid> = message::Entity::find()
-        .select_only()
-        .column(message::Column::Id)
-        .filter(message::Column::AttachmentId.eq(id))
-        .limit(1)
-        .into_tuple()
-        .one(&ctx.db)
-        .await?;
+/// Whether a message carries image `id`: any message, or (`seen_by`) one in a chat of that user's.
+async fn is_carried(ctx: &AppContext, id: Uuid, seen_by: Option<Uuid>) -> ApiResult<bool> {
+    let mut carriers =
+        message::Entity::find().select_only().column(message::Column::Id).filter(message::Column::AttachmentId.eq(id));
+    if let Some(viewer) = seen_by {
+        let chats_of_viewer = Query::select()
+            .column(participant::Column::ChatId)
+            .from(participant::Entity)
+            .and_where(participant::Column::UserId.eq(viewer))
+            .to_owned();
+        carriers = carriers.filter(Expr::col(message::Column::ChatId).in_subquery(chats_of_viewer));
+    }
+    let carrier: Option<Uuid> = carriers.limit(1).into_tuple().one(&ctx.db).await?;
     Ok(carrier.is_some())
 }
 
@@ -238,22 +242,8 @@ pub async fn sweep_periodically(ctx: AppContext) {
 pub async fn open(ctx: &AppContext, viewer: Uuid, id: Uuid, variant: Variant) -> ApiResult<ImageFile> {
     let not_found = || ApiError::new(ErrorCode::NotFound, "no such image");
     let found = attachment::Entity::find_by_id(id).one(&ctx.db).await?.ok_or_else(not_found)?;
-    if found.uploader_id != viewer {
-        let my_chats = Query::select()
-            .column(participant::Column::ChatId)
-            .from(participant::Entity)
-            .and_where(participant::Column::UserId.eq(viewer))
-            .to_owned();
-        let carrier: Option<Uuid> = message::Entity::find()
-            .select_only()
-            .column(message::Column::Id)
-            .filter(message::Column::AttachmentId.eq(id))
-            .filter(Expr::col(message::Column::ChatId).in_subquery(my_chats))
-            .limit(1)
-            .into_tuple()
-            .one(&ctx.db)
-            .await?;
-        carrier.ok_or_else(not_found)?;
+    if found.uploader_id != viewer && !is_carried(ctx, id, Some(viewer)).await? {
+        return Err(not_found());
     }
     let stored = ctx.uploads.store.get(&path(id, variant)).await.map_err(anyhow::Error::from)?;
     let content_type = match variant {
