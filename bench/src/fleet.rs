@@ -119,7 +119,12 @@ pub struct Ready {
 pub async fn connect(url: &str, token: &str, resume: Option<ResumePoints>) -> Result<(Ws, Ready)> {
     let handshake = async {
         let mut ws = arrival::open(url).await?;
-        let auth = serde_json::to_string(&ClientFrame::Auth { req: None, token: token.to_owned(), resume })?;
+        let auth = serde_json::to_string(&ClientFrame::Auth {
+            req: None,
+            token: token.to_owned(),
+            resume,
+            edits_after: None,
+        })?;
         ws.send(Message::text(auth)).await?;
         while let Some(message) = ws.next().await {
             match message? {

@@ -308,6 +308,9 @@ impl Hub {
     pub fn dispatch(self: &Arc<Self>, topic: Topic, event: ChatEvent) {
         match (topic, event) {
             (Topic::Chat(_), ChatEvent::Message(message)) => self.on_message(message),
+            (Topic::Chat(chat_id), ChatEvent::Updated(message)) => {
+                self.broadcast(chat_id, None, None, ServerFrame::MessageUpdated { message });
+            }
             (Topic::Chat(chat_id), ChatEvent::Read { user_id, seq, .. }) => {
                 self.broadcast(chat_id, None, None, ServerFrame::MessagesRead { chat_id, user_id, seq });
             }

@@ -23,6 +23,9 @@ const IDLE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub trait HotWindow: Send + Sync + 'static {
     /// Remembers committed messages (one Redis round trip for all of them).
     async fn push(&self, messages: &[MessageDto]) -> anyhow::Result<()>;
+    /// Drops the copy of the message at `seq` (it is being changed): reads of a range holding it go
+    /// to the database until a new copy is pushed.
+    async fn forget(&self, chat_id: Uuid, seq: i64) -> anyhow::Result<()>;
     /// The messages with seq `from..=to`, if the window holds all of them; `None` sends the read to
     /// the database.
     async fn range(&self, chat_id: Uuid, from: i64, to: i64) -> anyhow::Result<Option<Vec<MessageDto>>>;
@@ -34,6 +37,10 @@ pub struct NoWindow;
 #[async_trait::async_trait]
 impl HotWindow for NoWindow {
     async fn push(&self, _messages: &[MessageDto]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn forget(&self, _chat_id: Uuid, _seq: i64) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -72,6 +79,15 @@ impl HotWindow for RedisWindow {
         }
         let pipe = &pipe;
         self.redis.run("window write", |mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
+    }
+
+    async fn forget(&self, chat_id: Uuid, seq: i64) -> anyhow::Result<()> {
+        let key = &self.keys.window(chat_id);
+        self.redis
+            .run("window forget", |mut conn| async move {
+                redis::cmd("ZREMRANGEBYSCORE").arg(key).arg(seq).arg(seq).query_async::<()>(&mut conn).await
+            })
+            .await
     }
 
     async fn range(&self, chat_id: Uuid, from: i64, to: i64) -> anyhow::Result<Option<Vec<MessageDto>>> {

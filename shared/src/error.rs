@@ -57,6 +57,8 @@ pub enum ErrorCode {
     EmailTaken,
     /// 409: the request conflicts with the current state.
     Conflict,
+    /// 409: the message was deleted; it cannot be edited any more.
+    MessageDeleted,
     /// 413: the body or frame is larger than allowed.
     PayloadTooLarge,
     /// 415: the body is not `application/json` (or the media type the route expects).
@@ -81,7 +83,7 @@ impl ErrorCode {
             AccountDeactivated | Forbidden => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
-            UsernameTaken | EmailTaken | Conflict => 409,
+            UsernameTaken | EmailTaken | Conflict | MessageDeleted => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,
@@ -116,6 +118,7 @@ impl ErrorCode {
             UsernameTaken => "username_taken",
             EmailTaken => "email_taken",
             Conflict => "conflict",
+            MessageDeleted => "message_deleted",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited => "rate_limited",
@@ -189,6 +192,7 @@ mod tests {
             UsernameTaken,
             EmailTaken,
             Conflict,
+            MessageDeleted,
             PayloadTooLarge,
             UnsupportedMediaType,
             RateLimited,

@@ -23,6 +23,10 @@ pub enum ClientFrame {
         token: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<ResumePoints>,
+        /// Per chat, the `editSeq` up to which the client has every edit and deletion: the later
+        /// ones are sent as `message_updated`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edits_after: Option<ResumePoints>,
     },
     SendMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +39,22 @@ pub enum ClientFrame {
         attachment_id: Option<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i64>,
+    },
+    /// Replaces the content of one of the user's messages (answered by `ack` with the message).
+    EditMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        seq: i64,
+        content: String,
+    },
+    /// Deletes a message: the user's own, or any in a group they own or administer (answered by
+    /// `ack` with what is left of it).
+    DeleteMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        seq: i64,
     },
     MarkAsRead {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,11 +72,15 @@ pub enum ClientFrame {
         req: Option<Value>,
         chat_id: Uuid,
     },
-    /// Sends every message after each chat's seq, in order, then continues live.
+    /// Sends every message after each chat's seq, in order, and the changes after each chat's
+    /// `editsAfter`, then continues live.
     Resume {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Value>,
+        #[serde(default)]
         chats: ResumePoints,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edits_after: Option<ResumePoints>,
     },
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,8 +89,17 @@ pub enum ClientFrame {
 }
 
 /// The `type` values a client may send.
-pub const CLIENT_FRAME_TYPES: &[&str] =
-    &["auth", "send_message", "mark_as_read", "typing_start", "typing_stop", "resume", "ping"];
+pub const CLIENT_FRAME_TYPES: &[&str] = &[
+    "auth",
+    "send_message",
+    "edit_message",
+    "delete_message",
+    "mark_as_read",
+    "typing_start",
+    "typing_stop",
+    "resume",
+    "ping",
+];
 
 /// The signed-in user, as `ready` announces them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,7 +136,8 @@ pub enum ServerFrame {
         req: Option<Value>,
         token_expires_at: DateTime<Utc>,
     },
-    /// The message of a `send_message` is stored: it has its seq.
+    /// The message of a `send_message` is stored: it has its seq. For `edit_message` and
+    /// `delete_message`: the change is stored, and this is the message now.
     Ack {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Value>,
@@ -120,6 +154,10 @@ pub enum ServerFrame {
         fields: Option<FieldErrors>,
     },
     NewMessage {
+        message: MessageDto,
+    },
+    /// A message of a chat was edited or deleted: this is it now (`editSeq` orders the copies).
+    MessageUpdated {
         message: MessageDto,
     },
     /// `userId` has read everything up to `seq` in `chatId`.
@@ -177,11 +215,14 @@ pub enum ServerFrame {
     ConversationLeft {
         chat_id: Uuid,
     },
-    /// A `resume` (or the auth frame's resume) has been served up to these seqs; live events follow.
+    /// A `resume` (or the auth frame's resume) has been served up to these seqs, and the changes
+    /// asked for up to these `edits`; live events follow.
     Resumed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Value>,
         chats: ResumePoints,
+        #[serde(default, skip_serializing_if = "ResumePoints::is_empty")]
+        edits: ResumePoints,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@ use converge_shared::dto::{ChatDto, CreateChatRequest, MessageDto, SendMessageRe
 use uuid::Uuid;
 
 use super::{app, caller};
-use crate::service::{chats, messages};
+use crate::service::{chats, edits, messages};
 
 pub struct Mutation;
 
@@ -18,6 +18,16 @@ impl Mutation {
     /// `clientMsgId` returns the original message.
     async fn send_message(&self, ctx: &Context<'_>, chat_id: Uuid, input: SendMessageRequest) -> Result<MessageDto> {
         messages::send(app(ctx), caller(ctx)?.user_id, chat_id, input).await.extend()
+    }
+
+    /// Replaces the content of one of your messages; returns it as it is now.
+    async fn edit_message(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, content: String) -> Result<MessageDto> {
+        edits::edit(app(ctx), caller(ctx)?.user_id, chat_id, seq, content).await.extend()
+    }
+
+    /// Deletes a message (yours, or any in a group you own or administer); returns what is left of it.
+    async fn delete_message(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64) -> Result<MessageDto> {
+        edits::delete(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()
     }
 
     /// Marks everything up to `seq` as read (the watermark never moves back).

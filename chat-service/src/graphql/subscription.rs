@@ -59,6 +59,21 @@ impl Subscription {
         Ok(until_token_expires(ctx, messages))
     }
 
+    /// The chat's messages as they are edited or deleted, each as it is now (`editSeq` orders two
+    /// copies of one message).
+    async fn message_updated(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<MessageDto>> + use<>> {
+        let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
+        let changed = events(updates, |frame| match frame {
+            ServerFrame::MessageUpdated { message } => Some(message.clone()),
+            _ => None,
+        });
+        Ok(until_token_expires(ctx, changed))
+    }
+
     /// Other participants starting and stopping to type (typing stops by itself after a few seconds).
     async fn typing(
         &self,

@@ -1,18 +1,18 @@
 //! `/chats`: chats, participants and messages over REST.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use converge_shared::api_error::ApiResult;
 use converge_shared::auth::AuthUser;
 use converge_shared::dto::{
-    AddParticipantsRequest, ChatDto, CreateChatRequest, MarkReadRequest, MessageDto, MessagePage, MessagesQuery,
-    SendMessageRequest,
+    AddParticipantsRequest, ChatDto, CreateChatRequest, EditMessageRequest, MarkReadRequest, MessageDto, MessagePage,
+    MessagesQuery, SendMessageRequest,
 };
 use converge_shared::error::ErrorEnvelope;
 use uuid::Uuid;
 use validator::Validate;
 
 use crate::context::{AppContext, Caller};
-use crate::service::{chats, messages};
+use crate::service::{chats, edits, messages};
 
 fn caller(user: AuthUser) -> Caller {
     Caller { user_id: user.claims.sub, name: user.claims.name, token: user.token }
@@ -113,6 +113,41 @@ pub async fn send(
 ) -> ApiResult<HttpResponse> {
     let message = messages::send(&ctx, user.claims.sub, id.into_inner(), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(message))
+}
+
+/// Edit one of my messages: its content is replaced, its seq stays; the chat gets `message_updated`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), ("seq" = i64, Path)),
+    request_body = EditMessageRequest, responses(
+    (status = 200, description = "the message as it is now", body = MessageDto),
+    (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+))]
+#[patch("/chats/{id}/messages/{seq}")]
+pub async fn edit(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, i64)>,
+    body: web::Json<EditMessageRequest>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let (chat_id, seq) = path.into_inner();
+    Ok(web::Json(edits::edit(&ctx, user.claims.sub, chat_id, seq, body.into_inner().content).await?))
+}
+
+/// Delete a message (mine, or any in a group I own or administer): its content and image go, its
+/// seq stays; the chat gets `message_updated`. Deleting it again changes nothing.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path), ("seq" = i64, Path)),
+    responses(
+    (status = 200, description = "what is left of the message", body = MessageDto),
+    (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+))]
+#[delete("/chats/{id}/messages/{seq}")]
+pub async fn delete_message(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, i64)>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let (chat_id, seq) = path.into_inner();
+    Ok(web::Json(edits::delete(&ctx, user.claims.sub, chat_id, seq).await?))
 }
 
 /// Mark everything up to `seq` as read.

@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(chats::leave)
         .service(chats::history)
         .service(chats::send)
+        .service(chats::edit)
+        .service(chats::delete_message)
         .service(chats::mark_read)
         .service(attachments::upload)
         .service(attachments::original)

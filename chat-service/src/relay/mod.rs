@@ -27,6 +27,8 @@ pub enum Topic {
 pub enum ChatEvent {
     /// A message is durably stored with this seq.
     Message(MessageDto),
+    /// A stored message was edited or deleted: this is it now.
+    Updated(MessageDto),
     Read {
         chat_id: Uuid,
         user_id: Uuid,

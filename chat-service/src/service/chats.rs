@@ -67,6 +67,7 @@ pub async fn create(ctx: &AppContext, caller: &Caller, req: CreateChatRequest) -
         created_at: Set(now),
         last_seq: Set(0),
         last_message_at: Set(None),
+        last_edit_seq: Set(0),
     }
     .insert(&txn)
     .await;
@@ -385,6 +386,7 @@ impl ViewSource {
             last_message_at: chat.last_message_at,
             last_message: self.last_messages.get(&chat.id).map(message::Model::to_dto),
             unread_count: Ord::max(chat.last_seq - viewer_read, 0),
+            last_edit_seq: chat.last_edit_seq,
             participants: members
                 .iter()
                 .map(|p| {

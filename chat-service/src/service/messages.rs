@@ -6,7 +6,7 @@ use converge_shared::entities::chat::{message, participant};
 use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
 use uuid::Uuid;
@@ -44,11 +44,16 @@ fn validate_send(ctx: &AppContext, req: &SendMessageRequest) -> ApiResult<()> {
     if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID || id.chars().any(char::is_control) {
         return Err(ApiError::field("clientMsgId", "must be 1 to 64 characters"));
     }
-    if req.content.trim().is_empty() && req.attachment_id.is_none() {
+    validate_content(ctx, &req.content, req.attachment_id.is_some())
+}
+
+/// A message's content, sent or edited: not blank unless it is an image's caption, not too long.
+pub(crate) fn validate_content(ctx: &AppContext, content: &str, has_image: bool) -> ApiResult<()> {
+    if content.trim().is_empty() && !has_image {
         return Err(ApiError::new(ErrorCode::EmptyMessage, "a message needs content or an attachment"));
     }
     let max = ctx.config.max_message_chars;
-    if req.content.chars().count() > max {
+    if content.chars().count() > max {
         return Err(ApiError::new(ErrorCode::ContentTooLong, format!("a message has at most {max} characters")));
     }
     Ok(())
@@ -108,10 +113,21 @@ pub async fn after<C: ConnectionTrait>(
     after_seq: i64,
     limit: u64,
 ) -> ApiResult<Vec<MessageDto>> {
+    read(db, chat_id, Condition::all().add(message::Column::Seq.gt(after_seq)), message::Column::Seq, limit).await
+}
+
+/// Up to `limit` of a chat's messages that meet `condition`, in ascending `order`.
+pub(crate) async fn read<C: ConnectionTrait>(
+    db: &C,
+    chat_id: Uuid,
+    condition: Condition,
+    order: message::Column,
+    limit: u64,
+) -> ApiResult<Vec<MessageDto>> {
     Ok(message::Entity::find()
         .filter(message::Column::ChatId.eq(chat_id))
-        .filter(message::Column::Seq.gt(after_seq))
-        .order_by_asc(message::Column::Seq)
+        .filter(condition)
+        .order_by_asc(order)
         .limit(limit)
         .all(db)
         .await?

@@ -5,6 +5,7 @@ pub mod announcer;
 pub mod arrivals;
 pub mod attachments;
 pub mod chats;
+pub mod edits;
 pub mod history;
 pub mod live;
 pub mod messages;

@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use converge_shared::api_error::ApiError;
 use converge_shared::auth::Authenticator;
-use converge_shared::dto::{ChatDto, ResumePoints, SendMessageRequest};
+use converge_shared::dto::{ChatDto, MessageDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
 use converge_shared::token::{AccessClaims, TokenError};
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::context::AppContext;
 use crate::hub::{ConnId, Delivery, DeliveryReceiver, delivery_queue};
-use crate::service::{arrivals, chats, history, messages, users};
+use crate::service::{arrivals, chats, edits, history, messages, users};
 
 /// One clock for every connection's frame limiter: making a clock probes the CPU (`cpuid`, which
 /// exits to the hypervisor on a VM), a cost a reconnect storm paid once per connection.
@@ -82,10 +82,23 @@ struct Opened {
 /// What the first `auth` said that only starting the connection needs: dropped once it started,
 /// so an idle connection does not carry it.
 struct Handshake {
-    resume: Option<ResumePoints>,
+    resume: Option<Resuming>,
     /// The token's display name, and the profile version it is from.
     name: String,
     profile_at: Option<i64>,
+}
+
+/// What a client asks to be resumed: messages after a seq, changes after an `editSeq`, per chat.
+struct Resuming {
+    chats: ResumePoints,
+    edits_after: Option<ResumePoints>,
+}
+
+impl Resuming {
+    /// `None` when the frame asks for neither.
+    fn of(chats: Option<ResumePoints>, edits_after: Option<ResumePoints>) -> Option<Self> {
+        (chats.is_some() || edits_after.is_some()).then(|| Self { chats: chats.unwrap_or_default(), edits_after })
+    }
 }
 
 /// Authenticates and registers a connection; `None` once it has been closed instead.
@@ -139,6 +152,8 @@ async fn open(
 /// A database write queued by a connection, done in order by its [`write_worker`].
 enum Write {
     Send { req: Option<Value>, chat_id: Uuid, request: SendMessageRequest },
+    Edit { req: Option<Value>, chat_id: Uuid, seq: i64, content: String },
+    Delete { req: Option<Value>, chat_id: Uuid, seq: i64 },
     Read { req: Option<Value>, chat_id: Uuid, seq: i64 },
 }
 
@@ -184,6 +199,12 @@ async fn write_worker(
                     Err(e) => Answer::Error(req, e),
                 }
             }
+            Write::Edit { req, chat_id, seq, content } => {
+                answer_with_message(req, Box::pin(edits::edit(&ctx, user_id, chat_id, seq, content)).await)
+            }
+            Write::Delete { req, chat_id, seq } => {
+                answer_with_message(req, Box::pin(edits::delete(&ctx, user_id, chat_id, seq)).await)
+            }
             Write::Read { req, chat_id, seq } => match Box::pin(messages::mark_read(&ctx, user_id, chat_id, seq)).await
             {
                 Ok(()) => continue,
@@ -195,6 +216,14 @@ async fn write_worker(
     }
 }
 
+/// An edit's or deletion's answer: the message as it is now, or why not.
+fn answer_with_message(req: Option<Value>, changed: Result<MessageDto, ApiError>) -> Answer {
+    match changed {
+        Ok(message) => Answer::Frame(Box::new(ServerFrame::Ack { req, message })),
+        Err(e) => Answer::Error(req, e),
+    }
+}
+
 /// Waits for a valid `auth` frame (or uses the upgrade request's bearer token).
 async fn authenticate(
     auth: &Authenticator,
@@ -202,7 +231,7 @@ async fn authenticate(
     stream: &mut AggregatedMessageStream,
     header_token: Option<String>,
     deadline: Instant,
-) -> Result<(AccessClaims, Option<ResumePoints>), Close> {
+) -> Result<(AccessClaims, Option<Resuming>), Close> {
     let (token, resume) = match header_token {
         Some(token) => (token, None),
         None => loop {
@@ -212,7 +241,9 @@ async fn authenticate(
             };
             match message {
                 Some(Ok(AggregatedMessage::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-                    Ok(ClientFrame::Auth { token, resume, .. }) => break (token, resume),
+                    Ok(ClientFrame::Auth { token, resume, edits_after, .. }) => {
+                        break (token, Resuming::of(resume, edits_after));
+                    }
                     Ok(_) => return Err(Close(close_code::UNAUTHORIZED, "the first frame must be auth")),
                     Err(e) => {
                         // Say what was wrong (a malformed resume, say) before closing.
@@ -424,8 +455,8 @@ impl Connection {
             token_expires_at: Some(self.token_accepted_until),
         };
         self.send_frame(&ready).await?;
-        if let Some(points) = resume {
-            self.resume(None, points).await?;
+        if let Some(resuming) = resume {
+            self.resume(None, resuming).await?;
         }
         Ok(())
     }
@@ -498,15 +529,25 @@ impl Connection {
             }
         };
         match frame {
-            ClientFrame::Auth { req, token, resume } => Box::pin(self.renew_token(req, &token, resume.is_some())).await,
+            ClientFrame::Auth { req, token, resume, edits_after } => {
+                Box::pin(self.renew_token(req, &token, resume.is_some() || edits_after.is_some())).await
+            }
             ClientFrame::SendMessage { req, chat_id, client_msg_id, content, attachment_id, reply_to } => {
                 let request = SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
                 self.queue_write(Write::Send { req, chat_id, request }).await
             }
+            ClientFrame::EditMessage { req, chat_id, seq, content } => {
+                self.queue_write(Write::Edit { req, chat_id, seq, content }).await
+            }
+            ClientFrame::DeleteMessage { req, chat_id, seq } => {
+                self.queue_write(Write::Delete { req, chat_id, seq }).await
+            }
             ClientFrame::MarkAsRead { req, chat_id, seq } => self.queue_write(Write::Read { req, chat_id, seq }).await,
             ClientFrame::TypingStart { req, chat_id } => Box::pin(self.set_typing(req, chat_id, true)).await,
             ClientFrame::TypingStop { req, chat_id } => Box::pin(self.set_typing(req, chat_id, false)).await,
-            ClientFrame::Resume { req, chats } => Box::pin(self.resume(req, chats)).await,
+            ClientFrame::Resume { req, chats, edits_after } => {
+                Box::pin(self.resume(req, Resuming { chats, edits_after })).await
+            }
             ClientFrame::Ping { req } => self.send_frame(&ServerFrame::Pong { req }).await,
         }
     }
@@ -526,8 +567,10 @@ impl Connection {
     /// nothing: the current token holds until it expires.
     async fn renew_token(&mut self, req: Option<Value>, token: &str, with_resume: bool) -> Result<(), Close> {
         if with_resume {
-            let error =
-                ApiError::new(ErrorCode::InvalidFrame, "resume belongs to the first auth frame; send a resume frame");
+            let error = ApiError::new(
+                ErrorCode::InvalidFrame,
+                "resume and editsAfter belong to the first auth frame; send a resume frame",
+            );
             return self.send_error(req, error).await;
         }
         let claims = match self.auth.verify(token).await {
@@ -593,10 +636,13 @@ impl Connection {
         }
     }
 
-    /// Sends every message after each given seq, in order; live events continue after them.
-    async fn resume(&mut self, req: Option<Value>, points: ResumePoints) -> Result<(), Close> {
+    /// Sends every message after each given seq, in order, then the changes after each given
+    /// `editSeq`; live events continue after them.
+    async fn resume(&mut self, req: Option<Value>, resuming: Resuming) -> Result<(), Close> {
         let mut served = ResumePoints::new();
-        for (chat_id, seq) in points {
+        // Where each chat's backlog began: the messages after it went out as they are now.
+        let mut resumed_from = ResumePoints::new();
+        for (chat_id, seq) in resuming.chats {
             // Everything after what this connection has sent arrives live (or as a filled gap).
             let Some(&sent) = self.last_sent.get(&chat_id) else {
                 self.send_error(req.clone(), crate::service::forbidden()).await?;
@@ -621,10 +667,61 @@ impl Connection {
                 continue;
             }
             self.last_sent.insert(chat_id, seq);
+            resumed_from.insert(chat_id, seq);
             self.catch_up(chat_id, sent).await?;
             served.insert(chat_id, self.last_sent.get(&chat_id).copied().unwrap_or(seq));
         }
-        self.send_frame(&ServerFrame::Resumed { req, chats: served }).await
+        let edits = match resuming.edits_after {
+            Some(points) => Box::pin(self.resume_edits(&req, points, &resumed_from)).await?,
+            None => ResumePoints::new(),
+        };
+        self.send_frame(&ServerFrame::Resumed { req, chats: served, edits }).await
+    }
+
+    /// Sends, for each chat, the messages changed after the given `editSeq` — those the client
+    /// already had: up to where its backlog began (`resumed_from`), else up to what this connection
+    /// has sent; later ones reach it as they are now. Returns how far each chat's changes were served.
+    async fn resume_edits(
+        &mut self,
+        req: &Option<Value>,
+        points: ResumePoints,
+        resumed_from: &ResumePoints,
+    ) -> Result<ResumePoints, Close> {
+        let unavailable = |e: ApiError| {
+            tracing::warn!(error = %e, "cannot read a chat's changes");
+            Close(close_code::SERVICE_RESTART, "temporarily unavailable")
+        };
+        let followed: Vec<Uuid> = points.keys().copied().filter(|id| self.last_sent.contains_key(id)).collect();
+        // Read before the changes: any change after this arrives live, since the chats are followed.
+        let counts = edits::last_edit_seqs(&self.ctx.db, &followed).await.map_err(unavailable)?;
+        let mut served = ResumePoints::new();
+        for (chat_id, after) in points {
+            let (Some(&sent), Some(&count)) = (self.last_sent.get(&chat_id), counts.get(&chat_id)) else {
+                self.send_error(req.clone(), crate::service::forbidden()).await?;
+                continue;
+            };
+            if after < 0 || after > count {
+                let message = format!("chat {chat_id} has changes up to editSeq {count}");
+                self.send_error(req.clone(), ApiError::new(ErrorCode::InvalidSeq, message)).await?;
+                continue;
+            }
+            let had = resumed_from.get(&chat_id).copied().unwrap_or(sent);
+            let mut from = after;
+            while from < count {
+                let page =
+                    edits::changed_after(&self.ctx.db, chat_id, from, had, BACKLOG_PAGE).await.map_err(unavailable)?;
+                let full = page.len() as u64 == BACKLOG_PAGE;
+                for message in page {
+                    from = message.edit_seq.unwrap_or(count);
+                    self.send_frame(&ServerFrame::MessageUpdated { message }).await?;
+                }
+                if !full {
+                    break;
+                }
+            }
+            served.insert(chat_id, count);
+        }
+        Ok(served)
     }
 
     /// Sends the stored messages after what this client has, up to `until`, page by page.
@@ -659,8 +756,16 @@ impl Connection {
             Delivery::Frame(fanout) => {
                 let chat_id = fanout.chat_id;
                 let Some(seq) = fanout.seq else {
-                    if fanout.from == Some(self.user_id) || !self.last_sent.contains_key(&chat_id) {
+                    let Some(&last) = self.last_sent.get(&chat_id) else { return Ok(()) };
+                    if fanout.from == Some(self.user_id) {
                         return Ok(());
+                    }
+                    if let ServerFrame::MessageUpdated { message } = &fanout.frame
+                        && message.seq > last
+                    {
+                        // The change overtook its message: the client gets the message as it is
+                        // now, from the database, and needs no update after it.
+                        return Box::pin(self.catch_up(chat_id, message.seq)).await;
                     }
                     return self.send_text(fanout.text.clone()).await;
                 };

@@ -2,6 +2,7 @@
 //! clients, REST, on PostgreSQL and on SQLite. One binary, one link.
 
 mod batching;
+mod edits;
 mod errors;
 mod graphql;
 mod helpers;

@@ -1,8 +1,7 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
-use crate::helpers::{TestStack, on_both_backends};
+use crate::helpers::{TestStack, on_both_backends, store_unannounced};
 
 on_both_backends! {
     async fn two_users_chat_both_ways(backend) {
@@ -555,42 +554,4 @@ on_both_backends! {
         // Once Bob reads again, what was queued drains and the connection ends with "too slow".
         assert_eq!(stalled.closed_with().await, 4008);
     }
-}
-
-/// Stores a message as the writer would — the chat's next seq, in one transaction — without
-/// announcing it, and returns its id.
-async fn store_unannounced(stack: &TestStack, chat_id: Uuid, sender: Uuid, client_msg_id: &str, content: &str) -> Uuid {
-    use converge_shared::entities::chat::{chat, message};
-    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
-
-    let txn = stack.chat.db.begin().await.unwrap();
-    let row = chat::Entity::find_by_id(chat_id).one(&txn).await.unwrap().expect("the chat exists");
-    let seq = row.last_seq + 1;
-    let now = chrono::Utc::now();
-    let mut bumped = row.into_active_model();
-    bumped.last_seq = Set(seq);
-    bumped.last_message_at = Set(Some(now));
-    bumped.update(&txn).await.unwrap();
-    let id = Uuid::now_v7();
-    message::ActiveModel {
-        id: Set(id),
-        chat_id: Set(chat_id),
-        seq: Set(seq),
-        sender_id: Set(sender),
-        client_msg_id: Set(client_msg_id.to_owned()),
-        content: Set(content.to_owned()),
-        attachment_id: Set(None),
-        image_url: Set(None),
-        reply_to: Set(None),
-        created_at: Set(now),
-        edited_at: Set(None),
-        deleted_at: Set(None),
-        image_width: Set(None),
-        image_height: Set(None),
-    }
-    .insert(&txn)
-    .await
-    .unwrap();
-    txn.commit().await.unwrap();
-    id
 }

@@ -384,3 +384,29 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_within_a_bound() {
     client.reconnect(&other, &[chat]).await;
     assert_eq!(client.send_message(chat, "after").await.expect("acked")["message"]["seq"], 2);
 }
+
+/// While Redis is away a message cannot be changed — the hot window's copy could not be dropped,
+/// and would be served stale once Redis is back — so the change is refused whole: nothing stored,
+/// nothing counted. Once Redis is back the same change goes through and crosses instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_redis_is_away_is_refused_whole_and_goes_through_after() {
+    let AcrossInstances { mut redis, cluster, bob, chat, mut sender, mut receiver } = across_instances().await;
+    let edit = json!({ "type": "edit_message", "req": "e", "chatId": chat, "seq": 1, "content": "edited" });
+    redis.stop().await;
+    sender.send(edit.clone()).await;
+    let refused = sender.until(|f| f["req"] == "e").await.expect("answered");
+    assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("unavailable")), "{refused}");
+    let viewed = cluster.get_json(&bob, &format!("/chats/{chat}"), 1).await;
+    assert_eq!((&viewed["lastMessage"]["content"], &viewed["lastEditSeq"]), (&json!("msg before"), &json!(0)));
+
+    let reconnected = [0, 1].map(|i| cluster.instance(i).logged("Redis pub/sub connected"));
+    redis.start_again().await;
+    for back in reconnected {
+        back.await;
+    }
+    sender.send(edit).await;
+    let ack = sender.until(|f| f["req"] == "e").await.expect("answered");
+    assert_eq!((&ack["type"], &ack["message"]["editSeq"]), (&json!("ack"), &json!(1)), "{ack}");
+    let heard = receiver.until(|f| f["type"] == "message_updated").await.expect("crosses to the other instance");
+    assert_eq!(heard["message"], ack["message"]);
+}

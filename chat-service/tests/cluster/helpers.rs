@@ -348,6 +348,14 @@ impl Cluster {
         res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// `GET path` on instance `via` as `user`: the JSON body of a success.
+    pub async fn get_json(&self, user: &User, path: &str, via: usize) -> Value {
+        let res = self.client.get(format!("{}{path}", self.instance(via).http())).bearer_auth(&user.token);
+        let res = res.send().await.unwrap();
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
     /// The chat's whole history as stored, (seq, message id) in seq order, read through instance `via`.
     pub async fn history(&self, user: &User, chat_id: Uuid, via: usize) -> Vec<(i64, String)> {
         let mut all = Vec::new();

@@ -241,3 +241,62 @@ async fn an_image_stored_through_one_instance_is_delivered_and_served_by_another
     let thumbnail = image::load_from_memory(&thumbnail.bytes().await.unwrap()).unwrap();
     assert_eq!((thumbnail.width(), thumbnail.height()), (320, 80), "the thumbnail the first instance made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_through_one_instance_reaches_the_other_and_no_stale_copy_is_served() {
+    let cluster = Cluster::start(2).await;
+    let (ana, bob) = (cluster.user("ana").await, cluster.user("bob").await);
+    let chat = cluster.group(&ana, &[&bob]).await;
+    let mut ana_ws = cluster.connect(&ana, 0).await;
+    let mut bob_ws = cluster.connect(&bob, 1).await;
+    for id in ["m1", "m2", "m3"] {
+        ana_ws.send_message(chat, id).await.expect("acked");
+    }
+    assert!(bob_ws.until_seq(chat, 3).await);
+
+    let change = |via: usize, seq: i64, method: reqwest::Method| {
+        let url = format!("{}/chats/{chat}/messages/{seq}", cluster.instance(via).http());
+        cluster.client.request(method, url).bearer_auth(&ana.token)
+    };
+    let edited: serde_json::Value = change(0, 2, reqwest::Method::PATCH)
+        .json(&json!({ "content": "edited" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let heard = bob_ws.until(|f| f["type"] == "message_updated").await.expect("relayed to the other instance");
+    assert_eq!(heard["message"], edited);
+
+    // The other instance serves the page from the hot window, and the window has the new copy.
+    let from_window = cluster.instance(1).metric("window_reads_total{served=\"window\"}").await;
+    let page = cluster.get_json(&bob, &format!("/chats/{chat}/messages"), 1).await;
+    assert_eq!(page["messages"][1], edited, "{page}");
+    assert!(
+        cluster.instance(1).metric("window_reads_total{served=\"window\"}").await > from_window,
+        "read from the window"
+    );
+
+    // A deletion through the second instance; Bob, away meanwhile, resumes on the first: the
+    // backlog holds the messages as they are now, and the changes of what he had follow it.
+    bob_ws.close().await;
+    let deleted: serde_json::Value = change(1, 3, reqwest::Method::DELETE).send().await.unwrap().json().await.unwrap();
+    let mut back = Client::new(&bob);
+    back.connect_to(&cluster.instance(0).ws(), None).await;
+    back.send(json!({ "type": "resume", "req": "r", "chats": { chat.to_string(): 1 }, "editsAfter": { chat.to_string(): 0 } })).await;
+    let mut backlog = Vec::new();
+    let resumed = back
+        .until(|f| {
+            if f["type"] == "new_message" || f["type"] == "message_updated" {
+                backlog.push(f.clone());
+            }
+            f["type"] == "resumed"
+        })
+        .await
+        .expect("resumed");
+    assert_eq!(backlog.len(), 2, "{backlog:?}");
+    assert_eq!((backlog[0]["type"].as_str(), &backlog[0]["message"]), (Some("new_message"), &edited));
+    assert_eq!((backlog[1]["type"].as_str(), &backlog[1]["message"]), (Some("new_message"), &deleted));
+    assert_eq!(resumed["edits"], json!({ chat.to_string(): 2 }));
+}

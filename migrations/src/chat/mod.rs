@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_chat;
 mod m20261206_000001_known_users_profile_at;
 mod m20261207_000001_image_messages;
+mod m20261208_000001_message_edits;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_chat::Migration),
             Box::new(m20261206_000001_known_users_profile_at::Migration),
             Box::new(m20261207_000001_image_messages::Migration),
+            Box::new(m20261208_000001_message_edits::Migration),
         ]
     }
 }

@@ -84,6 +84,16 @@ pub struct MessageDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// When its content was last changed by its sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When it was deleted: `content` is then empty and `image` absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The chat's edit count at this message's latest edit or deletion: of two copies of a
+    /// message, the one with the higher `editSeq` is the newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_seq: Option<i64>,
 }
 
 /// An image in a message. Its URLs are paths on chat-service, fetched with the same bearer token
@@ -167,6 +177,10 @@ pub struct ChatDto {
     pub last_message: Option<MessageDto>,
     /// `lastSeq − lastReadSeq` of the viewer.
     pub unread_count: i64,
+    /// How many edits and deletions the chat's messages have had (each message's `editSeq` is one
+    /// of these): where to resume the chat's changes from (`editsAfter`).
+    #[serde(default)]
+    pub last_edit_seq: i64,
     pub participants: Vec<ParticipantDto>,
 }
 
@@ -196,6 +210,13 @@ pub struct SendMessageRequest {
     pub attachment_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
+}
+
+/// `PATCH /chats/{id}/messages/{seq}` (and the WebSocket's `edit_message`): the new content.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditMessageRequest {
+    pub content: String,
 }
 
 /// `POST /chats/{id}/read`: everything up to `seq` is read.

@@ -306,6 +306,9 @@ fn new_message(send: &Pending, seq: i64, now: DateTime<Utc>) -> MessageDto {
         image: send.image.clone(),
         reply_to: send.request.reply_to,
         created_at: now,
+        edited_at: None,
+        deleted_at: None,
+        edit_seq: None,
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub last_seq: i64,
     pub last_message_at: Option<DateTimeUtc>,
+    /// How many edits and deletions its messages have had: the `edit_seq` of the latest one.
+    pub last_edit_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

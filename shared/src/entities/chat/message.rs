@@ -20,11 +20,15 @@ pub struct Model {
     /// The seq of the message this one answers.
     pub reply_to: Option<i64>,
     pub created_at: DateTimeUtc,
+    /// When its content last changed; `None` if never.
     pub edited_at: Option<DateTimeUtc>,
+    /// When it was deleted: its content is emptied and its image taken off it.
     pub deleted_at: Option<DateTimeUtc>,
     /// The image's size in pixels, copied from its attachment when the message was stored.
     pub image_width: Option<i32>,
     pub image_height: Option<i32>,
+    /// The chat's `last_edit_seq` when this message was last edited or deleted.
+    pub edit_seq: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -44,6 +48,9 @@ impl Model {
             image: self.image(),
             reply_to: self.reply_to,
             created_at: self.created_at,
+            edited_at: self.edited_at,
+            deleted_at: self.deleted_at,
+            edit_seq: self.edit_seq,
         }
     }
 }

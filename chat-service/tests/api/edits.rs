@@ -1,0 +1,303 @@
+//! Edits and deletions: a message changes in place, every follower hears of it, history shows it
+//! as it is now, and a client that was away resumes the changes after its last `editSeq`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::helpers::*;
+
+impl TestStack {
+    async fn patch_message(&self, user: &User, chat: Uuid, seq: i64, body: &Value) -> reqwest::Response {
+        let url = format!("{}/chats/{chat}/messages/{seq}", self.chat_url);
+        self.client.patch(url).bearer_auth(&user.token).json(body).send().await.unwrap()
+    }
+
+    async fn delete_message(&self, user: &User, chat: Uuid, seq: i64) -> reqwest::Response {
+        let url = format!("{}/chats/{chat}/messages/{seq}", self.chat_url);
+        self.client.delete(url).bearer_auth(&user.token).send().await.unwrap()
+    }
+
+    /// The chat's messages as REST history gives them.
+    async fn history(&self, user: &User, chat: Uuid) -> Vec<Value> {
+        let page: Value = self.get(user, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
+        page["messages"].as_array().unwrap().clone()
+    }
+
+    async fn last_edit_seq(&self, user: &User, chat: Uuid) -> i64 {
+        let chat: Value = self.get(user, &format!("/chats/{chat}")).await.json().await.unwrap();
+        chat["lastEditSeq"].as_i64().unwrap()
+    }
+}
+
+async fn ok_json(res: reqwest::Response) -> Value {
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+impl WsClient {
+    /// The answer (`ack` or `error`) to the frame sent with `req`, skipping events.
+    async fn answer_to(&mut self, req: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["req"] == req && (frame["type"] == "ack" || frame["type"] == "error") {
+                return frame;
+            }
+        }
+    }
+}
+
+on_both_backends! {
+    async fn an_edit_reaches_every_follower_and_history_gives_the_message_as_it_is_now(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        let mut ana_other = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "see you at 3").await;
+        ana_ws.send_message(chat, "m2", "room 4B").await;
+        assert_eq!(bob_ws.collect_seqs(chat, 2).await, [1, 2]);
+
+        ana_ws.send(json!({ "type": "edit_message", "req": "e1", "chatId": chat, "seq": 2, "content": "room 4C" })).await;
+        // The editing connection gets the ack and the update, in either order.
+        let (mut ack, mut echo) = (None, None);
+        while ack.is_none() || echo.is_none() {
+            let frame = ana_ws.next().await;
+            match frame["type"].as_str() {
+                Some("ack") => ack = Some(frame),
+                Some("message_updated") => echo = Some(frame),
+                // The echoes of Ana's own sends.
+                Some("new_message") => {}
+                _ => panic!("unexpected {frame}"),
+            }
+        }
+        let (ack, echo) = (ack.unwrap(), echo.unwrap());
+        assert_eq!(ack["req"], "e1", "{ack}");
+        let edited = &ack["message"];
+        assert_eq!(echo["message"], *edited);
+        assert_eq!((edited["seq"].as_i64(), edited["content"].as_str(), edited["editSeq"].as_i64()), (Some(2), Some("room 4C"), Some(1)));
+        assert!(edited["editedAt"].is_string() && edited.get("deletedAt").is_none(), "{edited}");
+        assert_eq!(edited["clientMsgId"], "m2", "the message keeps its identity");
+        // Every follower, the editor's other connection included, gets the message as it is now.
+        assert_eq!(bob_ws.next_of("message_updated").await["message"], *edited);
+        assert_eq!(ana_other.next_of("message_updated").await["message"], *edited);
+
+        // Over REST too; the same content again changes nothing and announces nothing.
+        let patched = ok_json(stack.patch_message(&ana, chat, 1, &json!({ "content": "see you at 4" })).await).await;
+        assert_eq!((patched["content"].as_str(), patched["editSeq"].as_i64()), (Some("see you at 4"), Some(2)));
+        let unchanged = ok_json(stack.patch_message(&ana, chat, 1, &json!({ "content": "see you at 4" })).await).await;
+        assert_eq!(unchanged, patched);
+        assert_eq!(bob_ws.next_of("message_updated").await["message"], patched);
+        let deleted = ok_json(stack.delete_message(&ana, chat, 2).await).await;
+        // The next update Bob hears of is the deletion: the repeated edit sent none.
+        assert_eq!(bob_ws.next_of("message_updated").await["message"], deleted);
+        assert_eq!((deleted["content"].as_str(), deleted["editSeq"].as_i64()), (Some(""), Some(3)));
+        assert!(deleted["deletedAt"].is_string(), "{deleted}");
+
+        // The seqs did not move: history, the chat and Bob's unread count are as before the changes.
+        let history = stack.history(&bob, chat).await;
+        assert_eq!(history, [patched.clone(), deleted.clone()]);
+        let viewed: Value = stack.get(&bob, &format!("/chats/{chat}")).await.json().await.unwrap();
+        assert_eq!((viewed["lastSeq"].as_i64(), viewed["lastEditSeq"].as_i64()), (Some(2), Some(3)));
+        assert_eq!(viewed["lastMessage"], deleted);
+        // A new message after the changes takes the next seq, as ever.
+        assert_eq!(ana_ws.send_message(chat, "m3", "found it").await["message"]["seq"], 3);
+        // A new connection's ready carries where the chat's changes stand.
+        let mut fresh = stack.connect_raw().await;
+        fresh.send(json!({ "type": "auth", "token": bob.token })).await;
+        assert_eq!(fresh.next_of("ready").await["chats"][0]["lastEditSeq"], 3);
+    }
+
+    async fn only_its_sender_edits_a_message_and_its_sender_or_a_group_admin_deletes_it(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ([ana, bob, carla], group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
+        let dave = stack.user("dave").await;
+        let mut bob_ws = stack.connect(&bob).await;
+        bob_ws.send_message(group, "g1", "hello group").await;
+        bob_ws.send_message(group, "g2", "second").await;
+        bob_ws.send_message(direct, "d1", "hello ana").await;
+        let edit = json!({ "content": "changed" });
+
+        // Ana owns the group: she may delete Bob's message there, not edit it.
+        assert_error(stack.patch_message(&ana, group, 1, &edit).await, 403, "forbidden").await;
+        assert_error(stack.delete_message(&carla, group, 1).await, 403, "forbidden").await;
+        assert_error(stack.delete_message(&ana, direct, 1).await, 403, "forbidden").await;
+        assert_error(stack.patch_message(&dave, group, 1, &edit).await, 403, "forbidden").await;
+        assert_error(stack.delete_message(&dave, group, 1).await, 403, "forbidden").await;
+        assert_error(stack.patch_message(&bob, group, 9, &edit).await, 404, "not_found").await;
+        assert_error(stack.delete_message(&bob, Uuid::now_v7(), 1).await, 404, "not_found").await;
+        assert_error(stack.patch_message(&bob, group, 1, &json!({ "content": "  " })).await, 422, "empty_message").await;
+        let long = json!({ "content": "x".repeat(4001) });
+        assert_error(stack.patch_message(&bob, group, 1, &long).await, 422, "content_too_long").await;
+        assert_error(stack.patch_message(&bob, group, 1, &json!({ "text": "typo" })).await, 422, "validation_failed").await;
+        let bad_seq = stack.client.patch(format!("{}/chats/{group}/messages/first", stack.chat_url))
+            .bearer_auth(&bob.token).json(&edit).send().await.unwrap();
+        assert_error(bad_seq, 400, "bad_request").await;
+        // Nothing of the refused changes was stored or counted.
+        assert_eq!(stack.history(&carla, group).await[0]["content"], "hello group");
+        assert_eq!(stack.last_edit_seq(&carla, group).await, 0);
+
+        let removed = ok_json(stack.delete_message(&ana, group, 1).await).await;
+        assert_eq!((removed["senderId"].as_str(), removed["content"].as_str()), (Some(bob.id.to_string().as_str()), Some("")));
+        // Deleting again changes nothing; a deleted message cannot be edited.
+        assert_eq!(ok_json(stack.delete_message(&bob, group, 1).await).await, removed);
+        assert_error(stack.patch_message(&bob, group, 1, &edit).await, 409, "message_deleted").await;
+        assert_eq!(stack.last_edit_seq(&carla, group).await, 1);
+
+        // The WebSocket refuses the same way, echoing req, and the connection keeps serving.
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send(json!({ "type": "edit_message", "req": "x1", "chatId": group, "seq": 2, "content": "mine now" })).await;
+        let refused = ana_ws.answer_to("x1").await;
+        assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("forbidden")), "{refused}");
+        ana_ws.send(json!({ "type": "edit_message", "req": "x2", "chatId": group, "seq": 1, "content": "back" })).await;
+        assert_eq!(ana_ws.answer_to("x2").await["code"], "forbidden");
+        bob_ws.send(json!({ "type": "edit_message", "req": "x3", "chatId": group, "seq": 1, "content": "back" })).await;
+        assert_eq!(bob_ws.answer_to("x3").await["code"], "message_deleted");
+        bob_ws.send(json!({ "type": "delete_message", "req": "x4", "chatId": group, "seq": "2" })).await;
+        assert_eq!(bob_ws.answer_to("x4").await["code"], "invalid_frame");
+        bob_ws.send(json!({ "type": "delete_message", "req": "x5", "chatId": group, "seq": 2 })).await;
+        let ack = bob_ws.answer_to("x5").await;
+        assert_eq!((ack["type"].as_str(), ack["message"]["editSeq"].as_i64()), (Some("ack"), Some(2)), "{ack}");
+    }
+
+    async fn a_deleted_image_message_no_longer_shows_its_image_to_the_chat(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let upload = stack.client.post(format!("{}/attachments", stack.chat_url)).bearer_auth(&ana.token)
+            .header("content-type", "image/png").body(tiny_png()).send().await.unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+        let upload: Value = upload.json().await.unwrap();
+        let send = json!({ "clientMsgId": "i1", "content": "look", "attachmentId": upload["id"] });
+        assert_eq!(stack.post(&ana, &format!("/chats/{chat}/messages"), &send).await.status(), StatusCode::CREATED);
+        let url = upload["url"].as_str().unwrap();
+        assert_eq!(stack.get(&bob, url).await.status(), StatusCode::OK);
+
+        // An image's caption may be emptied: the image is the message.
+        let edited = ok_json(stack.patch_message(&ana, chat, 1, &json!({ "content": "" })).await).await;
+        assert_eq!((edited["content"].as_str(), &edited["image"]["id"]), (Some(""), &upload["id"]));
+        let deleted = ok_json(stack.delete_message(&ana, chat, 1).await).await;
+        assert!(deleted.get("image").is_none(), "{deleted}");
+        assert_error(stack.get(&bob, url).await, 404, "not_found").await;
+        assert_eq!(stack.get(&ana, url).await.status(), StatusCode::OK, "its uploader still has it");
+        // Carried by no message any more, it is swept as an upload never sent is.
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        assert_eq!(chat_service::service::attachments::sweep_unsent(&stack.chat, later).await.unwrap(), 1);
+        assert_error(stack.get(&ana, url).await, 404, "not_found").await;
+    }
+
+    async fn changes_made_while_away_are_resumed_after_the_missed_messages(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "one").await;
+        ana_ws.send_message(chat, "m2", "two").await;
+        // Bob has seq 2 and every change (none yet) when he goes away.
+        let edit = |seq: i64, content: &str| json!({ "content": content, "seq": seq });
+        let patch = |body: Value| {
+            let (stack, ana) = (&stack, &ana);
+            async move { ok_json(stack.patch_message(ana, chat, body["seq"].as_i64().unwrap(), &json!({ "content": body["content"] })).await).await }
+        };
+        patch(edit(1, "one, edited")).await;
+        ana_ws.send_message(chat, "m3", "three").await;
+        let three = patch(edit(3, "three, edited")).await;
+        let two = ok_json(stack.delete_message(&ana, chat, 2).await).await;
+        let one = patch(edit(1, "one, edited twice")).await;
+        assert_eq!([one["editSeq"].as_i64(), two["editSeq"].as_i64(), three["editSeq"].as_i64()], [Some(4), Some(3), Some(2)]);
+
+        let mut bob_ws = stack.connect_raw().await;
+        bob_ws.send(json!({ "type": "auth", "token": bob.token, "resume": { chat.to_string(): 2 }, "editsAfter": { chat.to_string(): 0 } })).await;
+        assert_eq!(bob_ws.next().await["chats"][0]["lastEditSeq"], 4);
+        // The missed message as it is now, then the changes of what Bob had, in change order: one
+        // update per message (the first edit of seq 1 is folded into its latest).
+        let missed = bob_ws.next().await;
+        assert_eq!((missed["type"].as_str(), &missed["message"]), (Some("new_message"), &three));
+        let updated = bob_ws.next().await;
+        assert_eq!((updated["type"].as_str(), &updated["message"]), (Some("message_updated"), &two));
+        let updated = bob_ws.next().await;
+        assert_eq!((updated["type"].as_str(), &updated["message"]), (Some("message_updated"), &one));
+        let resumed = bob_ws.next().await;
+        assert_eq!(resumed, json!({ "type": "resumed", "chats": { chat.to_string(): 3 }, "edits": { chat.to_string(): 4 } }));
+
+        // A resume frame asks for changes alone; bad entries are refused one by one.
+        let stranger = Uuid::now_v7();
+        bob_ws.send(json!({ "type": "resume", "req": "r1", "editsAfter": { chat.to_string(): 3, stranger.to_string(): 0 } })).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = bob_ws.next().await;
+            let done = frame["type"] == "resumed";
+            frames.push(frame);
+            if done {
+                break;
+            }
+        }
+        let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message_updated", "error", "resumed"], "{frames:?}");
+        assert_eq!(frames[0]["message"], one);
+        assert_eq!((&frames[1]["code"], &frames[1]["req"]), (&json!("forbidden"), &json!("r1")));
+        assert_eq!(frames[2], json!({ "type": "resumed", "req": "r1", "chats": {}, "edits": { chat.to_string(): 4 } }));
+        for bad in [5, -1] {
+            bob_ws.send(json!({ "type": "resume", "req": "r2", "editsAfter": { chat.to_string(): bad } })).await;
+            assert_eq!(bob_ws.next().await["code"], "invalid_seq");
+            assert_eq!(bob_ws.next().await, json!({ "type": "resumed", "req": "r2", "chats": {} }));
+        }
+        // Resuming belongs to the first auth frame, changes as well as messages.
+        bob_ws.send(json!({ "type": "auth", "req": "a1", "token": bob.token, "editsAfter": { chat.to_string(): 0 } })).await;
+        assert_eq!(bob_ws.next().await["code"], "invalid_frame");
+    }
+
+    async fn a_change_that_overtakes_its_message_delivers_the_message_as_it_is_now(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_ws = stack.connect(&bob).await;
+        // Stored, but its announcement is lost: Bob's connection is still at seq 0 when the edit's
+        // announcement arrives.
+        store_unannounced(&stack, chat, ana.id, "lost", "before").await;
+        let edited = ok_json(stack.patch_message(&ana, chat, 1, &json!({ "content": "after" })).await).await;
+        let first = bob_ws.next().await;
+        assert_eq!((first["type"].as_str(), &first["message"]), (Some("new_message"), &edited), "{first}");
+        // The update itself is not sent after it: the next frame is the next message.
+        send_next_over_rest(&stack, &ana, chat).await;
+        let next = bob_ws.next().await;
+        assert_eq!((next["type"].as_str(), next["message"]["seq"].as_i64()), (Some("new_message"), Some(2)), "{next}");
+    }
+
+    async fn graphql_edits_deletes_and_announces_changes(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "draft").await;
+        let mut subscriber = stack.graphql_ws(&bob).await;
+        subscriber.subscribe("u", "subscription($chat: UUID!) { messageUpdated(chatId: $chat) { seq content editSeq editedAt deletedAt } }", json!({ "chat": chat })).await;
+        stack.wait_for_followers(chat, 2).await;
+
+        let edit = "mutation($chat: UUID!) { editMessage(chatId: $chat, seq: 1, content: \"final\") { content editSeq editedAt } }";
+        let edited = stack.graphql(Some(&ana), edit, json!({ "chat": chat })).await;
+        assert_eq!(edited["data"]["editMessage"]["content"], "final", "{edited}");
+        let heard = subscriber.next_payload("u").await;
+        assert_eq!((heard["data"]["messageUpdated"]["content"].as_str(), heard["data"]["messageUpdated"]["editSeq"].as_i64()), (Some("final"), Some(1)), "{heard}");
+
+        let refused = stack.graphql(Some(&bob), edit, json!({ "chat": chat })).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], "forbidden", "{refused}");
+        let delete = "mutation($chat: UUID!) { deleteMessage(chatId: $chat, seq: 1) { content deletedAt editSeq } }";
+        let deleted = stack.graphql(Some(&ana), delete, json!({ "chat": chat })).await;
+        assert_eq!(deleted["data"]["deleteMessage"]["editSeq"], 2, "{deleted}");
+        let heard = subscriber.next_payload("u").await;
+        assert!(heard["data"]["messageUpdated"]["deletedAt"].is_string(), "{heard}");
+        let query = "query($chat: UUID!) { chat(id: $chat) { lastEditSeq } }";
+        assert_eq!(stack.graphql(Some(&bob), query, json!({ "chat": chat })).await["data"]["chat"]["lastEditSeq"], 2);
+    }
+}
+
+/// Ana sends the chat's next message over REST.
+async fn send_next_over_rest(stack: &TestStack, ana: &User, chat: Uuid) {
+    let sent =
+        stack.post(ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "next", "content": "next" })).await;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+}
+
+/// A 2 × 2 PNG.
+fn tiny_png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(2, 2)).write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
