@@ -38,6 +38,11 @@ export function expect(locator, { timeout = DEFAULT_TIMEOUT } = {}) {
         const text = (await locator.textContent({ timeout: 1000 })) ?? '';
         assert.ok(text.includes(expected), `text ${JSON.stringify(text)} should contain ${JSON.stringify(expected)}`);
       }, opts),
+    toHaveValue: (expected) =>
+      retry(async () => {
+        const value = await locator.inputValue({ timeout: 1000 });
+        assert.ok(matches(value, expected), `value ${JSON.stringify(value)} should be ${expected}`);
+      }, opts),
     toHaveCount: (n) =>
       retry(async () => {
         assert.equal(await locator.count(), n, `count of ${locator}`);

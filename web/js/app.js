@@ -104,7 +104,7 @@ function startChat() {
   on('message', ({ message }) => {
     store.addMessage(message);
     const chat = store.chats.get(message.chatId);
-    if (chat && message.senderId !== store.me?.id) {
+    if (chat && message.senderId !== store.me?.id && !message.deletedAt) {
       const who = store.nameOf(message.senderId);
       const where = chat.id === activeId ? '' : ` in ${store.title(chat)}`;
       const image = message.image || message.imageUrl;
@@ -112,6 +112,7 @@ function startChat() {
       announcer.textContent = `${who}${where}: ${what}`;
     }
   });
+  on('message-updated', ({ message }) => store.updateMessage(message));
   on('read', (r) => store.applyRead(r));
   on('delivered', (d) => store.applyDelivered(d));
   on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
@@ -317,7 +318,8 @@ function startChat() {
   }
 
   function onKey(e) {
-    if (e.key === 'Escape' && activeId && !document.querySelector('dialog[open]')) location.hash = '';
+    // A view that used the Escape (an edit cancelled) has said so.
+    if (e.key === 'Escape' && activeId && !e.defaultPrevented && !document.querySelector('dialog[open]')) location.hash = '';
   }
 
   return {

@@ -9,7 +9,10 @@
 //   - keeping the connection open past its access token's expiry: before the server's deadline
 //     (`tokenExpiresAt`) it asks `getToken` for a fresh token and sends it in an `auth` frame,
 //   - sending messages idempotently: a send that times out or is cut off is retried with the same
-//     `clientMsgId`, and only a final failure rejects.
+//     `clientMsgId`, and only a final failure rejects,
+//   - editing and deleting messages, and resuming the edits and deletions made while it was away:
+//     it keeps each chat's edit point (the `lastEditSeq` its copies are complete up to) and sends
+//     those points as `editsAfter` when it reconnects.
 //
 // Events (an EventTarget; each event's `detail` is shown):
 //   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?}
@@ -17,7 +20,12 @@
 //                                                chats as in the `ready` frame; `online`: ids of the
 //                                                chats' members online now (null if the server has no presence);
 //                                                in chats of more members, others' reads are not sent (null: no limit)
-//   message    {message}                         a new message, in seq order per chat, never twice
+//   message    {message}                         a new message, in seq order per chat, never twice;
+//                                                one changed before it came arrives as it is now
+//   message-updated {message}                    a message was edited or deleted (`deletedAt` set,
+//                                                `content` ""); this is it now. Replace your copy only
+//                                                if this `editSeq` is higher (a copy without one was
+//                                                never changed): a resume may repeat a change
 //   read       {chatId, userId, seq}             a read watermark moved
 //   delivered  {chatId, seq}                     every participant has received up to seq
 //   typing     {chatId, userId, typing}
@@ -39,6 +47,10 @@
 //   const stored = await client.sendMessage({ chatId, content: 'hi' }); // retried until acked or refused
 //   // An image: upload it first (POST /attachments), then send its id; `content` is its caption.
 //   await client.sendMessage({ chatId, content: '', attachmentId: upload.id });
+//   // Edits and deletions resolve with the message as it is now; the chat's connections, this one
+//   // included, also get a `message-updated` event. Not queued: offline, they reject at once.
+//   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there' });
+//   await client.deleteMessage({ chatId, seq: stored.seq });
 
 /** Renew the connection's token this long before the server's deadline (half the time left, if less). */
 const RENEW_MARGIN_MS = 30_000;
@@ -97,6 +109,11 @@ export class ConvergeClient extends EventTarget {
     this.WebSocketImpl = WebSocketImpl || globalThis.WebSocket;
     /** chatId → highest seq delivered to the app; what a reconnect resumes from. */
     this.positions = new Map();
+    /**
+     * chatId → the chat's `editSeq` up to which the app has every edit and deletion; a reconnect
+     * asks for the changes after it (`editsAfter`). Kept for the chats in `positions`.
+     */
+    this.editPoints = new Map();
     this.state = 'stopped';
     this.user = null;
     this.ws = null;
@@ -140,6 +157,7 @@ export class ConvergeClient extends EventTarget {
     }
     this.rejectWaiting('stopped');
     this.positions.clear();
+    this.editPoints.clear();
   }
 
   /** Skips the backoff wait (a "retry now" button, the browser coming back online). */
@@ -172,6 +190,26 @@ export class ConvergeClient extends EventTarget {
     return item.promise;
   }
 
+  /**
+   * Replaces the content of one of the user's messages. Resolves with the message as it is now
+   * (`editedAt`, `editSeq`); rejects with a SendError: `forbidden` (not theirs), `message_deleted`,
+   * `empty_message`, `content_too_long`, `not_found`, or `disconnected`/`timeout` (not retried: an
+   * edit sent again later could undo a newer one).
+   * @returns {Promise<object>} the MessageDto
+   */
+  editMessage({ chatId, seq, content }) {
+    return this.request({ type: 'edit_message', chatId, seq, content }, this.ackTimeoutMs).then((answer) => answer.message);
+  }
+
+  /**
+   * Deletes a message: the user's own, or anyone's in a group they own or administer. Resolves
+   * with what is left of it (`deletedAt` set, `content` ""); rejects like {@link editMessage}.
+   * @returns {Promise<object>} the MessageDto
+   */
+  deleteMessage({ chatId, seq }) {
+    return this.request({ type: 'delete_message', chatId, seq }, this.ackTimeoutMs).then((answer) => answer.message);
+  }
+
   /** Says the user has read `chatId` up to `seq`. Fire and forget; a `read` event follows. */
   markAsRead(chatId, seq) {
     return this.sendFrame({ type: 'mark_as_read', chatId, seq });
@@ -184,10 +222,14 @@ export class ConvergeClient extends EventTarget {
 
   /**
    * Starts following a chat's live messages from `seq` (its messages above `seq` are delivered as
-   * `message` events); e.g. after loading its history from REST.
+   * `message` events); e.g. after loading its history from REST. `editSeq`: the chat's
+   * `lastEditSeq` that history was read at; a reconnect asks for the changes after it (0: every
+   * changed message, which is never too few).
    */
-  track(chatId, seq) {
-    if (!this.positions.has(chatId)) this.positions.set(chatId, seq);
+  track(chatId, seq, editSeq = 0) {
+    if (this.positions.has(chatId)) return;
+    this.positions.set(chatId, seq);
+    this.editPoints.set(chatId, editSeq);
   }
 
   // --- connection -----------------------------------------------------------------------------
@@ -209,7 +251,11 @@ export class ConvergeClient extends EventTarget {
     ws.onopen = () => {
       const frame = { type: 'auth', token };
       // Resume only what we know; chats new to us are followed from their `ready.lastSeq`.
-      if (this.positions.size > 0) frame.resume = Object.fromEntries(this.positions);
+      if (this.positions.size > 0) {
+        frame.resume = Object.fromEntries(this.positions);
+        const editsAfter = [...this.positions.keys()].filter((id) => this.editPoints.has(id)).map((id) => [id, this.editPoints.get(id)]);
+        if (editsAfter.length > 0) frame.editsAfter = Object.fromEntries(editsAfter);
+      }
       ws.send(JSON.stringify(frame));
     };
     ws.onmessage = (event) => {
@@ -425,10 +471,16 @@ export class ConvergeClient extends EventTarget {
       case 'ready':
         return this.onReady(frame);
       case 'resumed':
+        // The changes were sent up to these points. Never lower one: live updates may have moved it on.
+        for (const [chatId, editSeq] of Object.entries(frame.edits ?? {})) {
+          if (this.positions.has(chatId)) this.editPoints.set(chatId, Math.max(editSeq, this.editPoints.get(chatId) ?? 0));
+        }
         if (frame.req === undefined) this.goOnline();
         return;
       case 'new_message':
         return this.onMessage(frame.message);
+      case 'message_updated':
+        return this.onUpdate(frame.message);
       case 'ack':
       case 'pong':
       case 'authenticated':
@@ -452,7 +504,7 @@ export class ConvergeClient extends EventTarget {
       case 'presence':
         return this.emit('presence', { chatId: frame.chatId, userId: frame.userId, online: !!frame.online });
       case 'conversation_created':
-        if (!this.positions.has(frame.chat.id)) this.positions.set(frame.chat.id, frame.chat.lastSeq);
+        this.follow(frame.chat);
         return this.emit('chat', { chat: frame.chat, online: frame.online ?? null });
       case 'participant_updated': {
         const { chatId, userId, displayName, avatarUrl } = frame;
@@ -462,7 +514,7 @@ export class ConvergeClient extends EventTarget {
       case 'participant_left':
         return this.emit('member', { chatId: frame.chatId, userId: frame.userId, joined: frame.type === 'participant_joined' });
       case 'conversation_left':
-        this.positions.delete(frame.chatId);
+        this.forget(frame.chatId);
         return this.emit('left', { chatId: frame.chatId });
       default:
         return undefined; // newer servers may send more; ignore what we do not know
@@ -477,13 +529,11 @@ export class ConvergeClient extends EventTarget {
     const known = new Set(frame.chats.map((c) => c.id));
     for (const id of [...this.positions.keys()]) {
       if (!known.has(id)) {
-        this.positions.delete(id);
+        this.forget(id);
         this.emit('left', { chatId: id });
       }
     }
-    for (const chat of frame.chats) {
-      if (!this.positions.has(chat.id)) this.positions.set(chat.id, chat.lastSeq);
-    }
+    for (const chat of frame.chats) this.follow(chat);
     this.emit('ready', {
       user: frame.user,
       chats: frame.chats,
@@ -493,6 +543,21 @@ export class ConvergeClient extends EventTarget {
     });
     // With a resume, the backlog and `resumed` come next; only then is the connection caught up.
     if (!resuming) this.goOnline();
+  }
+
+  /**
+   * A chat new to us is followed from where it stands: its messages after `lastSeq`, its changes
+   * after `lastEditSeq`. A chat we know keeps its own points: the resume brings what it missed.
+   */
+  follow(chat) {
+    if (this.positions.has(chat.id)) return;
+    this.positions.set(chat.id, chat.lastSeq);
+    this.editPoints.set(chat.id, chat.lastEditSeq ?? 0);
+  }
+
+  forget(chatId) {
+    this.positions.delete(chatId);
+    this.editPoints.delete(chatId);
   }
 
   goOnline() {
@@ -511,6 +576,16 @@ export class ConvergeClient extends EventTarget {
       this.settle(item, message);
     }
     this.emit('message', { message });
+  }
+
+  /**
+   * An update moves the chat's edit point only when it is the very next change: one out of order
+   * leaves a gap below it, and the next resume must still ask from before that gap.
+   */
+  onUpdate(message) {
+    const point = this.editPoints.get(message.chatId);
+    if (point !== undefined && message.editSeq === point + 1) this.editPoints.set(message.chatId, message.editSeq);
+    this.emit('message-updated', { message });
   }
 
   answer(req, frame) {

@@ -16,7 +16,11 @@ export class Store extends EventTarget {
     this.me = null;
     /** chatId → ChatDto (kept current: lastSeq, lastMessage, unreadCount, participants' watermarks). */
     this.chats = new Map();
-    /** chatId → {bySeq: Map<seq, MessageDto>, oldest: number|null, hasOlder: boolean, loaded: boolean} */
+    /**
+     * chatId → {bySeq: Map<seq, MessageDto>, updates: Map<seq, MessageDto>, oldest: number|null,
+     * hasOlder: boolean, loaded: boolean}. `updates`: changes to messages not loaded yet, so that a
+     * history page read before the change cannot bring the old copy back.
+     */
     this.histories = new Map();
     /**
      * clientMsgId → {chatId, clientMsgId, content, createdAt, state: 'uploading'|'sending'|'failed',
@@ -57,9 +61,10 @@ export class Store extends EventTarget {
     const known = this.chats.get(chat.id);
     // A chat we already follow live may be ahead of a REST answer; never move it backwards.
     if (known && known.lastSeq > chat.lastSeq) return;
-    this.chats.set(chat.id, { ...chat });
+    const stored = { ...chat };
+    this.chats.set(chat.id, stored);
     for (const p of chat.participants) this.names.set(p.userId, p.displayName);
-    if (chat.lastMessage) this.history(chat.id).bySeq.set(chat.lastMessage.seq, chat.lastMessage);
+    if (chat.lastMessage) stored.lastMessage = this.place(this.history(chat.id), chat.lastMessage);
     if (notify) this.changed({ chats: true, chatId: chat.id });
   }
 
@@ -121,7 +126,7 @@ export class Store extends EventTarget {
   history(chatId) {
     let h = this.histories.get(chatId);
     if (!h) {
-      h = { bySeq: new Map(), oldest: null, hasOlder: true, loaded: false };
+      h = { bySeq: new Map(), updates: new Map(), oldest: null, hasOlder: true, loaded: false };
       this.histories.set(chatId, h);
     }
     return h;
@@ -130,7 +135,7 @@ export class Store extends EventTarget {
   /** A page from REST: merged by seq, so overlaps with live messages never duplicate. */
   addPage(chatId, page, { older }) {
     const h = this.history(chatId);
-    for (const m of page.messages) h.bySeq.set(m.seq, m);
+    for (const m of page.messages) this.place(h, m);
     const first = page.messages[0]?.seq;
     if (first != null && (h.oldest == null || first < h.oldest)) h.oldest = first;
     if (older || !h.loaded) h.hasOlder = page.hasMore && (h.oldest ?? 1) > 1;
@@ -144,11 +149,11 @@ export class Store extends EventTarget {
     if (!chat) return;
     const h = this.history(message.chatId);
     const isNew = !h.bySeq.has(message.seq);
-    h.bySeq.set(message.seq, message);
+    const kept = this.place(h, message);
     if (message.senderId === this.me?.id) this.pending.delete(message.clientMsgId);
     if (message.seq > chat.lastSeq) {
       chat.lastSeq = message.seq;
-      chat.lastMessage = message;
+      chat.lastMessage = kept;
       chat.lastMessageAt = message.createdAt;
     }
     // A sender has read everything up to their own message (no messages_read is sent for that).
@@ -157,6 +162,53 @@ export class Store extends EventTarget {
     this.setTyping(message.chatId, message.senderId, false, false);
     chat.unreadCount = Math.max(0, chat.lastSeq - this.myReadSeq(chat));
     if (isNew || message.senderId === this.me?.id) this.changed({ chats: true, chatId: message.chatId });
+  }
+
+  /**
+   * A message was edited or deleted (`message_updated`, or the answer to one's own change). A copy
+   * no newer than the one here (by `editSeq`) changes nothing: a resume may repeat a change.
+   */
+  updateMessage(message) {
+    const chat = this.chats.get(message.chatId);
+    if (!chat) return;
+    const h = this.history(message.chatId);
+    const current = h.bySeq.get(message.seq) ?? h.updates.get(message.seq);
+    if (current && (current.editSeq ?? 0) >= (message.editSeq ?? 0)) return;
+    // A message outside the loaded history would show as if it came right before it: it waits.
+    if (h.bySeq.has(message.seq)) h.bySeq.set(message.seq, message);
+    else h.updates.set(message.seq, message);
+    const isLast = message.seq === chat.lastSeq;
+    if (isLast) chat.lastMessage = message;
+    this.changed({ chats: isLast, chatId: message.chatId });
+  }
+
+  /**
+   * Puts a copy of a message (live, from history, in a chat) in its chat's history, unless a newer
+   * one is known: the higher `editSeq` wins, and a copy without one was never changed. Answers the
+   * copy kept.
+   */
+  place(h, message) {
+    let kept = newest(h.bySeq.get(message.seq), message);
+    const update = h.updates.get(message.seq);
+    if (update) {
+      kept = newest(update, kept);
+      h.updates.delete(message.seq);
+    }
+    h.bySeq.set(message.seq, kept);
+    return kept;
+  }
+
+  /** Whether I may edit a message: one of mine, stored and not deleted. */
+  canEdit(m) {
+    return !m.pending && !m.deletedAt && m.senderId === this.me?.id;
+  }
+
+  /** Whether I may delete a message: one of mine, or anyone's in a group I own or administer. */
+  canDelete(chat, m) {
+    if (m.pending || m.deletedAt) return false;
+    if (m.senderId === this.me?.id) return true;
+    const role = this.participant(chat.id, this.me?.id)?.role;
+    return chat.kind === 'group' && (role === 'owner' || role === 'admin');
   }
 
   /** A message on its way; `image` (a picked file and its local object URL) is uploaded first. */
@@ -304,4 +356,9 @@ export class Store extends EventTarget {
     this.presence.set(userId, online);
     this.changed({ chats: true, presence: true });
   }
+}
+
+/** Of a copy of a message held and one that arrives, the newer; the arriving one when as new. */
+function newest(held, arriving) {
+  return held && (held.editSeq ?? 0) > (arriving.editSeq ?? 0) ? held : arriving;
 }

@@ -76,12 +76,16 @@ function item(store, chat, active, onOpen) {
   );
 }
 
-/** "You: hi", "Ana: hi" (groups) or "hi", from the newest message or a pending one. */
+/**
+ * "You: hi", "Ana: hi" (groups) or "hi", from the newest message (as edited) or a pending one;
+ * "Message deleted" whoever sent it.
+ */
 function lastLine(store, chat) {
   const pending = store.pendingOf(chat.id).at(-1);
   if (pending) return `You: ${preview(pending)}`;
   const m = chat.lastMessage;
   if (!m) return null;
+  if (m.deletedAt) return 'Message deleted';
   const text = preview(m);
   if (m.senderId === store.me?.id) return `You: ${text}`;
   if (chat.kind === 'group') return `${store.nameOf(m.senderId)}: ${text}`;

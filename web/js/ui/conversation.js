@@ -1,13 +1,15 @@
 // conversation.js — one chat: its messages grouped by day and sender, delivery states, older pages
-// on scroll-up, the unread divider, typing, and the composer (text, and an image picked, pasted or
-// dropped on the conversation).
+// on scroll-up, the unread divider, typing, the composer (text, and an image picked, pasted or
+// dropped on the conversation), and editing and deleting messages: a message being edited goes
+// into the composer, and a deletion is confirmed in a dialog.
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
 import { imageBox, openImageViewer } from './image.js';
+import { openConfirm } from './confirm.js';
 import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
 import {
-  FINAL_UPLOAD_CODES, clock, dayKey, dayLabel, fileSize, imageProblem, sendErrorText, uploadErrorText,
+  FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, sendErrorText, uploadErrorText,
 } from './format.js';
 
 /** Messages from one sender closer than this share a group. */
@@ -17,6 +19,8 @@ const BOTTOM_SLACK = 80;
 /** Repeat typing_start this often while typing (the server forgets it after 6 s). */
 const TYPING_REPEAT_MS = 3000;
 const TYPING_IDLE_MS = 4000;
+/** How much of a message an action's name quotes, so a screen reader says which message it is. */
+const SUMMARY_CHARS = 40;
 
 export class ConversationView {
   /**
@@ -43,6 +47,8 @@ export class ConversationView {
     this.drafts = new Map();
     /** chatId → the image picked to go with the next message: {file, localUrl, width, height}. */
     this.staged = new Map();
+    /** The message being edited in the composer: {chatId, seq, original, saving}; the draft waits. */
+    this.editing = null;
     this.loadingOlder = false;
     this.typingSentAt = 0;
     this.typingIdle = null;
@@ -62,6 +68,7 @@ export class ConversationView {
   /** Shows a chat: loads its latest page (enough to reach the first unread) and scrolls there. */
   async open(chatId) {
     this.stopTyping();
+    this.editing = null;
     const chat = this.store.chats.get(chatId);
     this.chatId = chatId;
     if (!chat) {
@@ -89,6 +96,7 @@ export class ConversationView {
 
   close() {
     this.stopTyping();
+    this.editing = null;
     this.chatId = null;
   }
 
@@ -131,18 +139,21 @@ export class ConversationView {
     });
     this.notice = h('p', { class: 'composer-notice', role: 'alert' });
     this.stagedView = h('div', { class: 'staged', hidden: true });
+    this.editingBar = h('div', { class: 'editing-bar', id: 'editing-bar', hidden: true });
+    this.attachButton = h(
+      'button',
+      { type: 'button', class: 'attach', 'aria-label': 'Attach image', title: 'Attach image', onclick: () => this.picker.click() },
+      h('span', { class: 'attach-icon', 'aria-hidden': 'true' }),
+    );
+    this.sendButton = h('button', { type: 'submit', class: 'send', 'aria-label': 'Send' });
     const form = h(
       'form',
       { class: 'composer', onsubmit: (e) => (e.preventDefault(), this.submit()) },
-      h(
-        'button',
-        { type: 'button', class: 'attach', 'aria-label': 'Attach image', title: 'Attach image', onclick: () => this.picker.click() },
-        h('span', { class: 'attach-icon', 'aria-hidden': 'true' }),
-      ),
+      this.attachButton,
       this.picker,
       this.composer,
       this.counter,
-      h('button', { type: 'submit', class: 'send', 'aria-label': 'Send' }, h('span', { 'aria-hidden': 'true' }, '➤')),
+      this.sendButton,
     );
     replaceChildren(
       this.root,
@@ -158,13 +169,13 @@ export class ConversationView {
         ),
         h('div', { class: 'log-wrap' }, this.log, this.jump, this.below),
         this.typingLine,
-        h('div', { class: 'composer-tray' }, this.notice, this.stagedView),
+        h('div', { class: 'composer-tray' }, this.notice, this.editingBar, this.stagedView),
         form,
       ),
     );
     this.composer.value = this.drafts.get(chat.id) ?? '';
     this.updateCounter();
-    this.renderStaged();
+    this.renderEditing();
     this.lastSeen = chat.lastSeq;
     this.renderHeader();
   }
@@ -188,6 +199,11 @@ export class ConversationView {
   render({ stick } = {}) {
     const chat = this.store.chats.get(this.chatId);
     if (!chat) return;
+    if (this.editing && this.store.history(this.chatId).bySeq.get(this.editing.seq)?.deletedAt) {
+      // Deleted meanwhile (by an admin, or on another device): there is nothing left to edit.
+      this.stopEditing();
+      this.say('The message you were editing was deleted.');
+    }
     const log = this.log;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < BOTTOM_SLACK;
     const fromBottom = log.scrollHeight - log.scrollTop;
@@ -203,7 +219,7 @@ export class ConversationView {
     let day = null;
     let group = null;
     let prev = null;
-    const lastMine = [...items].reverse().find((m) => m.senderId === this.store.me?.id && !m.pending);
+    const lastMine = [...items].reverse().find((m) => m.senderId === this.store.me?.id && !m.pending && !m.deletedAt);
     for (const m of items) {
       const mDay = dayKey(m.createdAt);
       let split = false;
@@ -285,15 +301,28 @@ export class ConversationView {
 
   bubble(chat, m, isLastMine) {
     const mine = m.senderId === this.store.me?.id;
+    const time = h('time', { datetime: m.createdAt }, clock(m.createdAt));
+    if (m.deletedAt) {
+      // What is left of a deleted message: its place, and when it was sent. Nothing to act on.
+      return h(
+        'div',
+        { class: 'msg deleted', dataset: { clientMsgId: m.clientMsgId, seq: String(m.seq) } },
+        h('p', { class: 'tombstone' }, 'Message deleted'),
+        h('span', { class: 'meta' }, time),
+      );
+    }
     const picture = this.picture(chat, m, mine);
+    const editing = this.editing && !m.pending && this.editing.chatId === chat.id && this.editing.seq === m.seq;
     const attrs = {
-      class: `msg${m.pending ? ` pending ${m.state}` : ''}${picture ? ' has-image' : ''}`,
+      class: `msg${m.pending ? ` pending ${m.state}` : ''}${picture ? ' has-image' : ''}${editing ? ' editing' : ''}`,
       dataset: { clientMsgId: m.clientMsgId },
     };
     if (!m.pending) attrs.dataset.seq = String(m.seq);
     const parts = [picture];
     if (m.content) parts.push(h('p', { class: 'text' }, m.content));
-    const meta = h('span', { class: 'meta' }, h('time', { datetime: m.createdAt }, clock(m.createdAt)));
+    const meta = h('span', { class: 'meta' }, this.actions(chat, m));
+    if (m.editedAt) meta.append(h('span', { class: 'edited', title: `Edited ${clock(m.editedAt)}` }, '(edited)'));
+    meta.append(time);
     if (mine) meta.append(this.status(chat, m, isLastMine));
     parts.push(meta);
     if (m.pending && m.state === 'failed') {
@@ -313,6 +342,26 @@ export class ConversationView {
       );
     }
     return h('div', attrs, ...parts);
+  }
+
+  /** Edit and Delete for the messages I may change, or null. */
+  actions(chat, m) {
+    const canEdit = this.store.canEdit(m);
+    const canDelete = this.store.canDelete(chat, m);
+    if (!canEdit && !canDelete) return null;
+    const mine = m.senderId === this.store.me?.id;
+    const summary = summarize(m);
+    const whose = mine ? 'message' : `message from ${this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId)}`;
+    return h(
+      'span',
+      { class: 'msg-actions' },
+      canEdit
+        ? h('button', { type: 'button', class: 'edit-message', 'aria-label': `Edit ${whose}: ${summary}`, onclick: () => this.startEditing(m) }, 'Edit')
+        : null,
+      canDelete
+        ? h('button', { type: 'button', class: 'delete-message', 'aria-label': `Delete ${whose}: ${summary}`, onclick: () => this.confirmDelete(chat, m) }, 'Delete')
+        : null,
+    );
   }
 
   /**
@@ -463,13 +512,18 @@ export class ConversationView {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       this.submit();
+    } else if (event.key === 'Escape' && this.editing && !event.isComposing) {
+      event.preventDefault(); // cancels the edit only: the chat stays open
+      this.endEditing();
     }
   }
 
   onInput() {
     if (!this.chatId) return;
-    this.drafts.set(this.chatId, this.composer.value);
     this.updateCounter();
+    // An edit is neither a draft nor typing: the others would wait for a message that never comes.
+    if (this.editing) return;
+    this.drafts.set(this.chatId, this.composer.value);
     if (this.composer.value.trim() === '') {
       this.stopTyping();
       return;
@@ -488,6 +542,10 @@ export class ConversationView {
 
   submit() {
     if (!this.chatId) return;
+    if (this.editing) {
+      this.saveEdit();
+      return;
+    }
     const content = this.composer.value;
     const image = this.staged.get(this.chatId) ?? null;
     if (!content.trim() && !image) return;
@@ -502,6 +560,108 @@ export class ConversationView {
     this.renderStaged();
     this.send(undefined, this.chatId, content.trim() ? content : '', image ?? undefined);
     this.render({ stick: 'bottom' });
+  }
+
+  // --- editing and deleting -------------------------------------------------------------------
+
+  /** Puts one of my messages in the composer to be changed; the draft there waits until it is done. */
+  startEditing(m) {
+    this.stopTyping();
+    this.editing = { chatId: this.chatId, seq: m.seq, original: m.content, saving: false };
+    this.composer.value = m.content;
+    this.say('');
+    this.renderEditing();
+    this.updateCounter();
+    this.render();
+    this.composer.focus({ preventScroll: true });
+    this.composer.setSelectionRange(this.composer.value.length, this.composer.value.length);
+  }
+
+  /**
+   * Sends the edit. The server has the last word on what a message may hold (an empty text is
+   * fine for an image's caption, not otherwise): a refusal is shown, and the text stays to fix.
+   */
+  async saveEdit() {
+    const editing = this.editing;
+    if (editing.saving) return;
+    const content = this.composer.value;
+    if (content === editing.original) {
+      this.endEditing();
+      return;
+    }
+    editing.saving = true;
+    this.say('');
+    try {
+      const message = await this.client.editMessage({ chatId: editing.chatId, seq: editing.seq, content });
+      this.store.updateMessage(message);
+      if (this.editing === editing) this.endEditing();
+    } catch (error) {
+      if (this.editing === editing) this.say(changeErrorText(error, 'edit', this.maxChars));
+    } finally {
+      editing.saving = false;
+    }
+  }
+
+  /** Leaves editing, saved or not: the draft comes back, and focus stays in the composer. */
+  endEditing() {
+    if (!this.editing) return;
+    this.stopEditing();
+    this.say('');
+    this.render();
+    this.composer.focus({ preventScroll: true });
+  }
+
+  stopEditing() {
+    this.editing = null;
+    this.composer.value = this.drafts.get(this.chatId) ?? '';
+    this.updateCounter();
+    this.renderEditing();
+  }
+
+  /** The composer as it is for a new message, or for an edit: what is edited, and how to leave. */
+  renderEditing() {
+    const editing = this.editing;
+    this.editingBar.hidden = !editing;
+    this.attachButton.hidden = !!editing;
+    this.sendButton.setAttribute('aria-label', editing ? 'Save the edit' : 'Send');
+    replaceChildren(this.sendButton, h('span', { 'aria-hidden': 'true' }, editing ? '✓' : '➤'));
+    if (editing) this.composer.setAttribute('aria-describedby', 'editing-bar');
+    else this.composer.removeAttribute('aria-describedby');
+    replaceChildren(
+      this.editingBar,
+      editing
+        ? [
+            h(
+              'span',
+              { class: 'editing-text' },
+              h('span', { class: 'editing-title' }, 'Editing your message'),
+              h('span', { class: 'editing-original' }, editing.original || 'An image without a caption'),
+              h('span', { class: 'editing-hint' }, 'Enter saves, Escape cancels'),
+            ),
+            h('button', { type: 'button', class: 'editing-cancel', 'aria-label': 'Cancel editing', onclick: () => this.endEditing() }, '×'),
+          ]
+        : [],
+    );
+    this.renderStaged();
+  }
+
+  /** Asks first, in a dialog: a deletion is for everyone and cannot be undone. */
+  confirmDelete(chat, m) {
+    const mine = m.senderId === this.store.me?.id;
+    const sender = this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId);
+    openConfirm({
+      title: 'Delete this message?',
+      text: mine ? 'It will be deleted for everyone in this chat.' : `${sender}'s message will be deleted for everyone in this chat.`,
+      quote: m.content || (m.image || m.imageUrl ? 'An image' : undefined),
+      confirmLabel: 'Delete',
+      errorText: (error) => changeErrorText(error, 'delete', this.maxChars),
+      // The Delete button goes with the message: focus then goes to the conversation.
+      findReturn: () => this.control({ clientMsgId: m.clientMsgId, kind: 'delete-message' }) ?? this.log,
+      onConfirm: async () => {
+        const message = await this.client.deleteMessage({ chatId: chat.id, seq: m.seq });
+        this.store.updateMessage(message);
+      },
+    });
   }
 
   // --- attaching an image -----------------------------------------------------------------------
@@ -540,7 +700,8 @@ export class ConversationView {
   }
 
   renderStaged() {
-    const staged = this.chatId && this.staged.get(this.chatId);
+    // A picked image waits for the next new message; an edit cannot add one.
+    const staged = this.chatId && !this.editing && this.staged.get(this.chatId);
     this.stagedView.hidden = !staged;
     if (!staged) {
       replaceChildren(this.stagedView);
@@ -584,7 +745,7 @@ export class ConversationView {
    */
   onPaste(event) {
     const data = event.clipboardData;
-    if (!data || data.types.includes('text/plain')) return;
+    if (!data || this.editing || data.types.includes('text/plain')) return;
     const files = [...data.files];
     if (files.length === 0) return;
     event.preventDefault();
@@ -595,7 +756,7 @@ export class ConversationView {
   listenForDrops() {
     const carriesFiles = (e) => e.dataTransfer?.types.includes('Files');
     const over = (e) => {
-      if (!carriesFiles(e) || !this.chatId) return;
+      if (!carriesFiles(e) || !this.chatId || this.editing) return;
       e.preventDefault();
       e.dataTransfer.dropEffect = 'copy';
       this.root.classList.add('dropping');
@@ -607,7 +768,7 @@ export class ConversationView {
     });
     this.root.addEventListener('drop', (e) => {
       this.root.classList.remove('dropping');
-      if (!carriesFiles(e) || !this.chatId) return;
+      if (!carriesFiles(e) || !this.chatId || this.editing) return;
       e.preventDefault();
       this.stageFrom([...e.dataTransfer.files]);
     });
@@ -626,6 +787,13 @@ export class ConversationView {
     this.typingLine.textContent =
       names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
   }
+}
+
+/** A message in a few words, for the names of its actions. */
+function summarize(m) {
+  if (!m.content) return 'an image';
+  const chars = [...m.content.replace(/\s+/g, ' ').trim()];
+  return chars.length > SUMMARY_CHARS ? `${chars.slice(0, SUMMARY_CHARS).join('')}…` : chars.join('');
 }
 
 /** An image's size in pixels from its object URL, or null when the browser cannot read it. */

@@ -73,6 +73,30 @@ export function sendErrorText(error, maxChars) {
   }
 }
 
+/** Why an edit (`action` 'edit') or a deletion ('delete') was refused, in words a person understands. */
+export function changeErrorText(error, action, maxChars) {
+  const verb = action === 'edit' ? 'saved' : 'deleted';
+  switch (error?.code) {
+    case 'empty_message':
+      return 'A message cannot be empty. To remove it, delete it instead.';
+    case 'content_too_long':
+      return `Too long: messages can have up to ${maxChars ?? 4000} characters.`;
+    case 'message_deleted':
+      return 'This message has been deleted, so it cannot be edited.';
+    case 'forbidden':
+      return action === 'edit' ? 'Only its sender can edit this message.' : 'You are not allowed to delete this message.';
+    case 'not_found':
+      return 'This message no longer exists.';
+    case 'disconnected':
+    case 'stopped':
+      return `Not ${verb}: you are offline. Try again when the connection is back.`;
+    case 'timeout':
+      return `Not ${verb}: the server did not answer in time. Try again.`;
+    default:
+      return `Not ${verb}: something went wrong on our side. Try again in a moment.`;
+  }
+}
+
 /** A REST error (sign-in, search, new chat) for people. */
 export function apiErrorText(error) {
   switch (error?.code) {

@@ -1,0 +1,334 @@
+// Editing and deleting messages: Ana edits one of hers in the composer and Bob sees the new text
+// and "(edited)" live; the actions are reached by keyboard and Escape cancels; an edit the server
+// refuses says why and changes nothing; a deletion is confirmed in a dialog and leaves "Message
+// deleted" for both, in the log and the chat list; only the sender may edit, and in a group its
+// owner may delete anyone's message; and changes made while Bob is offline reach him when he
+// reconnects, because his client asks for them (`editsAfter`).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { useStackAndBrowser } from '../lib/fixture.mjs';
+import { expect } from '../lib/expect.mjs';
+import { messageTexts, openChat, send, twoInADirectChat } from '../lib/browser.mjs';
+import { createGroup } from '../lib/rest.mjs';
+
+const env = useStackAndBrowser();
+let ana;
+let bob;
+
+/**
+ * Runs in a page before its scripts: records every frame its WebSockets send and receive (as
+ * `{out}` or `{in}`), and while `__cutNetwork` is set makes new connections fail, so the test can
+ * hold the page offline for as long as it needs.
+ */
+function recordFrames() {
+  const Native = window.WebSocket;
+  window.__frames = [];
+  window.__sockets = [];
+  window.__cutNetwork = false;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
+      window.__sockets.push(this);
+    }
+
+    send(data) {
+      window.__frames.push({ out: JSON.parse(data) });
+      super.send(data);
+    }
+
+    get onmessage() {
+      return super.onmessage;
+    }
+
+    set onmessage(handler) {
+      super.onmessage = (event) => {
+        window.__frames.push({ in: JSON.parse(event.data) });
+        handler(event);
+      };
+    }
+  };
+}
+
+/** The frames a page recorded from the `from`th on. */
+const framesSince = (page, from = 0) => page.evaluate((n) => window.__frames.slice(n), from);
+const frameCount = (page) => page.evaluate(() => window.__frames.length);
+
+const composer = (page) => page.getByRole('textbox', { name: /^Message / });
+const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}"]`);
+const chatItem = (page, title) =>
+  page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) });
+const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
+const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });
+
+/** What has focus: its accessible label or text, trimmed. */
+const focused = (page) =>
+  page.evaluate(() => {
+    const el = document.activeElement;
+    return (el.getAttribute('aria-label') || el.textContent || el.tagName).trim();
+  });
+
+/** The open chat's id and the signed-in user, from the page's URL and storage. */
+const whereAmI = (page) =>
+  page.evaluate(() => {
+    const session = JSON.parse(localStorage.getItem('converge.session'));
+    return { chatId: location.hash.slice('#chat/'.length), userId: session.user.id, token: session.accessToken };
+  });
+
+/** Edits message `seq` in the composer, as a person does: Edit, new text, Enter. */
+async function edit(page, seq, content) {
+  await messageAt(page, seq).getByRole('button', { name: /^Edit message/ }).click();
+  await expect(page.locator('.editing-bar')).toBeVisible();
+  await composer(page).fill(content);
+  await composer(page).press('Enter');
+  await expect(page.locator('.editing-bar')).toBeHidden();
+}
+
+/** Deletes message `seq` and confirms. */
+async function remove(page, seq) {
+  await messageAt(page, seq).getByRole('button', { name: /^Delete message/ }).click();
+  await deleteDialog(page).getByRole('button', { name: 'Delete' }).click();
+  await expect(deleteDialog(page)).toBeHidden();
+}
+
+/** Closes the page's connection and keeps new ones failing, until `reconnect`. */
+async function cut(page) {
+  await page.evaluate(() => {
+    window.__cutNetwork = true;
+    window.__sockets.at(-1).close();
+  });
+  await expect(offlineBanner(page)).toBeVisible();
+}
+
+/** Lets connections through again; the browser's `online` skips the backoff wait. */
+async function reconnect(page) {
+  await page.evaluate(() => {
+    window.__cutNetwork = false;
+    window.dispatchEvent(new Event('online'));
+  });
+  await expect(offlineBanner(page)).toBeHidden();
+}
+
+test('Ana edits her message: Bob sees the new text and "(edited)" live, and so does she', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Edit', 'Bob Edit', { init: recordFrames });
+  await send(ana.page, 'See you at 3pm');
+  await openChat(bob.page, 'Ana Edit');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('See you at 3pm');
+  await expect(messageAt(bob.page, 1).locator('.edited')).toHaveCount(0);
+
+  // Ana has a draft going: it waits while she edits, and comes back after.
+  await composer(ana.page).fill('half a thought');
+  await messageAt(ana.page, 1).getByRole('button', { name: 'Edit message: See you at 3pm' }).click();
+  await expect(composer(ana.page)).toHaveValue('See you at 3pm');
+  await expect(ana.page.locator('.editing-bar .editing-original')).toHaveText('See you at 3pm');
+  await composer(ana.page).fill('See you at 4pm');
+  await composer(ana.page).press('Enter');
+
+  for (const page of [bob.page, ana.page]) {
+    await expect(messageAt(page, 1).locator('.text')).toHaveText('See you at 4pm');
+    await expect(messageAt(page, 1).locator('.edited')).toHaveText('(edited)');
+    await expect(page.locator('.log .msg')).toHaveCount(1);
+  }
+  await expect(ana.page.locator('.editing-bar')).toBeHidden();
+  await expect(composer(ana.page)).toHaveValue('half a thought');
+  await expect(chatItem(bob.page, 'Ana Edit').locator('.chat-preview')).toHaveText('See you at 4pm');
+  await expect(chatItem(ana.page, 'Bob Edit').locator('.chat-preview')).toHaveText('You: See you at 4pm');
+
+  // It went as one edit_message, acked with the message as it is now.
+  const frames = await framesSince(ana.page);
+  const edits = frames.filter((f) => f.out?.type === 'edit_message').map((f) => f.out);
+  assert.equal(edits.length, 1);
+  const { chatId } = await whereAmI(ana.page);
+  assert.deepEqual({ chatId: edits[0].chatId, seq: edits[0].seq, content: edits[0].content }, { chatId, seq: 1, content: 'See you at 4pm' });
+  const ack = frames.find((f) => f.in?.type === 'ack' && f.in.req === edits[0].req)?.in;
+  assert.equal(ack?.message.content, 'See you at 4pm');
+  assert.equal(ack.message.editSeq, 1);
+  assert.ok(ack.message.editedAt, 'the ack carries editedAt');
+});
+
+test('the actions are reached by keyboard; Escape cancels an edit and leaves the chat open', async () => {
+  const page = ana.page;
+  // From the log, Tab reaches the message's actions, which show when they have focus (the mouse
+  // is out of the way: pointing at the message would show them too).
+  await page.mouse.move(0, 0);
+  await page.locator('.log').focus();
+  await page.keyboard.press('Tab');
+  assert.equal(await focused(page), 'Edit message: See you at 4pm');
+  const shown = () => page.evaluate(() => getComputedStyle(document.activeElement.closest('.msg-actions')).opacity);
+  assert.equal(await shown(), '1', 'the actions show when reached by keyboard');
+  await page.keyboard.press('Tab');
+  assert.equal(await focused(page), 'Delete message: See you at 4pm');
+  await page.keyboard.press('Shift+Tab');
+
+  const before = await frameCount(page);
+  await page.keyboard.press('Enter');
+  await expect.poll(() => focused(page), (f) => assert.equal(f, 'Message Bob Edit'));
+  await page.keyboard.type(' or 5pm');
+  await expect(composer(page)).toHaveValue('See you at 4pm or 5pm');
+  await page.keyboard.press('Escape');
+
+  await expect(page.locator('.editing-bar')).toBeHidden();
+  await expect(composer(page)).toHaveValue('half a thought');
+  await expect(page.getByRole('heading', { level: 2, name: 'Bob Edit' })).toBeVisible();
+  await expect(messageAt(page, 1).locator('.text')).toHaveText('See you at 4pm');
+  const sent = (await framesSince(page, before)).filter((f) => f.out?.type === 'edit_message');
+  assert.deepEqual(sent, [], 'nothing was sent for a cancelled edit');
+});
+
+test('an edit the server refuses says why, and the message keeps its text', async () => {
+  const page = ana.page;
+  const before = await frameCount(page);
+  await messageAt(page, 1).getByRole('button', { name: /^Edit message/ }).click();
+  await composer(page).fill('');
+  await composer(page).press('Enter');
+  await expect(page.locator('.composer-notice')).toHaveText('A message cannot be empty. To remove it, delete it instead.');
+
+  // The server said no, not the page.
+  const frames = await framesSince(page, before);
+  const sent = frames.find((f) => f.out?.type === 'edit_message')?.out;
+  assert.equal(sent?.content, '');
+  const refusal = frames.find((f) => f.in?.type === 'error' && f.in.req === sent.req)?.in;
+  assert.equal(refusal?.code, 'empty_message');
+
+  // Still editing, with the text left as it was typed to fix; the message is unchanged for both.
+  await expect(page.locator('.editing-bar')).toBeVisible();
+  await expect(composer(page)).toHaveValue('');
+  for (const p of [page, bob.page]) await expect(messageAt(p, 1).locator('.text')).toHaveText('See you at 4pm');
+
+  await composer(page).fill('x'.repeat(4001));
+  await composer(page).press('Enter');
+  await expect(page.locator('.composer-notice')).toHaveText('Too long: messages can have up to 4000 characters.');
+  await composer(page).press('Escape');
+  await expect(page.locator('.editing-bar')).toBeHidden();
+  await expect(page.locator('.composer-notice')).toHaveText('');
+  await expect(composer(page)).toHaveValue('half a thought');
+  for (const p of [page, bob.page]) await expect(messageAt(p, 1).locator('.text')).toHaveText('See you at 4pm');
+});
+
+test('Ana deletes a message after confirming: both see "Message deleted", in the log and the chat list', async () => {
+  await send(ana.page, 'Oops, wrong chat');
+  await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('Oops, wrong chat');
+  await expect(chatItem(bob.page, 'Ana Edit').locator('.chat-preview')).toHaveText('Oops, wrong chat');
+
+  // Cancel deletes nothing, and focus goes back to the button.
+  const before = await frameCount(ana.page);
+  await messageAt(ana.page, 2).getByRole('button', { name: 'Delete message: Oops, wrong chat' }).click();
+  const dialog = deleteDialog(ana.page);
+  await expect(dialog).toBeVisible();
+  await expect(dialog.locator('.confirm-quote')).toHaveText('Oops, wrong chat');
+  await expect(dialog).toContainText('It will be deleted for everyone in this chat.');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(dialog).toBeHidden();
+  await expect.poll(() => focused(ana.page), (f) => assert.equal(f, 'Delete message: Oops, wrong chat'));
+  assert.deepEqual((await framesSince(ana.page, before)).filter((f) => f.out?.type === 'delete_message'), []);
+
+  await remove(ana.page, 2);
+  for (const page of [ana.page, bob.page]) {
+    const gone = messageAt(page, 2);
+    await expect(gone.locator('.tombstone')).toHaveText('Message deleted');
+    await expect(gone.locator('.text')).toHaveCount(0);
+    await expect(gone.getByRole('button')).toHaveCount(0);
+    await expect(messageAt(page, 1).locator('.text')).toHaveText('See you at 4pm');
+  }
+  await expect(chatItem(bob.page, 'Ana Edit').locator('.chat-preview')).toHaveText('Message deleted');
+  await expect(chatItem(ana.page, 'Bob Edit').locator('.chat-preview')).toHaveText('Message deleted');
+
+  // History from REST, after a reload, says the same.
+  await bob.page.reload();
+  await expect(bob.page.getByRole('heading', { level: 2, name: 'Ana Edit' })).toBeVisible();
+  await expect(messageAt(bob.page, 2).locator('.tombstone')).toHaveText('Message deleted');
+  await expect(messageAt(bob.page, 1).locator('.edited')).toHaveText('(edited)');
+  assert.deepEqual(await messageTexts(bob.page), ['See you at 4pm']);
+  await expect(chatItem(bob.page, 'Ana Edit').locator('.chat-preview')).toHaveText('Message deleted');
+});
+
+test('only the sender may edit; in a group its owner may delete anyone’s message, a member may not', async () => {
+  // The direct chat: Bob has no actions on Ana's message.
+  await send(bob.page, 'mine to change');
+  await expect(messageAt(bob.page, 3).getByRole('button', { name: /^Edit message/ })).toHaveCount(1);
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('See you at 4pm');
+  await expect(messageAt(bob.page, 1).getByRole('button')).toHaveCount(0);
+  await expect(messageAt(ana.page, 3).locator('.text')).toHaveText('mine to change');
+  await expect(messageAt(ana.page, 3).getByRole('button')).toHaveCount(0);
+
+  // A group Ana owns, with Bob as a member.
+  const anaAt = await whereAmI(ana.page);
+  const bobAt = await whereAmI(bob.page);
+  await createGroup(env.stack, { token: anaAt.token }, 'Edit rights', [bobAt.userId]);
+  await openChat(bob.page, 'Edit rights');
+  await openChat(ana.page, 'Edit rights');
+  await send(bob.page, 'from a member');
+  await expect(messageAt(ana.page, 1).locator('.text')).toHaveText('from a member');
+  await send(ana.page, 'from the owner');
+  await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('from the owner');
+
+  // Bob may change his own message and none of Ana's.
+  await expect(messageAt(bob.page, 1).getByRole('button', { name: 'Edit message: from a member' })).toHaveCount(1);
+  await expect(messageAt(bob.page, 1).getByRole('button', { name: 'Delete message: from a member' })).toHaveCount(1);
+  await expect(messageAt(bob.page, 2).getByRole('button')).toHaveCount(0);
+
+  // Ana, the owner, may delete Bob's message but not edit it.
+  const bobsMessage = messageAt(ana.page, 1);
+  await expect(bobsMessage.getByRole('button', { name: /^Edit/ })).toHaveCount(0);
+  await bobsMessage.getByRole('button', { name: 'Delete message from Bob Edit: from a member' }).click();
+  await expect(deleteDialog(ana.page)).toContainText("Bob Edit's message will be deleted for everyone in this chat.");
+  await deleteDialog(ana.page).getByRole('button', { name: 'Delete' }).click();
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.tombstone')).toHaveText('Message deleted');
+  await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('from the owner');
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+test('changes made while Bob is offline reach him when he reconnects, through editsAfter', async () => {
+  const [bobAway, anaHere] = await twoInADirectChat(env, 'Bob Away', 'Ana Here', { init: recordFrames });
+  await openChat(anaHere.page, 'Bob Away');
+  for (const text of ['first version', 'to be deleted', 'last word']) await send(anaHere.page, text);
+  await expect(messageAt(bobAway.page, 3).locator('.text')).toHaveText('last word');
+  const { chatId } = await whereAmI(bobAway.page);
+
+  await cut(bobAway.page);
+  const mark = await frameCount(bobAway.page);
+  // Neither change touches the chat's last message: only the resumed changes can bring them.
+  await edit(anaHere.page, 1, 'second version');
+  await remove(anaHere.page, 2);
+  await expect(messageAt(anaHere.page, 2).locator('.tombstone')).toHaveText('Message deleted');
+  assert.deepEqual(await messageTexts(bobAway.page), ['first version', 'to be deleted', 'last word'], 'Bob is away');
+
+  await reconnect(bobAway.page);
+  await expect(messageAt(bobAway.page, 1).locator('.text')).toHaveText('second version');
+  await expect(messageAt(bobAway.page, 1).locator('.edited')).toHaveText('(edited)');
+  await expect(messageAt(bobAway.page, 2).locator('.tombstone')).toHaveText('Message deleted');
+  assert.deepEqual(await messageTexts(bobAway.page), ['second version', 'last word']);
+
+  // On the wire: his points in the auth frame, the two changes, then `resumed` with the new point.
+  const resumedIn = (frames) => frames.find((f) => f.in?.type === 'resumed')?.in;
+  const frames = await expect.poll(() => framesSince(bobAway.page, mark), (f) => assert.ok(resumedIn(f), 'resumed'));
+  const auth = frames.find((f) => f.out?.type === 'auth').out;
+  assert.deepEqual(auth.resume, { [chatId]: 3 });
+  assert.deepEqual(auth.editsAfter, { [chatId]: 0 });
+  const updates = frames
+    .filter((f) => f.in?.type === 'message_updated')
+    .map(({ in: { message: m } }) => ({ seq: m.seq, editSeq: m.editSeq, content: m.content, deleted: !!m.deletedAt }));
+  assert.deepEqual(updates, [
+    { seq: 1, editSeq: 1, content: 'second version', deleted: false },
+    { seq: 2, editSeq: 2, content: '', deleted: true },
+  ]);
+  assert.deepEqual(resumedIn(frames).edits, { [chatId]: 2 });
+  assert.ok(frames.findIndex((f) => f.in?.type === 'message_updated') < frames.findIndex((f) => f.in?.type === 'resumed'));
+
+  // A change that reaches him live moves his point on: the next reconnect asks from there.
+  await edit(anaHere.page, 3, 'really the last word');
+  await expect(messageAt(bobAway.page, 3).locator('.text')).toHaveText('really the last word');
+  await cut(bobAway.page);
+  const again = await frameCount(bobAway.page);
+  await reconnect(bobAway.page);
+  const later = await expect.poll(() => framesSince(bobAway.page, again), (f) => assert.ok(resumedIn(f), 'resumed'));
+  assert.deepEqual(later.find((f) => f.out?.type === 'auth').out.editsAfter, { [chatId]: 3 });
+  assert.deepEqual(resumedIn(later).edits, { [chatId]: 3 });
+  assert.deepEqual(later.filter((f) => f.in?.type === 'message_updated'), [], 'nothing was missed, nothing is sent again');
+  assert.deepEqual(await messageTexts(bobAway.page), ['second version', 'really the last word']);
+  assert.deepEqual([...bobAway.page.errors, ...anaHere.page.errors], [], 'no script errors');
+  await bobAway.context.close();
+  await anaHere.context.close();
+});
