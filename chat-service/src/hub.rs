@@ -329,6 +329,12 @@ impl Hub {
             (Topic::Chat(chat_id), ChatEvent::Left { user_id, .. }) => {
                 self.broadcast(chat_id, None, None, ServerFrame::ParticipantLeft { chat_id, user_id });
             }
+            (Topic::Chat(chat_id), ChatEvent::Renamed { title, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::ConversationUpdated { chat_id, title });
+            }
+            (Topic::Chat(chat_id), ChatEvent::RoleChanged { user_id, role, .. }) => {
+                self.broadcast(chat_id, None, None, ServerFrame::ParticipantRoleChanged { chat_id, user_id, role });
+            }
             (Topic::Chat(chat_id), ChatEvent::ProfileChanged { user_id, display_name, avatar_url, .. }) => {
                 let frame = ServerFrame::ParticipantUpdated { chat_id, user_id, display_name, avatar_url };
                 self.broadcast(chat_id, None, None, frame);

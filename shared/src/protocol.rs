@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::dto::{ChatDto, MessageDto, ResumePoints};
+use crate::dto::{ChatDto, MessageDto, ResumePoints, Role};
 use crate::error::{ErrorCode, FieldErrors};
 
 /// What a client sends. `req` is any JSON value the client picks; the answer to that frame (`ack`,
@@ -202,6 +202,18 @@ pub enum ServerFrame {
     ParticipantLeft {
         chat_id: Uuid,
         user_id: Uuid,
+    },
+    /// A group was renamed.
+    ConversationUpdated {
+        chat_id: Uuid,
+        title: String,
+    },
+    /// `userId`'s role in a group changed (set by the owner, a hand-over, or inherited when the
+    /// owner left).
+    ParticipantRoleChanged {
+        chat_id: Uuid,
+        user_id: Uuid,
+        role: Role,
     },
     /// `userId`, a participant of `chatId`, has a new display name or picture (their own
     /// connections are told too). Sent once per chat of theirs; `avatarUrl` null: no picture.

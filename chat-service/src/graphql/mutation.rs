@@ -1,5 +1,5 @@
 use async_graphql::{Context, Object, Result, ResultExt};
-use converge_shared::dto::{ChatDto, CreateChatRequest, MessageDto, SendMessageRequest};
+use converge_shared::dto::{ChatDto, CreateChatRequest, MessageDto, Role, SendMessageRequest};
 use uuid::Uuid;
 
 use super::{app, caller};
@@ -34,6 +34,22 @@ impl Mutation {
     async fn mark_as_read(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64) -> Result<bool> {
         messages::mark_read(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()?;
         Ok(true)
+    }
+
+    /// Renames a group (owners and admins).
+    async fn rename_chat(&self, ctx: &Context<'_>, chat_id: Uuid, title: String) -> Result<ChatDto> {
+        chats::rename(app(ctx), caller(ctx)?, chat_id, &title).await.extend()
+    }
+
+    /// Sets a member's role (the group's owner only); `OWNER` hands the group over and makes you an admin.
+    async fn set_participant_role(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<ChatDto> {
+        chats::set_role(app(ctx), caller(ctx)?, chat_id, user_id, role).await.extend()
     }
 
     /// Adds users to a group (owners and admins).

@@ -1,11 +1,11 @@
 //! `/chats`: chats, participants and messages over REST.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use converge_shared::api_error::ApiResult;
 use converge_shared::auth::AuthUser;
 use converge_shared::dto::{
     AddParticipantsRequest, ChatDto, CreateChatRequest, EditMessageRequest, MarkReadRequest, MessageDto, MessagePage,
-    MessagesQuery, SendMessageRequest,
+    MessagesQuery, RenameChatRequest, SendMessageRequest, SetRoleRequest,
 };
 use converge_shared::error::ErrorEnvelope;
 use uuid::Uuid;
@@ -48,6 +48,37 @@ pub async fn list(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<web::
 #[get("/chats/{id}")]
 pub async fn get(ctx: web::Data<AppContext>, user: AuthUser, id: web::Path<Uuid>) -> ApiResult<web::Json<ChatDto>> {
     Ok(web::Json(chats::get(&ctx, user.claims.sub, id.into_inner()).await?))
+}
+
+/// Rename a group (owners and admins); its members get `conversation_updated`.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = RenameChatRequest,
+    responses((status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "a direct chat", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[patch("/chats/{id}")]
+pub async fn rename(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<RenameChatRequest>,
+) -> ApiResult<web::Json<ChatDto>> {
+    Ok(web::Json(chats::rename(&ctx, &caller(user), id.into_inner(), &body.title).await?))
+}
+
+/// Set a member's role (the owner only); `owner` hands the group over and makes the caller an
+/// admin. Members get `participant_role_changed`.
+#[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    request_body = SetRoleRequest, responses((status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "a direct chat", body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[put("/chats/{id}/participants/{user_id}/role")]
+pub async fn set_role(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<SetRoleRequest>,
+) -> ApiResult<web::Json<ChatDto>> {
+    let (chat_id, user_id) = path.into_inner();
+    Ok(web::Json(chats::set_role(&ctx, &caller(user), chat_id, user_id, body.role).await?))
 }
 
 /// Add users to a group (owners and admins).

@@ -10,7 +10,7 @@ use super::{attachments, chats, ops};
 #[openapi(
     info(title = "Converge chat-service", description = "Chats, ordered durable messages. Real time: the WebSocket at /ws (docs/protocol.md)."),
     paths(
-        chats::create, chats::list, chats::get, chats::add_participants, chats::remove_participant, chats::leave,
+        chats::create, chats::list, chats::get, chats::rename, chats::add_participants, chats::set_role, chats::remove_participant, chats::leave,
         chats::history, chats::send, chats::edit, chats::delete_message, chats::mark_read, attachments::upload, attachments::original,
         attachments::thumbnail, converge_shared::http::health, ops::ready,
     ),

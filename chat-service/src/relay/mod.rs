@@ -8,7 +8,7 @@
 pub mod local;
 pub mod redis;
 
-use converge_shared::dto::MessageDto;
+use converge_shared::dto::{MessageDto, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -53,6 +53,17 @@ pub enum ChatEvent {
     Left {
         chat_id: Uuid,
         user_id: Uuid,
+    },
+    /// A group has a new title.
+    Renamed {
+        chat_id: Uuid,
+        title: String,
+    },
+    /// `user_id`'s role in the group `chat_id` is now `role`.
+    RoleChanged {
+        chat_id: Uuid,
+        user_id: Uuid,
+        role: Role,
     },
     /// `user_id`, a participant of `chat_id`, has a new display name or picture.
     ProfileChanged {

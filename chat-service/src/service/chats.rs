@@ -19,6 +19,9 @@ use super::{IDS_PER_QUERY, chat_not_found, forbidden, publish, users};
 use crate::context::{AppContext, Caller};
 use crate::relay::{ChatEvent, Topic};
 
+/// Longest group title, in characters.
+const MAX_TITLE_CHARS: usize = 128;
+
 /// Creates a chat, or returns the existing direct chat of the two users. `bool` is whether it was created.
 pub async fn create(ctx: &AppContext, caller: &Caller, req: CreateChatRequest) -> ApiResult<(ChatDto, bool)> {
     req.validate()?;
@@ -188,24 +191,124 @@ pub async fn remove_participant(ctx: &AppContext, caller: &Caller, chat_id: Uuid
     }
     let txn = ctx.db.begin().await?;
     participant::Entity::delete_by_id((chat_id, user_id)).exec(&txn).await?;
+    let mut heir = None;
     if Role::parse(&target.role) == Role::Owner {
-        // A group keeps an owner: the longest-standing remaining member takes over.
-        let heir = participant::Entity::find()
-            .filter(participant::Column::ChatId.eq(chat_id))
-            .order_by_asc(participant::Column::JoinedAt)
-            .one(&txn)
-            .await?;
+        // A group keeps an owner: an admin if there is one, else the longest-standing member
+        // (the lowest id among those who joined together, so every instance picks the same).
+        let remaining = participant::Entity::find().filter(participant::Column::ChatId.eq(chat_id)).all(&txn).await?;
+        heir = remaining
+            .iter()
+            .min_by_key(|p| (Role::parse(&p.role) != Role::Admin, p.joined_at, p.user_id))
+            .map(|p| p.user_id);
         if let Some(heir) = heir {
-            let mut heir: participant::ActiveModel = heir.into();
-            heir.role = Set(Role::Owner.as_str().to_owned());
-            heir.update(&txn).await?;
+            set_role_where(&txn, chat_id, heir, Role::Owner, None).await?;
         }
     }
     txn.commit().await?;
     // The chat hears first: the one who left still follows it until their own event arrives.
     publish(ctx, Topic::Chat(chat_id), ChatEvent::Left { chat_id, user_id }).await;
     publish(ctx, Topic::User(user_id), ChatEvent::Left { chat_id, user_id }).await;
+    if let Some(heir) = heir {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::RoleChanged { chat_id, user_id: heir, role: Role::Owner }).await;
+    }
     Ok(())
+}
+
+/// Renames a group; only its owners and admins may. Returns the chat as the caller sees it.
+pub async fn rename(ctx: &AppContext, caller: &Caller, chat_id: Uuid, title: &str) -> ApiResult<ChatDto> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::field("title", format!("must be 1 to {MAX_TITLE_CHARS} characters")));
+    }
+    let chat = find(&ctx.db, chat_id).await?;
+    let me = require_participant(&ctx.db, chat_id, caller.user_id).await?;
+    require_group(&chat, "direct chats have no title")?;
+    if !Role::parse(&me.role).manages_members() {
+        return Err(ApiError::new(ErrorCode::Forbidden, "only the group's owners and admins rename it"));
+    }
+    if chat.title.as_deref() != Some(title) {
+        chat::Entity::update_many()
+            .col_expr(chat::Column::Title, Expr::value(title))
+            .filter(chat::Column::Id.eq(chat_id))
+            .exec(&ctx.db)
+            .await?;
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Renamed { chat_id, title: title.to_owned() }).await;
+    }
+    get(ctx, caller.user_id, chat_id).await
+}
+
+/// Sets a member's role; only the group's owner may. `Owner` hands the group over: the owner
+/// becomes an admin in the same transaction, so a group never has two owners.
+pub async fn set_role(
+    ctx: &AppContext,
+    caller: &Caller,
+    chat_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> ApiResult<ChatDto> {
+    let chat = find(&ctx.db, chat_id).await?;
+    let me = require_participant(&ctx.db, chat_id, caller.user_id).await?;
+    require_group(&chat, "direct chats have no roles")?;
+    if Role::parse(&me.role) != Role::Owner {
+        return Err(only_the_owner());
+    }
+    if user_id == caller.user_id {
+        return Err(ApiError::field(
+            "userId",
+            "the owner hands the group to another member rather than change their own role",
+        ));
+    }
+    let target = participant::Entity::find_by_id((chat_id, user_id))
+        .one(&ctx.db)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this user is not a participant"))?;
+    if Role::parse(&target.role) == role {
+        return get(ctx, caller.user_id, chat_id).await;
+    }
+    let mut changed = vec![(user_id, role)];
+    let txn = ctx.db.begin().await?;
+    if role == Role::Owner {
+        // Conditional on still being the owner: of two hand-overs at once, one finds nothing to take.
+        let stepped_down = set_role_where(&txn, chat_id, caller.user_id, Role::Admin, Some(Role::Owner)).await?;
+        if !stepped_down {
+            txn.rollback().await?;
+            return Err(only_the_owner());
+        }
+        changed.push((caller.user_id, Role::Admin));
+    }
+    set_role_where(&txn, chat_id, user_id, role, None).await?;
+    txn.commit().await?;
+    for (user_id, role) in changed {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::RoleChanged { chat_id, user_id, role }).await;
+    }
+    get(ctx, caller.user_id, chat_id).await
+}
+
+/// Sets a participant's role (only if it is `was`, when given); whether a row changed.
+async fn set_role_where<C: ConnectionTrait>(
+    db: &C,
+    chat_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+    was: Option<Role>,
+) -> ApiResult<bool> {
+    let mut update = participant::Entity::update_many()
+        .col_expr(participant::Column::Role, Expr::value(role.as_str()))
+        .filter(participant::Column::ChatId.eq(chat_id))
+        .filter(participant::Column::UserId.eq(user_id));
+    if let Some(was) = was {
+        update = update.filter(participant::Column::Role.eq(was.as_str()));
+    }
+    Ok(update.exec(db).await?.rows_affected > 0)
+}
+
+fn only_the_owner() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "only the group's owner changes roles")
+}
+
+/// `conflict` with `why` unless `chat` is a group.
+fn require_group(chat: &chat::Model, why: &str) -> ApiResult<()> {
+    if chat.kind == ChatKind::Group.as_str() { Ok(()) } else { Err(ApiError::new(ErrorCode::Conflict, why)) }
 }
 
 pub async fn find<C: ConnectionTrait>(db: &C, chat_id: Uuid) -> ApiResult<chat::Model> {

@@ -219,6 +219,21 @@ pub struct EditMessageRequest {
     pub content: String,
 }
 
+/// `PATCH /chats/{id}`: a group's new title (trimmed; 1 to 128 characters).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenameChatRequest {
+    pub title: String,
+}
+
+/// `PUT /chats/{id}/participants/{userId}/role`: the participant's new role (`owner` hands the
+/// group over: the caller becomes an admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetRoleRequest {
+    pub role: Role,
+}
+
 /// `POST /chats/{id}/read`: everything up to `seq` is read.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
