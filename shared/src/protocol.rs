@@ -56,6 +56,22 @@ pub enum ClientFrame {
         chat_id: Uuid,
         seq: i64,
     },
+    /// Adds the user's reaction `emoji` to a message (answered by `ack` with the message).
+    AddReaction {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        seq: i64,
+        emoji: String,
+    },
+    /// Takes the user's reaction `emoji` back (answered by `ack` with the message).
+    RemoveReaction {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Value>,
+        chat_id: Uuid,
+        seq: i64,
+        emoji: String,
+    },
     MarkAsRead {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Value>,
@@ -94,6 +110,8 @@ pub const CLIENT_FRAME_TYPES: &[&str] = &[
     "send_message",
     "edit_message",
     "delete_message",
+    "add_reaction",
+    "remove_reaction",
     "mark_as_read",
     "typing_start",
     "typing_stop",

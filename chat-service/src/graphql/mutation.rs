@@ -30,6 +30,16 @@ impl Mutation {
         edits::delete(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()
     }
 
+    /// Adds your reaction `emoji` to a message; returns it as it is now.
+    async fn add_reaction(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, emoji: String) -> Result<MessageDto> {
+        edits::react(app(ctx), caller(ctx)?.user_id, chat_id, seq, &emoji, true).await.extend()
+    }
+
+    /// Takes your reaction `emoji` back; returns the message as it is now.
+    async fn remove_reaction(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, emoji: String) -> Result<MessageDto> {
+        edits::react(app(ctx), caller(ctx)?.user_id, chat_id, seq, &emoji, false).await.extend()
+    }
+
     /// Marks everything up to `seq` as read (the watermark never moves back).
     async fn mark_as_read(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64) -> Result<bool> {
         messages::mark_read(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()?;

@@ -181,6 +181,38 @@ pub async fn delete_message(
     Ok(web::Json(edits::delete(&ctx, user.claims.sub, chat_id, seq).await?))
 }
 
+/// Add my reaction `emoji` to a message (again: no change); the chat gets `message_updated`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
+    responses((status = 200, description = "the message as it is now", body = MessageDto),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[put("/chats/{id}/messages/{seq}/reactions/{emoji}")]
+pub async fn add_reaction(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, i64, String)>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let (chat_id, seq, emoji) = path.into_inner();
+    Ok(web::Json(edits::react(&ctx, user.claims.sub, chat_id, seq, &emoji, true).await?))
+}
+
+/// Take my reaction `emoji` back (none given: no change); the chat gets `message_updated`.
+#[utoipa::path(tag = "messages", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
+    responses((status = 200, description = "the message as it is now", body = MessageDto),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[delete("/chats/{id}/messages/{seq}/reactions/{emoji}")]
+pub async fn remove_reaction(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<(Uuid, i64, String)>,
+) -> ApiResult<web::Json<MessageDto>> {
+    let (chat_id, seq, emoji) = path.into_inner();
+    Ok(web::Json(edits::react(&ctx, user.claims.sub, chat_id, seq, &emoji, false).await?))
+}
+
 /// Mark everything up to `seq` as read.
 #[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MarkReadRequest,
     responses((status = 204), (status = 422, description = "invalid_seq", body = ErrorEnvelope)))]

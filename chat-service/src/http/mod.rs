@@ -23,6 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(chats::send)
         .service(chats::edit)
         .service(chats::delete_message)
+        .service(chats::add_reaction)
+        .service(chats::remove_reaction)
         .service(chats::mark_read)
         .service(attachments::upload)
         .service(attachments::original)

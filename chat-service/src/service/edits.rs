@@ -2,13 +2,14 @@
 //! unread counts are untouched. Each chat counts its changes instead (`chats.last_edit_seq`): a
 //! change takes the next count in the transaction that stores it, and the message records it as
 //! its `edit_seq`. That count is what a client resumes changes from, as it resumes messages from
-//! a seq, and what tells two copies of a message apart (the higher is newer).
+//! a seq, and what tells two copies of a message apart (the higher is newer). Reactions are
+//! changes of the same kind: they are counted and resumed alike.
 
 use std::collections::HashMap;
 
 use chrono::{SubsecRound, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
-use converge_shared::dto::{ChatKind, MessageDto, Role};
+use converge_shared::dto::{ChatKind, MessageDto, ReactionDto, Role};
 use converge_shared::entities::chat::{chat, message};
 use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -20,10 +21,25 @@ use super::{IDS_PER_QUERY, messages, publish};
 use crate::context::AppContext;
 use crate::relay::{ChatEvent, Topic};
 
+/// Most different emoji one message carries.
+pub const MAX_REACTIONS: usize = 20;
+
 /// What is done to a message.
 enum Change {
     Edit(String),
     Delete,
+    /// `emoji` (fully qualified) added by the caller, or taken back.
+    React {
+        emoji: String,
+        on: bool,
+    },
+}
+
+/// What a change came to, decided under the chat's lock.
+enum Outcome {
+    Changed(MessageDto),
+    /// Nothing to do (a reaction already there, say): the message as it is.
+    Unchanged(MessageDto),
 }
 
 /// Replaces the content of `editor`'s message at `seq`; returns the message as it is now.
@@ -37,6 +53,21 @@ pub async fn delete(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64) -> 
     apply(ctx, caller, chat_id, seq, Change::Delete).await
 }
 
+/// Adds the caller's reaction `emoji` to the message at `seq` (`on`), or takes it back; returns the
+/// message as it is now. Any participant may react, once per emoji.
+pub async fn react(
+    ctx: &AppContext,
+    caller: Uuid,
+    chat_id: Uuid,
+    seq: i64,
+    emoji: &str,
+    on: bool,
+) -> ApiResult<MessageDto> {
+    // Stored fully qualified, so "❤" and "❤️" are one reaction.
+    let emoji = emojis::get(emoji).ok_or_else(|| ApiError::field("emoji", "must be one emoji"))?.as_str().to_owned();
+    apply(ctx, caller, chat_id, seq, Change::React { emoji, on }).await
+}
+
 async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: Change) -> ApiResult<MessageDto> {
     let chat = find(&ctx.db, chat_id).await?;
     let member = require_participant(&ctx.db, chat_id, caller).await?;
@@ -46,18 +77,9 @@ async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: 
             if current.sender_id != caller {
                 return Err(ApiError::new(ErrorCode::Forbidden, "only its sender can edit a message"));
             }
-            if current.deleted_at.is_some() {
-                return Err(deleted());
-            }
             messages::validate_content(ctx, content, current.attachment_id.is_some())?;
-            if *content == current.content {
-                return Ok(current.to_dto());
-            }
         }
         Change::Delete => {
-            if current.deleted_at.is_some() {
-                return Ok(current.to_dto());
-            }
             let moderates =
                 ChatKind::parse(&chat.kind) == Some(ChatKind::Group) && Role::parse(&member.role).manages_members();
             if current.sender_id != caller && !moderates {
@@ -67,6 +89,11 @@ async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: 
                 ));
             }
         }
+        Change::React { .. } => {}
+    }
+    // Most repeated changes end here, without taking the chat's lock or touching the window.
+    if let Decision::Nothing(message) = decide(&current, caller, &change)? {
+        return Ok(message);
     }
     // The window's copy goes before the change is committed: from then on no read can be served
     // the old content from it. If Redis cannot be reached the change is refused, as a stale copy
@@ -75,30 +102,78 @@ async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: 
         tracing::warn!(%chat_id, seq, error = format!("{e:#}"), "cannot drop a changed message from the window");
         ApiError::new(ErrorCode::Unavailable, "messages cannot be changed right now; try again shortly")
     })?;
-    let Some(message) = store(ctx, caller, chat_id, seq, &change).await? else {
-        // Deleted by someone else since it was read.
-        let now = stored(&ctx.db, chat_id, seq).await?;
-        return match change {
-            Change::Edit(_) => Err(deleted()),
-            Change::Delete => Ok(now.to_dto()),
-        };
+    let outcome = store(ctx, caller, chat_id, seq, &change).await;
+    let message = match &outcome {
+        Ok(Outcome::Changed(message) | Outcome::Unchanged(message)) => message.clone(),
+        // Refused under the lock (deleted meanwhile): the copy dropped from the window is current.
+        Err(_) => current.to_dto(),
     };
     if let Err(e) = ctx.window.push(std::slice::from_ref(&message)).await {
         tracing::debug!(%chat_id, seq, error = format!("{e:#}"), "cannot put a changed message back in the window");
     }
-    publish(ctx, Topic::Chat(chat_id), ChatEvent::Updated(message.clone())).await;
+    if let Outcome::Changed(message) = outcome? {
+        publish(ctx, Topic::Chat(chat_id), ChatEvent::Updated(message.clone())).await;
+        return Ok(message);
+    }
     Ok(message)
 }
 
-/// Takes the chat's next change count and changes the message, in one transaction; `None` if the
-/// message was deleted meanwhile (nothing is written then).
-async fn store(
-    ctx: &AppContext,
-    caller: Uuid,
-    chat_id: Uuid,
-    seq: i64,
-    change: &Change,
-) -> ApiResult<Option<MessageDto>> {
+/// What `change` does to `row` (as `caller`'s): its new content, deletion or reactions, or
+/// nothing; refused on a deleted message, except a deletion, which is then done already.
+fn decide(row: &message::Model, caller: Uuid, change: &Change) -> ApiResult<Decision> {
+    if row.deleted_at.is_some() {
+        return match change {
+            Change::Delete => Ok(Decision::Nothing(row.to_dto())),
+            Change::Edit(_) | Change::React { .. } => Err(deleted()),
+        };
+    }
+    let write = match change {
+        Change::Edit(content) if *content == row.content => return Ok(Decision::Nothing(row.to_dto())),
+        Change::Edit(content) => Write::Edit(content.clone()),
+        Change::Delete => Write::Delete,
+        Change::React { emoji, on } => {
+            let mut reactions = row.reactions();
+            let at = reactions.iter().position(|r| r.emoji == *emoji);
+            let mine = at.is_some_and(|i| reactions[i].user_ids.contains(&caller));
+            match (on, at) {
+                (true, Some(i)) if !mine => reactions[i].user_ids.push(caller),
+                (true, None) if reactions.len() >= MAX_REACTIONS => {
+                    let why = format!("a message carries at most {MAX_REACTIONS} different emoji");
+                    return Err(ApiError::field("emoji", why));
+                }
+                (true, None) => reactions.push(ReactionDto { emoji: emoji.clone(), user_ids: vec![caller] }),
+                (false, Some(i)) if mine => {
+                    reactions[i].user_ids.retain(|u| *u != caller);
+                    if reactions[i].user_ids.is_empty() {
+                        reactions.remove(i);
+                    }
+                }
+                // Given already, or never given: nothing to do.
+                _ => return Ok(Decision::Nothing(row.to_dto())),
+            }
+            Write::React(reactions)
+        }
+    };
+    Ok(Decision::Write(write))
+}
+
+enum Decision {
+    /// Nothing to write: the message as it is.
+    Nothing(MessageDto),
+    Write(Write),
+}
+
+/// What to write to the message.
+enum Write {
+    Edit(String),
+    Delete,
+    React(Vec<ReactionDto>),
+}
+
+/// Takes the chat's next change count and changes the message, in one transaction. The message is
+/// read again under the chat's lock, which every change of the chat takes first: two reactions at
+/// once each see the other's.
+async fn store(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: &Change) -> ApiResult<Outcome> {
     let now = Utc::now().trunc_subsecs(6);
     let txn = ctx.db.begin().await?;
     // Locks the chat's row: changes are counted in commit order, as sends take their seqs.
@@ -107,6 +182,19 @@ async fn store(
         .filter(chat::Column::Id.eq(chat_id))
         .exec(&txn)
         .await?;
+    let row = stored(&txn, chat_id, seq).await?;
+    let write = match decide(&row, caller, change) {
+        Ok(Decision::Write(write)) => write,
+        Ok(Decision::Nothing(message)) => {
+            // The count taken is given back: counts stay gap-free, as seqs do.
+            txn.rollback().await?;
+            return Ok(Outcome::Unchanged(message));
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            return Err(e);
+        }
+    };
     let edit_seq: i64 = chat::Entity::find_by_id(chat_id)
         .select_only()
         .column(chat::Column::LastEditSeq)
@@ -116,28 +204,31 @@ async fn store(
         .ok_or_else(super::chat_not_found)?;
     let update = message::Entity::update_many()
         .col_expr(message::Column::EditSeq, Expr::value(edit_seq))
-        .filter(message::Column::ChatId.eq(chat_id))
-        .filter(message::Column::Seq.eq(seq))
-        .filter(message::Column::DeletedAt.is_null());
-    let update = match change {
-        Change::Edit(content) => update
-            .col_expr(message::Column::Content, Expr::value(content.clone()))
-            .col_expr(message::Column::EditedAt, Expr::value(now))
-            .filter(message::Column::SenderId.eq(caller)),
-        Change::Delete => update
+        .filter(message::Column::Id.eq(row.id));
+    let update = match write {
+        Write::Edit(content) => update
+            .col_expr(message::Column::Content, Expr::value(content))
+            .col_expr(message::Column::EditedAt, Expr::value(now)),
+        Write::Delete => update
             .col_expr(message::Column::Content, Expr::value(""))
             .col_expr(message::Column::DeletedAt, Expr::value(now))
             .col_expr(message::Column::AttachmentId, Expr::value(Option::<Uuid>::None))
             .col_expr(message::Column::ImageWidth, Expr::value(Option::<i32>::None))
-            .col_expr(message::Column::ImageHeight, Expr::value(Option::<i32>::None)),
+            .col_expr(message::Column::ImageHeight, Expr::value(Option::<i32>::None))
+            .col_expr(message::Column::Reactions, Expr::value(Option::<String>::None)),
+        Write::React(reactions) => {
+            let json = if reactions.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&reactions).map_err(anyhow::Error::from)?)
+            };
+            update.col_expr(message::Column::Reactions, Expr::value(json))
+        }
     };
-    if update.exec(&txn).await?.rows_affected == 0 {
-        txn.rollback().await?;
-        return Ok(None);
-    }
+    update.exec(&txn).await?;
     let message = stored(&txn, chat_id, seq).await?.to_dto();
     txn.commit().await?;
-    Ok(Some(message))
+    Ok(Outcome::Changed(message))
 }
 
 /// Up to `limit` messages of a chat changed after `after_edit_seq`, at or below `up_to_seq`, in

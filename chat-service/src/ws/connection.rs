@@ -154,6 +154,7 @@ enum Write {
     Send { req: Option<Value>, chat_id: Uuid, request: SendMessageRequest },
     Edit { req: Option<Value>, chat_id: Uuid, seq: i64, content: String },
     Delete { req: Option<Value>, chat_id: Uuid, seq: i64 },
+    React { req: Option<Value>, chat_id: Uuid, seq: i64, emoji: String, on: bool },
     Read { req: Option<Value>, chat_id: Uuid, seq: i64 },
 }
 
@@ -204,6 +205,9 @@ async fn write_worker(
             }
             Write::Delete { req, chat_id, seq } => {
                 answer_with_message(req, Box::pin(edits::delete(&ctx, user_id, chat_id, seq)).await)
+            }
+            Write::React { req, chat_id, seq, emoji, on } => {
+                answer_with_message(req, Box::pin(edits::react(&ctx, user_id, chat_id, seq, &emoji, on)).await)
             }
             Write::Read { req, chat_id, seq } => match Box::pin(messages::mark_read(&ctx, user_id, chat_id, seq)).await
             {
@@ -541,6 +545,12 @@ impl Connection {
             }
             ClientFrame::DeleteMessage { req, chat_id, seq } => {
                 self.queue_write(Write::Delete { req, chat_id, seq }).await
+            }
+            ClientFrame::AddReaction { req, chat_id, seq, emoji } => {
+                self.queue_write(Write::React { req, chat_id, seq, emoji, on: true }).await
+            }
+            ClientFrame::RemoveReaction { req, chat_id, seq, emoji } => {
+                self.queue_write(Write::React { req, chat_id, seq, emoji, on: false }).await
             }
             ClientFrame::MarkAsRead { req, chat_id, seq } => self.queue_write(Write::Read { req, chat_id, seq }).await,
             ClientFrame::TypingStart { req, chat_id } => Box::pin(self.set_typing(req, chat_id, true)).await,

@@ -1,5 +1,6 @@
-//! Edits and deletions: a message changes in place, every follower hears of it, history shows it
-//! as it is now, and a client that was away resumes the changes after its last `editSeq`.
+//! Edits, deletions and reactions: a message changes in place, every follower hears of it,
+//! history shows it as it is now, and a client that was away resumes the changes after its last
+//! `editSeq`.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,6 +23,14 @@ impl TestStack {
     async fn history(&self, user: &User, chat: Uuid) -> Vec<Value> {
         let page: Value = self.get(user, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
         page["messages"].as_array().unwrap().clone()
+    }
+
+    async fn reaction(&self, user: &User, chat: Uuid, seq: i64, emoji: &str, on: bool) -> reqwest::Response {
+        // The emoji as one path segment, percent-encoded.
+        let mut url = reqwest::Url::parse(&format!("{}/chats/{chat}/messages/{seq}/reactions", self.chat_url)).unwrap();
+        url.path_segments_mut().unwrap().push(emoji);
+        let request = if on { self.client.put(url) } else { self.client.delete(url) };
+        request.bearer_auth(&user.token).send().await.unwrap()
     }
 
     async fn last_edit_seq(&self, user: &User, chat: Uuid) -> i64 {
@@ -286,6 +295,121 @@ on_both_backends! {
         let query = "query($chat: UUID!) { chat(id: $chat) { lastEditSeq } }";
         assert_eq!(stack.graphql(Some(&bob), query, json!({ "chat": chat })).await["data"]["chat"]["lastEditSeq"], 2);
     }
+
+    async fn reactions_are_one_per_user_and_emoji_and_every_follower_hears_of_them(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let carla = stack.user("carla").await;
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "lunch?").await;
+        let mut bob_ws = stack.connect(&bob).await;
+
+        bob_ws.send(json!({ "type": "add_reaction", "req": "r1", "chatId": chat, "seq": 1, "emoji": "👍" })).await;
+        let ack = bob_ws.answer_to("r1").await;
+        assert_eq!(reactions_of(&ack["message"]), reacted(&[("👍", &[&bob])]), "{ack}");
+        assert_eq!((ack["message"]["editSeq"].as_i64(), ack["message"].get("editedAt")), (Some(1), None), "a reaction is no edit");
+        assert_eq!(ana_ws.next_of("message_updated").await["message"], ack["message"]);
+
+        let both = ok_json(stack.reaction(&ana, chat, 1, "👍", true).await).await;
+        assert_eq!(reactions_of(&both), reacted(&[("👍", &[&bob, &ana])]));
+        // Again: no change, no count, no event. An unqualified heart is the heart.
+        assert_eq!(ok_json(stack.reaction(&bob, chat, 1, "👍", true).await).await, both);
+        let heart = ok_json(stack.reaction(&bob, chat, 1, "\u{2764}", true).await).await;
+        assert_eq!(reactions_of(&heart), reacted(&[("👍", &[&bob, &ana]), ("\u{2764}\u{fe0f}", &[&bob])]));
+        assert_eq!(heart["editSeq"], 3);
+        assert_eq!(ana_ws.next_of("message_updated").await["message"], both);
+        assert_eq!(ana_ws.next_of("message_updated").await["message"], heart);
+
+        // Taken back; one never given changes nothing.
+        bob_ws.send(json!({ "type": "remove_reaction", "req": "r2", "chatId": chat, "seq": 1, "emoji": "👍" })).await;
+        assert_eq!(reactions_of(&bob_ws.answer_to("r2").await["message"]), reacted(&[("👍", &[&ana]), ("❤️", &[&bob])]));
+        let fewer = ok_json(stack.reaction(&ana, chat, 1, "👍", false).await).await;
+        assert_eq!(reactions_of(&fewer), reacted(&[("❤️", &[&bob])]));
+        assert_eq!(ok_json(stack.reaction(&ana, chat, 1, "🎉", false).await).await, fewer);
+
+        // Refused: not one emoji, a stranger, no such message; nothing stored.
+        for bad in ["a", "👍👍", " "] {
+            let body = assert_error(stack.reaction(&ana, chat, 1, bad, true).await, 422, "validation_failed").await;
+            assert!(body["error"]["fields"]["emoji"].is_string(), "{bad:?}: {body}");
+        }
+        assert_error(stack.reaction(&carla, chat, 1, "👍", true).await, 403, "forbidden").await;
+        assert_error(stack.reaction(&ana, chat, 7, "👍", true).await, 404, "not_found").await;
+        bob_ws.send(json!({ "type": "add_reaction", "req": "r3", "chatId": chat, "seq": 1 })).await;
+        assert_eq!(bob_ws.answer_to("r3").await["code"], "invalid_frame");
+        // At most 20 different emoji on a message.
+        for emoji in emojis::iter().filter(|e| e.as_str() != "❤️").take(19) {
+            assert_eq!(stack.reaction(&ana, chat, 1, emoji.as_str(), true).await.status(), StatusCode::OK);
+        }
+        let many = stack.get(&ana, &format!("/chats/{chat}/messages")).await.json::<Value>().await.unwrap();
+        assert_eq!(reactions_of(&many["messages"][0]).len(), 20);
+        let body = assert_error(stack.reaction(&bob, chat, 1, "🚀", true).await, 422, "validation_failed").await;
+        assert!(body["error"]["fields"]["emoji"].as_str().unwrap().contains("20"), "{body}");
+        // Existing ones can still be joined; a deleted message has none and takes none.
+        assert_eq!(stack.reaction(&bob, chat, 1, "❤️", false).await.status(), StatusCode::OK);
+        let deleted = ok_json(stack.delete_message(&ana, chat, 1).await).await;
+        assert!(deleted.get("reactions").is_none(), "{deleted}");
+        assert_error(stack.reaction(&bob, chat, 1, "👍", true).await, 409, "message_deleted").await;
+    }
+
+    async fn reactions_given_at_once_are_all_kept(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ana = stack.user("ana").await;
+        let mut others = Vec::new();
+        for name in ["bob", "carla", "dave", "erin", "fred", "gina"] {
+            others.push(stack.user(name).await);
+        }
+        let group = stack.group(&ana, &others.iter().collect::<Vec<_>>()).await;
+        stack.post(&ana, &format!("/chats/{group}/messages"), &json!({ "clientMsgId": "m1", "content": "vote" })).await;
+        // Each reads the message, then writes it back with their reaction: only a write that reads
+        // under the chat's lock keeps them all.
+        let stack = &stack;
+        let given = others.iter().flat_map(|user| {
+            [("👍", user), ("🎉", user)].map(|(emoji, user)| async move { stack.reaction(user, group, 1, emoji, true).await.status() })
+        });
+        let statuses = futures_util::future::join_all(given).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+        let page: Value = stack.get(&ana, &format!("/chats/{group}/messages")).await.json().await.unwrap();
+        let kept = reactions_of(&page["messages"][0]);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(kept.iter().all(|(_, who)| who.len() == others.len()), "{kept:?}");
+        assert_eq!(page["messages"][0]["editSeq"], 2 * others.len(), "each counted once, no gap");
+    }
+
+    async fn reactions_given_while_away_are_resumed_and_read_over_graphql(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "shipped").await;
+        let mutation = "mutation($chat: UUID!) { addReaction(chatId: $chat, seq: 1, emoji: \"🎉\") { editSeq reactions { emoji userIds } } }";
+        let answer = stack.graphql(Some(&ana), mutation, json!({ "chat": chat })).await;
+        let reaction = &answer["data"]["addReaction"]["reactions"][0];
+        assert_eq!((reaction["emoji"].as_str(), &reaction["userIds"]), (Some("🎉"), &json!([ana.id])), "{answer}");
+
+        // Bob was away for it: he had seq 1 and no change.
+        let mut bob_ws = stack.connect_raw().await;
+        bob_ws.send(json!({ "type": "auth", "token": bob.token, "resume": { chat.to_string(): 1 }, "editsAfter": { chat.to_string(): 0 } })).await;
+        bob_ws.next_of("ready").await;
+        let updated = bob_ws.next().await;
+        assert_eq!(updated["type"], "message_updated", "{updated}");
+        assert_eq!(reactions_of(&updated["message"]), reacted(&[("🎉", &[&ana])]));
+        assert_eq!(bob_ws.next().await["edits"], json!({ chat.to_string(): 1 }));
+    }
+}
+
+/// Each reaction of a message, as (emoji, who).
+fn reactions_of(message: &Value) -> Vec<(String, Vec<String>)> {
+    let reactions = message.get("reactions").and_then(Value::as_array).cloned().unwrap_or_default();
+    reactions
+        .iter()
+        .map(|r| {
+            let who = r["userIds"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_owned()).collect();
+            (r["emoji"].as_str().unwrap().to_owned(), who)
+        })
+        .collect()
+}
+
+fn reacted(pairs: &[(&str, &[&User])]) -> Vec<(String, Vec<String>)> {
+    pairs.iter().map(|(emoji, who)| ((*emoji).to_owned(), who.iter().map(|u| u.id.to_string()).collect())).collect()
 }
 
 /// Ana sends the chat's next message over REST.

@@ -358,6 +358,7 @@ pub async fn store_unannounced(
         image_width: Set(None),
         image_height: Set(None),
         edit_seq: Set(None),
+        reactions: Set(None),
     }
     .insert(&txn)
     .await

@@ -94,6 +94,18 @@ pub struct MessageDto {
     /// message, the one with the higher `editSeq` is the newer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit_seq: Option<i64>,
+    /// Its reactions, in the order they were first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionDto>,
+}
+
+/// One emoji on a message and who reacted with it (in the order they did).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "Reaction"))]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionDto {
+    pub emoji: String,
+    pub user_ids: Vec<Uuid>,
 }
 
 /// An image in a message. Its URLs are paths on chat-service, fetched with the same bearer token

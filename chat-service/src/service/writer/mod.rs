@@ -183,8 +183,9 @@ struct Checked {
 
 /// What to do with one send of a batch.
 enum Step {
-    /// Answer without writing: refused, or a retry of a stored message.
-    Answer(ApiResult<Stored>),
+    /// Answer without writing: refused, or a retry of a stored message (boxed: rare, and a
+    /// message is large next to the other steps).
+    Answer(Box<ApiResult<Stored>>),
     /// Store it.
     Store,
     /// A retry of the send at this index of the same batch: answer as that one.
@@ -199,20 +200,20 @@ fn plan(checked: &Checked, sends: &[Pending]) -> Vec<Step> {
         .enumerate()
         .map(|(index, send)| {
             let Some(last_seq) = checked.last_seq.get(&send.chat_id) else {
-                return Step::Answer(Err(super::chat_not_found()));
+                return Step::Answer(Box::new(Err(super::chat_not_found())));
             };
             if !checked.members.contains(&(send.chat_id, send.sender)) {
-                return Step::Answer(Err(super::forbidden()));
+                return Step::Answer(Box::new(Err(super::forbidden())));
             }
             let key = key_of(send);
             if let Some(message) = checked.existing.get(&key) {
-                return Step::Answer(Ok(Stored { message: message.clone(), fresh: false }));
+                return Step::Answer(Box::new(Ok(Stored { message: message.clone(), fresh: false })));
             }
             // A message the client has seen was committed before this batch was read.
             if let Some(reply_to) = send.request.reply_to
                 && (reply_to < 1 || reply_to > *last_seq)
             {
-                return Step::Answer(Err(invalid_reply_to()));
+                return Step::Answer(Box::new(Err(invalid_reply_to())));
             }
             match first_of_key.get(&key) {
                 Some(first) => Step::SameAs(*first),
@@ -269,7 +270,7 @@ fn answers(steps: Vec<Step>, stored: Vec<MessageDto>) -> Vec<ApiResult<Stored>> 
     let mut results: Vec<ApiResult<Stored>> = Vec::with_capacity(steps.len());
     for step in steps {
         let result = match step {
-            Step::Answer(answer) => answer,
+            Step::Answer(answer) => *answer,
             Step::Store => match stored.next() {
                 Some(message) => Ok(Stored { message, fresh: true }),
                 None => Err(anyhow::anyhow!("a stored message went missing from its batch").into()),
@@ -309,6 +310,7 @@ fn new_message(send: &Pending, seq: i64, now: DateTime<Utc>) -> MessageDto {
         edited_at: None,
         deleted_at: None,
         edit_seq: None,
+        reactions: Vec::new(),
     }
 }
 

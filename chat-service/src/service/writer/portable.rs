@@ -147,6 +147,7 @@ fn row(message: &MessageDto) -> message::ActiveModel {
         image_width: Set(message.image.as_ref().map(|i| i.width)),
         image_height: Set(message.image.as_ref().map(|i| i.height)),
         edit_seq: Set(None),
+        reactions: Set(None),
     }
 }
 

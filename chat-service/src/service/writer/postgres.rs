@@ -178,14 +178,14 @@ pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> R
             Ok(originals) => {
                 for original in originals {
                     for index in retries.get(&original.id).into_iter().flatten() {
-                        steps[*index] = Step::Answer(Ok(Stored { message: original.to_dto(), fresh: false }));
+                        steps[*index] = Step::Answer(Box::new(Ok(Stored { message: original.to_dto(), fresh: false })));
                     }
                 }
             }
             Err(e) => {
                 let error = ApiError::from(e);
                 for index in retries.values().flatten() {
-                    steps[*index] = Step::Answer(Err(error.duplicate()));
+                    steps[*index] = Step::Answer(Box::new(Err(error.duplicate())));
                 }
             }
         }
@@ -239,13 +239,13 @@ fn decide(rows: &[QueryResult], mut drafts: Vec<Option<MessageDto>>) -> anyhow::
     for (index, row) in rows.iter().enumerate() {
         let outcome: String = row.try_get("", "outcome")?;
         let step = match outcome.as_str() {
-            "not_found" => Step::Answer(Err(chat_not_found())),
-            "forbidden" => Step::Answer(Err(forbidden())),
-            "invalid_seq" => Step::Answer(Err(invalid_reply_to())),
+            "not_found" => Step::Answer(Box::new(Err(chat_not_found()))),
+            "forbidden" => Step::Answer(Box::new(Err(forbidden()))),
+            "invalid_seq" => Step::Answer(Box::new(Err(invalid_reply_to()))),
             "existing" => {
                 retries.entry(row.try_get::<Uuid>("", "existing")?).or_default().push(index);
                 // Replaced by the original once it is read.
-                Step::Answer(Err(anyhow::anyhow!("the original of a retry went missing").into()))
+                Step::Answer(Box::new(Err(anyhow::anyhow!("the original of a retry went missing").into())))
             }
             "store" => match row.try_get::<Option<i64>>("", "seq")? {
                 Some(seq) => {

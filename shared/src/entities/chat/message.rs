@@ -29,6 +29,9 @@ pub struct Model {
     pub image_height: Option<i32>,
     /// The chat's `last_edit_seq` when this message was last edited or deleted.
     pub edit_seq: Option<i64>,
+    /// Its reactions, as the JSON of `Vec<ReactionDto>`; `None` when it has none.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub reactions: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -51,11 +54,17 @@ impl Model {
             edited_at: self.edited_at,
             deleted_at: self.deleted_at,
             edit_seq: self.edit_seq,
+            reactions: self.reactions(),
         }
     }
 }
 
 impl Model {
+    /// The stored reactions; unreadable ones (never written so) read as none rather than fail a page.
+    pub fn reactions(&self) -> Vec<crate::dto::ReactionDto> {
+        self.reactions.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
+    }
+
     fn image(&self) -> Option<Box<crate::dto::ImageDto>> {
         let (id, width, height) = (self.attachment_id?, self.image_width?, self.image_height?);
         Some(Box::new(crate::dto::ImageDto::new(id, width, height)))
