@@ -102,20 +102,20 @@ async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: 
         tracing::warn!(%chat_id, seq, error = format!("{e:#}"), "cannot drop a changed message from the window");
         ApiError::new(ErrorCode::Unavailable, "messages cannot be changed right now; try again shortly")
     })?;
-    let outcome = store(ctx, caller, chat_id, seq, &change).await;
-    let message = match &outcome {
-        Ok(Outcome::Changed(message) | Outcome::Unchanged(message)) => message.clone(),
-        // Refused under the lock (deleted meanwhile): the copy dropped from the window is current.
-        Err(_) => current.to_dto(),
-    };
-    if let Err(e) = ctx.window.push(std::slice::from_ref(&message)).await {
+    // Refused under the lock (deleted meanwhile, say), nothing goes back in the window: which copy
+    // is current is not known here, and a range without a copy is read from the database.
+    let outcome = store(ctx, caller, chat_id, seq, &change).await?;
+    let (Outcome::Changed(message) | Outcome::Unchanged(message)) = &outcome;
+    if let Err(e) = ctx.window.push(std::slice::from_ref(message)).await {
         tracing::debug!(%chat_id, seq, error = format!("{e:#}"), "cannot put a changed message back in the window");
     }
-    if let Outcome::Changed(message) = outcome? {
-        publish(ctx, Topic::Chat(chat_id), ChatEvent::Updated(message.clone())).await;
-        return Ok(message);
+    match outcome {
+        Outcome::Changed(message) => {
+            publish(ctx, Topic::Chat(chat_id), ChatEvent::Updated(message.clone())).await;
+            Ok(message)
+        }
+        Outcome::Unchanged(message) => Ok(message),
     }
-    Ok(message)
 }
 
 /// What `change` does to `row` (as `caller`'s): its new content, deletion or reactions, or
