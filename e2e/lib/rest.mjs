@@ -43,3 +43,7 @@ export function leaveChat(stack, user, chatId) {
 export function createGroup(stack, user, title, participantIds) {
   return call('POST', `${stack.url}/chats`, { token: user.token, body: { kind: 'group', title, participantIds } });
 }
+
+export function setParticipantRole(stack, user, chatId, userId, role) {
+  return call('PUT', `${stack.url}/chats/${chatId}/participants/${userId}/role`, { token: user.token, body: { role } });
+}

@@ -39,7 +39,41 @@ export class Api {
 
   /** One chat as the signed-in user sees it (participants, watermarks, unread). */
   getChat(chatId) {
-    return this.session.fetchJson(`${this.chats}/chats/${encodeURIComponent(chatId)}`);
+    return this.session.fetchJson(this.chatUrl(chatId));
+  }
+
+  /** Renames a group (its owner and admins may); answers the chat. Throws ApiError, e.g. `validation_failed`. */
+  renameChat(chatId, title) {
+    return this.session.fetchJson(this.chatUrl(chatId), { method: 'PATCH', body: { title } });
+  }
+
+  /** Adds people to a group (its owner and admins may); answers the chat with its members. */
+  addParticipants(chatId, userIds) {
+    return this.session.fetchJson(`${this.chatUrl(chatId)}/participants`, { method: 'POST', body: { userIds } });
+  }
+
+  /** Removes someone from a group (its owner and admins may; never its owner). */
+  removeParticipant(chatId, userId) {
+    return this.session.fetchJson(`${this.chatUrl(chatId)}/participants/${encodeURIComponent(userId)}`, { method: 'DELETE' });
+  }
+
+  /**
+   * Gives a member of a group a role, 'admin' or 'member'; 'owner' hands the group over (the
+   * caller becomes an admin). Only its owner may. Answers the chat.
+   */
+  setRole(chatId, userId, role) {
+    const url = `${this.chatUrl(chatId)}/participants/${encodeURIComponent(userId)}/role`;
+    return this.session.fetchJson(url, { method: 'PUT', body: { role } });
+  }
+
+  /** Leaves a group; an owner who leaves hands it to its longest-standing member. */
+  leaveChat(chatId) {
+    return this.session.fetchJson(`${this.chatUrl(chatId)}/leave`, { method: 'POST' });
+  }
+
+  /** A chat's REST address. */
+  chatUrl(chatId) {
+    return `${this.chats}/chats/${encodeURIComponent(chatId)}`;
   }
 
   /**
@@ -58,6 +92,6 @@ export class Api {
     const params = new URLSearchParams({ limit: String(limit) });
     if (before != null) params.set('before', String(before));
     if (after != null) params.set('after', String(after));
-    return this.session.fetchJson(`${this.chats}/chats/${encodeURIComponent(chatId)}/messages?${params}`);
+    return this.session.fetchJson(`${this.chatUrl(chatId)}/messages?${params}`);
   }
 }

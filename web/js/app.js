@@ -7,6 +7,7 @@ import { Session, requestJson } from './session.js';
 import { Store } from './store.js';
 import { renderAuth } from './ui/auth.js';
 import { renderChatList } from './ui/chat-list.js';
+import { openChatInfo } from './ui/chat-info.js';
 import { ConversationView } from './ui/conversation.js';
 import { openNewChat } from './ui/new-chat.js';
 import { openProfile } from './ui/profile.js';
@@ -51,6 +52,7 @@ function startChat() {
   const list = h('ul', { class: 'chat-list', 'aria-label': 'Chats' });
   const me = h('span', { class: 'me-name' }, session.user?.displayName ?? '');
   const pane = h('main', { class: 'pane', id: 'pane', 'aria-label': 'Conversation' });
+  const newChatButton = h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat');
   const shell = h(
     'div',
     { class: 'shell' },
@@ -70,7 +72,7 @@ function startChat() {
         me,
         h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your profile', onclick: editProfile }, 'Edit'),
       ),
-      h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat'),
+      newChatButton,
       h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list),
     ),
     pane,
@@ -90,6 +92,15 @@ function startChat() {
     onBack: () => {
       location.hash = '';
     },
+    onInfo: (chatId) =>
+      openChatInfo({
+        store,
+        api,
+        chatId,
+        onLeft: leftChat,
+        // The chat is gone, its conversation with it: focus goes to the list, or New chat.
+        findReturn: () => list.querySelector('button') ?? newChatButton,
+      }),
   });
   showPlaceholder();
 
@@ -137,10 +148,9 @@ function startChat() {
     store.updateParticipant(chatId, userId, { displayName, avatarUrl });
     if (userId === store.me?.id) me.textContent = displayName;
   });
-  on('left', ({ chatId }) => {
-    store.removeChat(chatId);
-    if (chatId === activeId) location.hash = '';
-  });
+  on('chat-updated', ({ chatId, title }) => store.renameChat(chatId, title));
+  on('role', ({ chatId, userId, role }) => store.setRole(chatId, userId, role));
+  on('left', ({ chatId }) => leftChat(chatId));
   on('status', (s) => showStatus(s));
   // The server refused even a freshly refreshed token: this session cannot chat any more.
   on('auth-failed', () => {
@@ -194,6 +204,12 @@ function startChat() {
       view.close();
       showPlaceholder();
     }
+  }
+
+  /** The user left a chat, or was removed from it: it goes from the list, and from the screen. */
+  function leftChat(chatId) {
+    store.removeChat(chatId);
+    if (chatId === activeId) location.hash = '';
   }
 
   function openChat(chatId) {

@@ -34,6 +34,10 @@
 //                                                members online now (null if the server has no presence)
 //   left       {chatId}                          you left or were removed from a chat
 //   member     {chatId, userId, joined}          someone joined or left a group you are in
+//   chat-updated {chatId, title}                 a group you are in was renamed (by you too)
+//   role       {chatId, userId, role}            a member's role in a group you are in changed
+//                                                ('owner'|'admin'|'member'; yours too): a hand-over
+//                                                is two of these, and an owner who leaves makes an heir
 //   participant {chatId, userId, displayName, avatarUrl}
 //                                                a member of the chat (you too) changed name or picture
 //   auth-failed {}                               the token was refused even after a refresh
@@ -516,6 +520,10 @@ export class ConvergeClient extends EventTarget {
       case 'conversation_left':
         this.forget(frame.chatId);
         return this.emit('left', { chatId: frame.chatId });
+      case 'conversation_updated':
+        return this.emit('chat-updated', { chatId: frame.chatId, title: frame.title });
+      case 'participant_role_changed':
+        return this.emit('role', { chatId: frame.chatId, userId: frame.userId, role: frame.role });
       default:
         return undefined; // newer servers may send more; ignore what we do not know
     }

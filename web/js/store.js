@@ -99,6 +99,48 @@ export class Store extends EventTarget {
     this.changed({ chats: true, chatId });
   }
 
+  /**
+   * People added to a group (the answer to adding them): the ones not known yet join its members.
+   * Nobody is removed: an answer can be older than a `participant_left` that came before it.
+   */
+  addParticipants(chatId, participants) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    const known = new Set(chat.participants.map((p) => p.userId));
+    const added = participants.filter((p) => !known.has(p.userId));
+    if (added.length === 0) return;
+    for (const p of added) this.names.set(p.userId, p.displayName);
+    chat.participants = [...chat.participants, ...added.map((p) => ({ ...p }))];
+    this.changed({ chats: true, chatId });
+  }
+
+  /** A group's new name (`conversation_updated`, or the answer to one's own rename). */
+  renameChat(chatId, title) {
+    const chat = this.chats.get(chatId);
+    if (!chat || chat.title === title) return;
+    chat.title = title;
+    this.changed({ chats: true, chatId });
+  }
+
+  /** A member's new role in a group (`participant_role_changed`, or the answer to one's own change). */
+  setRole(chatId, userId, role) {
+    const member = this.participant(chatId, userId);
+    if (!member || member.role === role) return;
+    member.role = role;
+    this.changed({ chats: true, chatId });
+  }
+
+  /** My role in a chat: 'owner', 'admin' or 'member' (null once I am not in it). */
+  myRole(chat) {
+    return this.participant(chat.id, this.me?.id)?.role ?? null;
+  }
+
+  /** Whether I may rename a group, add people to it and remove its members: its owner and admins may. */
+  managesGroup(chat) {
+    const role = this.myRole(chat);
+    return chat.kind === 'group' && (role === 'owner' || role === 'admin');
+  }
+
   /** A member's new name or picture: the name shows wherever they are named, in every chat. */
   updateParticipant(chatId, userId, { displayName, avatarUrl }) {
     this.names.set(userId, displayName);
@@ -207,8 +249,7 @@ export class Store extends EventTarget {
   canDelete(chat, m) {
     if (m.pending || m.deletedAt) return false;
     if (m.senderId === this.me?.id) return true;
-    const role = this.participant(chat.id, this.me?.id)?.role;
-    return chat.kind === 'group' && (role === 'owner' || role === 'admin');
+    return this.managesGroup(chat);
   }
 
   /** A message on its way; `image` (a picked file and its local object URL) is uploaded first. */

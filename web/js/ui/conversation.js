@@ -1,7 +1,8 @@
-// conversation.js — one chat: its messages grouped by day and sender, delivery states, older pages
-// on scroll-up, the unread divider, typing, the composer (text, and an image picked, pasted or
-// dropped on the conversation), and editing and deleting messages: a message being edited goes
-// into the composer, and a deletion is confirmed in a dialog.
+// conversation.js — one chat: its header (title, members or presence, and the button to its info),
+// its messages grouped by day and sender, delivery states, older pages on scroll-up, the unread
+// divider, typing, the composer (text, and an image picked, pasted or dropped on the
+// conversation), and editing and deleting messages: a message being edited goes into the
+// composer, and a deletion is confirmed in a dialog.
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
@@ -34,6 +35,7 @@ export class ConversationView {
    *   sends a message (with an image: {file, localUrl, width, height}), or retries `clientMsgId`
    * @param {(clientMsgId: string) => void} deps.discard gives up a failed message
    * @param {() => void} deps.onBack
+   * @param {(chatId: string) => void} deps.onInfo opens the chat's info (a group's members and settings)
    * @param {number} deps.maxChars
    * @param {number} [deps.maxImageBytes]
    */
@@ -101,7 +103,8 @@ export class ConversationView {
   }
 
   buildFrame(chat) {
-    const other = chat.kind === 'direct' ? this.store.others(chat)[0] : null;
+    this.headerAvatar = h('span', { class: 'avatar' });
+    this.headerAvatarKey = null;
     this.title = h('h2', { class: 'conv-title', id: 'conv-title' });
     this.subtitle = h('p', { class: 'conv-subtitle', 'aria-live': 'polite' });
     this.typingLine = h('p', { class: 'typing', 'aria-live': 'polite' });
@@ -164,8 +167,20 @@ export class ConversationView {
           'header',
           { class: 'conv-header' },
           h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', onclick: () => this.onBack() }, '‹'),
-          avatar({ id: other?.userId ?? chat.id, name: this.store.title(chat), url: other?.avatarUrl }),
+          this.headerAvatar,
           h('div', { class: 'conv-heading' }, this.title, this.subtitle),
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'info-button',
+              'aria-label': chat.kind === 'group' ? 'Group info' : 'Chat info',
+              title: chat.kind === 'group' ? 'Group info' : 'Chat info',
+              'aria-haspopup': 'dialog',
+              onclick: () => this.onInfo(chat.id),
+            },
+            h('span', { 'aria-hidden': 'true' }, 'i'),
+          ),
         ),
         h('div', { class: 'log-wrap' }, this.log, this.jump, this.below),
         this.typingLine,
@@ -183,7 +198,20 @@ export class ConversationView {
   renderHeader() {
     const chat = this.store.chats.get(this.chatId);
     if (!chat) return;
-    this.title.textContent = this.store.title(chat);
+    const title = this.store.title(chat);
+    this.title.textContent = title;
+    // A group renamed, a member renamed: the picture's initials and the composer's name follow.
+    const label = `Message ${title}`;
+    if (this.composer.getAttribute('aria-label') !== label) this.composer.setAttribute('aria-label', label);
+    const other = chat.kind === 'direct' ? this.store.others(chat)[0] : null;
+    const face = { id: other?.userId ?? chat.id, name: title, url: other?.avatarUrl };
+    const faceKey = JSON.stringify(face);
+    if (faceKey !== this.headerAvatarKey) {
+      const fresh = avatar(face);
+      this.headerAvatar.replaceWith(fresh);
+      this.headerAvatar = fresh;
+      this.headerAvatarKey = faceKey;
+    }
     const others = this.store.others(chat);
     if (chat.kind === 'group') {
       this.subtitle.textContent = `${chat.participants.length} members: ${chat.participants.map((p) => (p.userId === this.store.me?.id ? 'you' : p.displayName)).join(', ')}`;

@@ -124,6 +124,40 @@ export function apiErrorText(error) {
   }
 }
 
+/**
+ * Why a change to a group (its name, members, roles) was refused. The server's own words when it
+ * gives a reason: it names the rule that was broken ("only the group's owner …"), which a
+ * generic text could not; a refused field's reason before the request's.
+ */
+export function groupErrorText(error) {
+  switch (error?.code) {
+    case 'network':
+    case 'rate_limited':
+    case 'internal':
+    case 'unavailable':
+      return apiErrorText(error);
+    default: {
+      const [field, reason] = Object.entries(error?.fields ?? {})[0] ?? [];
+      // "must be 1 to 128 characters" is said of a field: "The name must be …".
+      if (reason && GROUP_FIELDS[field] && /^(must|is|are|cannot|can't|has|have)\b/i.test(reason)) {
+        return sentence(`${GROUP_FIELDS[field]} ${reason}`);
+      }
+      const text = reason ?? error?.message;
+      return text ? sentence(text) : 'Something went wrong. Try again in a moment.';
+    }
+  }
+}
+
+/** What a group's refused fields are to people. */
+const GROUP_FIELDS = { title: 'the name', userId: 'this member', userIds: 'the people chosen' };
+
+/** "the owner cannot be removed" → "The owner cannot be removed." */
+function sentence(text) {
+  const trimmed = String(text).trim();
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
 /** A file size as people read it: "840 bytes", "12 KB", "3.4 MB". */
 export function fileSize(bytes) {
   if (bytes < 1024) return `${bytes} bytes`;

@@ -1,10 +1,8 @@
 // new-chat.js — the "New chat" dialog: a direct chat with someone found by name, or a group.
 
 import { h, replaceChildren } from './dom.js';
-import { avatar } from './chat-list.js';
 import { apiErrorText } from './format.js';
-
-const SEARCH_DELAY_MS = 200;
+import { userSearch } from './user-search.js';
 
 /**
  * Opens the dialog.
@@ -14,22 +12,16 @@ export function openNewChat({ api, me, onCreated }) {
   let mode = 'direct';
   /** Members picked for a group: id → user. */
   const picked = new Map();
-  let searchTimer = null;
-  let searchSeq = 0;
 
   const error = h('p', { class: 'form-error', role: 'alert' });
-  const search = h('input', {
-    type: 'search',
-    id: 'user-search',
-    placeholder: 'Search people by name',
-    autocomplete: 'off',
-    'aria-controls': 'user-results',
-    oninput: () => {
-      clearTimeout(searchTimer);
-      searchTimer = setTimeout(runSearch, SEARCH_DELAY_MS);
-    },
+  const { input: search, results, run: runSearch } = userSearch({
+    api,
+    inputId: 'user-search',
+    resultsId: 'user-results',
+    skip: (u) => u.id === me.id || picked.has(u.id),
+    onChoose: (u) => choose(u),
+    error,
   });
-  const results = h('ul', { class: 'user-results', id: 'user-results', 'aria-label': 'People' });
   const chips = h('ul', { class: 'chips', 'aria-label': 'Members' });
   const title = h('input', { type: 'text', id: 'group-title', maxlength: '100', autocomplete: 'off' });
   const create = h('button', { type: 'submit', class: 'primary' }, 'Create group');
@@ -96,42 +88,6 @@ export function openNewChat({ api, me, onCreated }) {
       ),
     );
     if (picked.size === 0) chips.append(h('li', { class: 'hint' }, 'Add people from the search below.'));
-  }
-
-  async function runSearch() {
-    const q = search.value.trim();
-    const mine = ++searchSeq;
-    error.textContent = '';
-    if (!q) {
-      replaceChildren(results);
-      return;
-    }
-    try {
-      const users = (await api.searchUsers(q)).filter((u) => u.id !== me.id && !picked.has(u.id));
-      if (mine !== searchSeq) return;
-      if (users.length === 0) {
-        replaceChildren(results, h('li', { class: 'hint' }, `Nobody found for “${q}”.`));
-        return;
-      }
-      replaceChildren(
-        results,
-        users.map((u) =>
-          h(
-            'li',
-            {},
-            h(
-              'button',
-              { type: 'button', class: 'user-result', onclick: () => choose(u) },
-              avatar({ id: u.id, name: u.displayName, url: u.avatarUrl }),
-              h('span', { class: 'user-name' }, u.displayName),
-              u.username ? h('span', { class: 'user-handle' }, `@${u.username}`) : null,
-            ),
-          ),
-        ),
-      );
-    } catch (e) {
-      if (mine === searchSeq) error.textContent = apiErrorText(e);
-    }
   }
 
   async function choose(user) {
