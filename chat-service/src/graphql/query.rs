@@ -1,11 +1,11 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::{Context, ErrorExtensions, Object, Result, ResultExt};
 use converge_shared::api_error::ApiError;
-use converge_shared::dto::{ChatDto, MessageDto, MessagesQuery};
+use converge_shared::dto::{ChatDto, MessageDto, MessagesQuery, SearchQuery, SearchResults};
 use uuid::Uuid;
 
 use super::{app, caller};
-use crate::service::{chats, messages};
+use crate::service::{chats, messages, search};
 
 /// Messages per page when neither `first` nor `last` is given, and the most in one page.
 const DEFAULT_PAGE: usize = 50;
@@ -23,6 +23,20 @@ impl Query {
     /// One of my chats.
     async fn chat(&self, ctx: &Context<'_>, id: Uuid) -> Result<ChatDto> {
         chats::get(app(ctx), caller(ctx)?.user_id, id).await.extend()
+    }
+
+    /// Messages of my chats (or of `chatId`'s) whose text contains `query` (ignoring case), newest
+    /// first; `before` (the id of the last message of the previous page) pages back.
+    async fn search_messages(
+        &self,
+        ctx: &Context<'_>,
+        query: String,
+        chat_id: Option<Uuid>,
+        before: Option<Uuid>,
+        limit: Option<u64>,
+    ) -> Result<SearchResults> {
+        let query = SearchQuery { q: query, chat_id, before, limit };
+        search::messages(app(ctx), caller(ctx)?.user_id, query).await.extend()
     }
 
     /// A chat's history as a connection whose cursors are seqs. `first`/`after` pages forward from a

@@ -5,14 +5,14 @@ use converge_shared::api_error::ApiResult;
 use converge_shared::auth::AuthUser;
 use converge_shared::dto::{
     AddParticipantsRequest, ChatDto, CreateChatRequest, EditMessageRequest, MarkReadRequest, MessageDto, MessagePage,
-    MessagesQuery, RenameChatRequest, SendMessageRequest, SetRoleRequest,
+    MessagesQuery, RenameChatRequest, SearchQuery, SearchResults, SendMessageRequest, SetRoleRequest,
 };
 use converge_shared::error::ErrorEnvelope;
 use uuid::Uuid;
 use validator::Validate;
 
 use crate::context::{AppContext, Caller};
-use crate::service::{chats, edits, messages};
+use crate::service::{chats, edits, messages, search};
 
 fn caller(user: AuthUser) -> Caller {
     Caller { user_id: user.claims.sub, name: user.claims.name, token: user.token }
@@ -211,6 +211,18 @@ pub async fn remove_reaction(
 ) -> ApiResult<web::Json<MessageDto>> {
     let (chat_id, seq, emoji) = path.into_inner();
     Ok(web::Json(edits::react(&ctx, user.claims.sub, chat_id, seq, &emoji, false).await?))
+}
+
+/// Find messages of my chats (or of one) by their text, newest first.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[get("/messages/search")]
+pub async fn search_messages(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    query: web::Query<SearchQuery>,
+) -> ApiResult<web::Json<SearchResults>> {
+    Ok(web::Json(search::messages(&ctx, user.claims.sub, query.into_inner()).await?))
 }
 
 /// Mark everything up to `seq` as read.

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(chats::leave)
         .service(chats::history)
         .service(chats::send)
+        .service(chats::search_messages)
         .service(chats::edit)
         .service(chats::delete_message)
         .service(chats::add_reaction)

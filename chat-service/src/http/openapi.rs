@@ -11,7 +11,7 @@ use super::{attachments, chats, ops};
     info(title = "Converge chat-service", description = "Chats, ordered durable messages. Real time: the WebSocket at /ws (docs/protocol.md)."),
     paths(
         chats::create, chats::list, chats::get, chats::rename, chats::add_participants, chats::set_role, chats::remove_participant, chats::leave,
-        chats::history, chats::send, chats::edit, chats::delete_message, chats::add_reaction,
+        chats::history, chats::search_messages, chats::send, chats::edit, chats::delete_message, chats::add_reaction,
         chats::remove_reaction, chats::mark_read, attachments::upload, attachments::original,
         attachments::thumbnail, converge_shared::http::health, ops::ready,
     ),

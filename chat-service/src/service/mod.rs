@@ -10,6 +10,7 @@ pub mod history;
 pub mod live;
 pub mod messages;
 pub mod receipts;
+pub mod search;
 pub mod users;
 pub mod writer;
 

@@ -10,5 +10,6 @@ mod helpers;
 mod images;
 mod ops;
 mod rest;
+mod search;
 mod tokens;
 mod ws;

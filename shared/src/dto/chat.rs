@@ -276,6 +276,32 @@ pub struct MessagesQuery {
     pub limit: Option<u64>,
 }
 
+/// Query of `GET /messages/search`: the messages of my chats (or of one) whose text contains `q`,
+/// newest first; `before` (a message id from the previous page) pages back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams, Validate)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// 2 to 100 characters (after trimming), matched anywhere in the text, ignoring case.
+    pub q: String,
+    /// Only this chat's messages.
+    pub chat_id: Option<Uuid>,
+    /// Only messages older than this one (the last of the previous page).
+    pub before: Option<Uuid>,
+    /// 1 to 50, default 20.
+    #[validate(range(min = 1, max = 50, message = "must be between 1 and 50"))]
+    pub limit: Option<u64>,
+}
+
+/// Messages found, newest first; `hasMore`: older ones match too (ask with `before`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(name = "SearchResults"))]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResults {
+    pub messages: Vec<MessageDto>,
+    pub has_more: bool,
+}
+
 /// A page of messages in ascending seq; `hasMore` says whether more exist in the paging direction.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
