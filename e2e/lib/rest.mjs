@@ -47,3 +47,8 @@ export function createGroup(stack, user, title, participantIds) {
 export function setParticipantRole(stack, user, chatId, userId, role) {
   return call('PUT', `${stack.url}/chats/${chatId}/participants/${userId}/role`, { token: user.token, body: { role } });
 }
+
+/** Adds `user`'s reaction `emoji` to message `seq`; returns the message as it is now. */
+export function addReaction(stack, user, chatId, seq, emoji) {
+  return call('PUT', `${stack.url}/chats/${chatId}/messages/${seq}/reactions/${encodeURIComponent(emoji)}`, { token: user.token });
+}

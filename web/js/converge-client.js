@@ -10,9 +10,9 @@
 //     (`tokenExpiresAt`) it asks `getToken` for a fresh token and sends it in an `auth` frame,
 //   - sending messages idempotently: a send that times out or is cut off is retried with the same
 //     `clientMsgId`, and only a final failure rejects,
-//   - editing and deleting messages, and resuming the edits and deletions made while it was away:
-//     it keeps each chat's edit point (the `lastEditSeq` its copies are complete up to) and sends
-//     those points as `editsAfter` when it reconnects.
+//   - editing, deleting and reacting to messages, and resuming the changes (edits, deletions,
+//     reactions) made while it was away: it keeps each chat's edit point (the `lastEditSeq` its
+//     copies are complete up to) and sends those points as `editsAfter` when it reconnects.
 //
 // Events (an EventTarget; each event's `detail` is shown):
 //   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?}
@@ -22,8 +22,9 @@
 //                                                in chats of more members, others' reads are not sent (null: no limit)
 //   message    {message}                         a new message, in seq order per chat, never twice;
 //                                                one changed before it came arrives as it is now
-//   message-updated {message}                    a message was edited or deleted (`deletedAt` set,
-//                                                `content` ""); this is it now. Replace your copy only
+//   message-updated {message}                    a message was edited, deleted (`deletedAt` set,
+//                                                `content` "") or reacted to (`reactions`: [{emoji,
+//                                                userIds}], left out when none); this is it now. Replace your copy only
 //                                                if this `editSeq` is higher (a copy without one was
 //                                                never changed): a resume may repeat a change
 //   read       {chatId, userId, seq}             a read watermark moved
@@ -55,6 +56,10 @@
 //   // included, also get a `message-updated` event. Not queued: offline, they reject at once.
 //   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there' });
 //   await client.deleteMessage({ chatId, seq: stored.seq });
+//   // Reactions too: one per user and emoji (giving it again, or taking back one not given, changes
+//   // nothing). Any participant may react to any message that is not deleted.
+//   await client.addReaction({ chatId, seq: stored.seq, emoji: '👍' });
+//   await client.removeReaction({ chatId, seq: stored.seq, emoji: '👍' });
 
 /** Renew the connection's token this long before the server's deadline (half the time left, if less). */
 const RENEW_MARGIN_MS = 30_000;
@@ -114,8 +119,9 @@ export class ConvergeClient extends EventTarget {
     /** chatId → highest seq delivered to the app; what a reconnect resumes from. */
     this.positions = new Map();
     /**
-     * chatId → the chat's `editSeq` up to which the app has every edit and deletion; a reconnect
-     * asks for the changes after it (`editsAfter`). Kept for the chats in `positions`.
+     * chatId → the chat's `editSeq` up to which the app has every change (edit, deletion,
+     * reaction); a reconnect asks for the changes after it (`editsAfter`). Kept for the chats in
+     * `positions`.
      */
     this.editPoints = new Map();
     this.state = 'stopped';
@@ -212,6 +218,22 @@ export class ConvergeClient extends EventTarget {
    */
   deleteMessage({ chatId, seq }) {
     return this.request({ type: 'delete_message', chatId, seq }, this.ackTimeoutMs).then((answer) => answer.message);
+  }
+
+  /**
+   * Adds the user's reaction `emoji` (exactly one emoji) to a message. Resolves with the message as
+   * it is now (`reactions`, `editSeq`); rejects like {@link editMessage}, with `validation_failed`
+   * (`fields.emoji`: not one emoji, or one more different emoji than a message may carry),
+   * `message_deleted`, `forbidden` (not a participant) or `not_found`.
+   * @returns {Promise<object>} the MessageDto
+   */
+  addReaction({ chatId, seq, emoji }) {
+    return this.request({ type: 'add_reaction', chatId, seq, emoji }, this.ackTimeoutMs).then((answer) => answer.message);
+  }
+
+  /** Takes the user's reaction `emoji` back; resolves and rejects like {@link addReaction}. */
+  removeReaction({ chatId, seq, emoji }) {
+    return this.request({ type: 'remove_reaction', chatId, seq, emoji }, this.ackTimeoutMs).then((answer) => answer.message);
   }
 
   /** Says the user has read `chatId` up to `seq`. Fire and forget; a `read` event follows. */

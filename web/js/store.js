@@ -207,8 +207,9 @@ export class Store extends EventTarget {
   }
 
   /**
-   * A message was edited or deleted (`message_updated`, or the answer to one's own change). A copy
-   * no newer than the one here (by `editSeq`) changes nothing: a resume may repeat a change.
+   * A message was edited, deleted or reacted to (`message_updated`, or the answer to one's own
+   * change). A copy no newer than the one here (by `editSeq`) changes nothing: a resume may repeat
+   * a change.
    */
   updateMessage(message) {
     const chat = this.chats.get(message.chatId);
@@ -250,6 +251,11 @@ export class Store extends EventTarget {
     if (m.pending || m.deletedAt) return false;
     if (m.senderId === this.me?.id) return true;
     return this.managesGroup(chat);
+  }
+
+  /** Whether I may react to a message: any stored one that is not deleted, mine or not. */
+  canReact(m) {
+    return !m.pending && !m.deletedAt;
   }
 
   /** A message on its way; `image` (a picked file and its local object URL) is uploaded first. */

@@ -1,16 +1,19 @@
 // conversation.js — one chat: its header (title, members or presence, and the button to its info),
 // its messages grouped by day and sender, delivery states, older pages on scroll-up, the unread
 // divider, typing, the composer (text, and an image picked, pasted or dropped on the
-// conversation), and editing and deleting messages: a message being edited goes into the
-// composer, and a deletion is confirmed in a dialog.
+// conversation), editing and deleting messages (a message being edited goes into the composer,
+// and a deletion is confirmed in a dialog), and reactions: chips under a message toggle mine, and
+// its React action opens a picker of common emoji.
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
 import { imageBox, openImageViewer } from './image.js';
 import { openConfirm } from './confirm.js';
+import { COMMON_EMOJI, myReactions, reactionChips, reactionPicker } from './reactions.js';
 import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
 import {
-  FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, sendErrorText, uploadErrorText,
+  FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, reactionErrorText, sendErrorText,
+  uploadErrorText,
 } from './format.js';
 
 /** Messages from one sender closer than this share a group. */
@@ -51,6 +54,10 @@ export class ConversationView {
     this.staged = new Map();
     /** The message being edited in the composer: {chatId, seq, original, saving}; the draft waits. */
     this.editing = null;
+    /** The message whose reaction picker is open: {chatId, seq, clientMsgId, active}, `active` its Tab stop. */
+    this.picking = null;
+    /** Reactions on their way ("chatId seq emoji"): a second click waits for the first's answer. */
+    this.reacting = new Set();
     this.loadingOlder = false;
     this.typingSentAt = 0;
     this.typingIdle = null;
@@ -71,6 +78,7 @@ export class ConversationView {
   async open(chatId) {
     this.stopTyping();
     this.editing = null;
+    this.picking = null;
     const chat = this.store.chats.get(chatId);
     this.chatId = chatId;
     if (!chat) {
@@ -99,6 +107,7 @@ export class ConversationView {
   close() {
     this.stopTyping();
     this.editing = null;
+    this.picking = null;
     this.chatId = null;
   }
 
@@ -232,6 +241,10 @@ export class ConversationView {
       this.stopEditing();
       this.say('The message you were editing was deleted.');
     }
+    if (this.picking) {
+      const picked = this.picking.chatId === this.chatId && this.store.history(this.chatId).bySeq.get(this.picking.seq);
+      if (!picked || picked.deletedAt) this.picking = null; // nothing left to react to
+    }
     const log = this.log;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < BOTTOM_SLACK;
     const fromBottom = log.scrollHeight - log.scrollTop;
@@ -285,22 +298,35 @@ export class ConversationView {
     this.updateJump();
   }
 
-  /** The control of a message that has focus (a picture, Retry…), to find again after a re-render. */
+  /**
+   * The control of a message that has focus (a picture, Retry, a reaction…), to find again after a
+   * re-render; `emoji` tells a message's reactions apart.
+   */
   focusedControl() {
     const el = document.activeElement;
     const msg = el && el !== this.log && this.log.contains(el) ? el.closest('.msg') : null;
     if (!msg || !el.classList[0]) return null;
-    return { clientMsgId: msg.dataset.clientMsgId, kind: el.classList[0] };
+    return { clientMsgId: msg.dataset.clientMsgId, kind: el.classList[0], emoji: el.dataset.emoji };
   }
 
+  /**
+   * Focus goes back to the control. From a reaction that is gone (its last one taken back), to the
+   * message's React; from one gone with its message (deleted meanwhile), to the log.
+   */
   refocus(control) {
-    if (control) this.control(control)?.focus({ preventScroll: true });
+    if (!control) return;
+    let found = this.control(control);
+    if (!found && control.emoji) {
+      found = this.control({ clientMsgId: control.clientMsgId, kind: 'react-message' }) ?? this.log;
+    }
+    found?.focus({ preventScroll: true });
   }
 
-  /** A message's control in the log as it is now: `kind` is its first class. */
-  control({ clientMsgId, kind }) {
+  /** A message's control in the log as it is now: `kind` is its first class, `emoji` its reaction. */
+  control({ clientMsgId, kind, emoji }) {
     const msg = this.log.querySelector(`.msg[data-client-msg-id="${CSS.escape(clientMsgId ?? '')}"]`);
-    return msg?.querySelector(`.${CSS.escape(kind)}`) ?? null;
+    const which = emoji ? `[data-emoji="${CSS.escape(emoji)}"]` : '';
+    return msg?.querySelector(`.${CSS.escape(kind)}${which}`) ?? null;
   }
 
   atBottom() {
@@ -353,6 +379,17 @@ export class ConversationView {
     meta.append(time);
     if (mine) meta.append(this.status(chat, m, isLastMine));
     parts.push(meta);
+    if (!m.pending) {
+      parts.push(this.emojiPicker(chat, m));
+      parts.push(
+        reactionChips({
+          reactions: m.reactions,
+          me: this.store.me?.id,
+          nameOf: (id) => this.store.participant(chat.id, id)?.displayName ?? this.store.nameOf(id),
+          onToggle: (emoji, on) => this.react(chat.id, m.seq, emoji, on),
+        }),
+      );
+    }
     if (m.pending && m.state === 'failed') {
       // An upload the server refused for the file itself cannot succeed again: no Retry then.
       const uploadFailed = m.image && !m.image.attachmentId;
@@ -372,11 +409,13 @@ export class ConversationView {
     return h('div', attrs, ...parts);
   }
 
-  /** Edit and Delete for the messages I may change, or null. */
+  /** Edit and Delete for the messages I may change, React for any stored one, or null. */
   actions(chat, m) {
     const canEdit = this.store.canEdit(m);
     const canDelete = this.store.canDelete(chat, m);
-    if (!canEdit && !canDelete) return null;
+    const canReact = this.store.canReact(m);
+    if (!canEdit && !canDelete && !canReact) return null;
+    const picking = this.isPicking(chat, m);
     const mine = m.senderId === this.store.me?.id;
     const summary = summarize(m);
     const whose = mine ? 'message' : `message from ${this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId)}`;
@@ -388,6 +427,21 @@ export class ConversationView {
         : null,
       canDelete
         ? h('button', { type: 'button', class: 'delete-message', 'aria-label': `Delete ${whose}: ${summary}`, onclick: () => this.confirmDelete(chat, m) }, 'Delete')
+        : null,
+      // Last: Tab reaches a message's changes first, as before reactions came.
+      canReact
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'react-message',
+              'aria-label': `React to ${whose}: ${summary}`,
+              'aria-expanded': String(picking),
+              'aria-controls': picking ? 'reaction-picker' : null,
+              onclick: () => (this.isPicking(chat, m) ? this.closePicker({ returnFocus: true }) : this.openPicker(m)),
+            },
+            'React',
+          )
         : null,
     );
   }
@@ -690,6 +744,92 @@ export class ConversationView {
         this.store.updateMessage(message);
       },
     });
+  }
+
+  // --- reacting ---------------------------------------------------------------------------------
+
+  isPicking(chat, m) {
+    return !!this.picking && this.picking.chatId === chat.id && this.picking.seq === m.seq;
+  }
+
+  /** The open picker, drawn into its message (over what follows it), or null. */
+  emojiPicker(chat, m) {
+    if (!this.isPicking(chat, m)) return null;
+    const whose = m.senderId === this.store.me?.id ? 'your message' : `the message from ${this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId)}`;
+    const given = myReactions(m, this.store.me?.id);
+    return reactionPicker({
+      id: 'reaction-picker',
+      label: `React to ${whose}`,
+      active: this.picking.active,
+      given,
+      onPick: (emoji, on) => {
+        this.closePicker({ returnFocus: true });
+        this.react(chat.id, m.seq, emoji, on);
+      },
+      onMove: (emoji) => {
+        if (this.picking) this.picking.active = emoji;
+      },
+      onEscape: () => this.closePicker({ returnFocus: true }),
+      onFocusOut: (event) => this.pickerLost(event),
+    });
+  }
+
+  /** Opens a message's picker, its first emoji focused. */
+  openPicker(m) {
+    this.picking = { chatId: this.chatId, seq: m.seq, clientMsgId: m.clientMsgId, active: COMMON_EMOJI[0][0] };
+    this.render();
+    const { clientMsgId, active } = this.picking;
+    this.control({ clientMsgId, kind: 'reaction-option', emoji: active })?.focus();
+  }
+
+  /**
+   * Closes the picker. It is taken out as it is, not by a re-render: a click that took focus away
+   * from it must still reach what it was aimed at, and the picker lies over the log, so nothing
+   * moves under the pointer. `returnFocus`: to its React button (Escape, a pick).
+   */
+  closePicker({ returnFocus = false } = {}) {
+    const picking = this.picking;
+    if (!picking) return;
+    this.picking = null;
+    this.log.querySelector('.reaction-picker')?.remove();
+    const opener = this.control({ clientMsgId: picking.clientMsgId, kind: 'react-message' });
+    opener?.setAttribute('aria-expanded', 'false');
+    opener?.removeAttribute('aria-controls');
+    if (returnFocus) opener?.focus({ preventScroll: true });
+  }
+
+  /**
+   * Focus left a picker option: the picker closes once focus is elsewhere. Not when it went to the
+   * picker's React button (that click closes it), nor when a re-render replaced the picker (the new
+   * one has focus by then).
+   */
+  pickerLost(event) {
+    const opener = (el) => el?.classList.contains('react-message') && el.closest('.msg')?.dataset.clientMsgId === this.picking?.clientMsgId;
+    if (event.relatedTarget && (event.relatedTarget.closest('.reaction-picker') || opener(event.relatedTarget))) return;
+    setTimeout(() => {
+      const now = document.activeElement;
+      if (this.picking && !now?.closest('.reaction-picker') && !opener(now)) this.closePicker();
+    });
+  }
+
+  /**
+   * Adds my reaction `emoji` to message `seq` (`on`) or takes it back. The answer is applied at once
+   * (the chat's echo of it then changes nothing); a refusal is said above the composer.
+   */
+  async react(chatId, seq, emoji, on) {
+    const key = `${chatId} ${seq} ${emoji}`;
+    if (this.reacting.has(key)) return;
+    this.reacting.add(key);
+    this.say('');
+    try {
+      const request = { chatId, seq, emoji };
+      const message = await (on ? this.client.addReaction(request) : this.client.removeReaction(request));
+      this.store.updateMessage(message);
+    } catch (error) {
+      if (this.chatId === chatId) this.say(reactionErrorText(error, on));
+    } finally {
+      this.reacting.delete(key);
+    }
   }
 
   // --- attaching an image -----------------------------------------------------------------------

@@ -97,6 +97,40 @@ export function changeErrorText(error, action, maxChars) {
   }
 }
 
+/**
+ * Why a reaction was not added (`on`) or not taken back, in words a person understands. A refused
+ * emoji gets the server's reason: it names the rule ("a message carries at most 20 different emoji").
+ */
+export function reactionErrorText(error, on) {
+  const what = on ? 'Your reaction was not added' : 'Your reaction was not taken back';
+  switch (error?.code) {
+    case 'validation_failed': {
+      const reason = error.fields?.emoji ?? error.message;
+      return reason ? sentence(`${what}: ${/^(must|is)\b/.test(reason) ? `the emoji ${reason}` : reason}`) : `${what}.`;
+    }
+    case 'message_deleted':
+      return 'This message has been deleted, so it cannot be reacted to.';
+    case 'forbidden':
+      return 'You are no longer a member of this chat.';
+    case 'not_found':
+      return 'This message no longer exists.';
+    case 'disconnected':
+    case 'stopped':
+      return `${what}: you are offline. Try again when the connection is back.`;
+    case 'timeout':
+      return `${what}: the server did not answer in time. Try again.`;
+    default:
+      return `${what}: something went wrong on our side. Try again in a moment.`;
+  }
+}
+
+const listFmt = new Intl.ListFormat('en', { type: 'conjunction' });
+
+/** Names as a sentence lists them: "Ana, Bob and you". */
+export function listNames(names) {
+  return listFmt.format(names);
+}
+
 /** A REST error (sign-in, search, new chat) for people. */
 export function apiErrorText(error) {
   switch (error?.code) {
