@@ -17,6 +17,7 @@ use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, Serv
 use converge_shared::token::{AccessClaims, TokenError};
 use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -320,9 +321,38 @@ fn describe_bad_frame(text: &str, parse_error: serde_json::Error) -> (Option<Val
         Some(kind) if !CLIENT_FRAME_TYPES.contains(&kind) => {
             ApiError::new(ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))
         }
-        Some(_) => ApiError::new(ErrorCode::InvalidFrame, parse_error.to_string()),
+        Some(_) => ApiError::new(ErrorCode::InvalidFrame, bad_member(&value).unwrap_or(parse_error.to_string())),
     };
     (req, error)
+}
+
+/// Why a frame of a known type was refused, naming its member: serde says what was wrong with a
+/// value ("invalid type: string \"2\", expected i64"), not whose it was. The member is the one
+/// without which the frame parses, or is refused only for missing it. A missing member is named
+/// by serde itself (`None` then), and a frame of more members than any frame has is not searched:
+/// each try parses the frame again.
+fn bad_member(frame: &Value) -> Option<String> {
+    const MOST_MEMBERS: usize = 8;
+    let reason = ClientFrame::deserialize(frame).err()?.to_string();
+    if reason.starts_with("missing field") || frame.as_object()?.len() > MOST_MEMBERS {
+        return None;
+    }
+    let mut candidate = frame.clone();
+    let keys: Vec<String> =
+        frame.as_object()?.keys().filter(|k| !matches!(k.as_str(), "type" | "req")).cloned().collect();
+    for key in keys {
+        let members = candidate.as_object_mut()?;
+        let taken = members.remove(&key)?;
+        let culprit = match ClientFrame::deserialize(&candidate) {
+            Ok(_) => true,
+            Err(e) => e.to_string() == format!("missing field `{key}`"),
+        };
+        if culprit {
+            return Some(format!("{key}: {reason}"));
+        }
+        candidate.as_object_mut()?.insert(key, taken);
+    }
+    None
 }
 
 async fn close(session: Session, code: u16, reason: &str) {

@@ -218,10 +218,20 @@ on_both_backends! {
         ws.send(json!({ "type": "fly", "req": 1 })).await;
         let err = ws.next_of("error").await;
         assert_eq!((err["code"].as_str(), err["req"].as_i64()), (Some("unknown_type"), Some(1)));
+        // Each refusal names the member at fault, whatever its place in the frame.
         ws.send(json!({ "type": "send_message", "req": 2, "chatId": "nope", "clientMsgId": "a" })).await;
-        assert_eq!(ws.next_of("error").await["code"], "invalid_frame");
+        let err = ws.next_of("error").await;
+        assert_eq!(err["code"], "invalid_frame");
+        assert!(err["message"].as_str().unwrap().starts_with("chatId: "), "{err}");
         ws.send(json!({ "type": "send_message", "req": 3, "chatId": chat })).await;
-        assert_eq!(ws.next_of("error").await["code"], "invalid_frame");
+        let err = ws.next_of("error").await;
+        assert_eq!((err["code"].as_str(), err["message"].as_str()), (Some("invalid_frame"), Some("missing field `clientMsgId`")));
+        ws.send(json!({ "type": "mark_as_read", "req": 6, "seq": "4", "chatId": chat })).await;
+        let err = ws.next_of("error").await;
+        assert!(err["message"].as_str().unwrap().starts_with("seq: invalid type: string"), "{err}");
+        ws.send(json!({ "type": "send_message", "req": 7, "chatId": chat, "clientMsgId": "b", "replyTo": "first" })).await;
+        let err = ws.next_of("error").await;
+        assert!(err["message"].as_str().unwrap().starts_with("replyTo: "), "{err}");
         assert_eq!(ws.send_message(chat, "long", "this is far too long").await["code"], "content_too_long");
         assert_eq!(ws.send_message(chat, "empty", "   ").await["code"], "empty_message");
         ws.send(json!({ "type": "mark_as_read", "req": 4, "chatId": chat, "seq": 99 })).await;
