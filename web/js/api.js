@@ -87,6 +87,17 @@ export class Api {
     return answerOf(await this.session.fetchAuthorized(url, { method: 'POST', headers, body: file }));
   }
 
+  /**
+   * Messages of my chats whose text contains `q` (2 to 100 characters, ignoring case), newest
+   * first: {messages, hasMore}; `before` (the last message id of the previous page) pages back.
+   * `signal` aborts it (a newer search replaces it). Throws ApiError, e.g. `validation_failed`.
+   */
+  async searchMessages(q, { before, signal } = {}) {
+    const params = new URLSearchParams({ q });
+    if (before != null) params.set('before', before);
+    return answerOf(await this.session.fetchAuthorized(`${this.chats}/messages/search?${params}`, { signal }));
+  }
+
   /** A page of a chat's history, ascending by seq; `before` pages backwards. */
   history(chatId, { before, after, limit = 50 } = {}) {
     const params = new URLSearchParams({ limit: String(limit) });

@@ -9,6 +9,7 @@ import { renderAuth } from './ui/auth.js';
 import { renderChatList } from './ui/chat-list.js';
 import { openChatInfo } from './ui/chat-info.js';
 import { ConversationView } from './ui/conversation.js';
+import { messageSearch } from './ui/message-search.js';
 import { openNewChat } from './ui/new-chat.js';
 import { openProfile } from './ui/profile.js';
 import { h, replaceChildren } from './ui/dom.js';
@@ -44,6 +45,8 @@ function startChat() {
   const client = new ConvergeClient({ url: wsUrl, getToken: (opts) => session.accessToken(opts) });
   const images = new ImageStore(session, api.chats);
   let activeId = null;
+  /** A message found, to show once its chat opens: {chatId, seq}. */
+  let revealing = null;
 
   // --- the frame ---
   const banner = h('div', { class: 'banner', role: 'status', 'aria-live': 'polite', hidden: true });
@@ -53,6 +56,9 @@ function startChat() {
   const me = h('span', { class: 'me-name' }, session.user?.displayName ?? '');
   const pane = h('main', { class: 'pane', id: 'pane', 'aria-label': 'Conversation' });
   const newChatButton = h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat');
+  const nav = h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list);
+  /** The message search: while it holds a query, what it found replaces the chat list. */
+  const search = messageSearch({ api, store, onOpen: openFound, onSearching: (on) => (nav.hidden = on) });
   const shell = h(
     'div',
     { class: 'shell' },
@@ -72,8 +78,11 @@ function startChat() {
         me,
         h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your profile', onclick: editProfile }, 'Edit'),
       ),
+      // The search first: Tab from New chat goes on to the chats.
+      search.field,
       newChatButton,
-      h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list),
+      nav,
+      search.results,
     ),
     pane,
   );
@@ -98,8 +107,9 @@ function startChat() {
         api,
         chatId,
         onLeft: leftChat,
-        // The chat is gone, its conversation with it: focus goes to the list, or New chat.
-        findReturn: () => list.querySelector('button') ?? newChatButton,
+        // The chat is gone, its conversation with it: focus goes to the list (or the search
+        // shown in its place), or New chat.
+        findReturn: () => (nav.hidden ? search.input : (list.querySelector('button') ?? newChatButton)),
       }),
   });
   showPlaceholder();
@@ -199,7 +209,9 @@ function startChat() {
     activeId = id;
     shell.classList.toggle('in-chat', !!id);
     renderChatList(list, store, activeId, openChat);
-    if (id) view.open(id);
+    const reveal = revealing?.chatId === id ? revealing.seq : undefined;
+    revealing = null;
+    if (id) view.open(id, { reveal });
     else {
       view.close();
       showPlaceholder();
@@ -215,6 +227,16 @@ function startChat() {
   function openChat(chatId) {
     if (location.hash === `#chat/${chatId}`) route();
     else location.hash = `#chat/${chatId}`;
+  }
+
+  /** A message found by the search: its chat opens at it (or, already open, goes to it). */
+  function openFound({ chatId, seq }) {
+    if (chatId === activeId) {
+      view.reveal(chatId, seq);
+      return;
+    }
+    revealing = { chatId, seq };
+    openChat(chatId);
   }
 
   function showPlaceholder() {

@@ -3,7 +3,8 @@
 // divider, typing, the composer (text, and an image picked, pasted or dropped on the
 // conversation), editing and deleting messages (a message being edited goes into the composer,
 // and a deletion is confirmed in a dialog), and reactions: chips under a message toggle mine, and
-// its React action opens a picker of common emoji.
+// its React action opens a picker of common emoji. A message found by the search is shown where it
+// is in the history: the pages before it load, and it is scrolled to, focused and flashes.
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
@@ -59,6 +60,8 @@ export class ConversationView {
     /** Reactions on their way ("chatId seq emoji"): a second click waits for the first's answer. */
     this.reacting = new Set();
     this.loadingOlder = false;
+    /** The message shown for a search: {chatId, seq, flash}; it flashes until its animation ends. */
+    this.found = null;
     this.typingSentAt = 0;
     this.typingIdle = null;
     this.log.addEventListener('scroll', () => this.onScroll());
@@ -74,11 +77,15 @@ export class ConversationView {
     return this._log;
   }
 
-  /** Shows a chat: loads its latest page (enough to reach the first unread) and scrolls there. */
-  async open(chatId) {
+  /**
+   * Shows a chat: loads its latest page (enough to reach the first unread) and scrolls there; or,
+   * with `reveal` (a seq), to that message.
+   */
+  async open(chatId, { reveal } = {}) {
     this.stopTyping();
     this.editing = null;
     this.picking = null;
+    this.found = null;
     const chat = this.store.chats.get(chatId);
     this.chatId = chatId;
     if (!chat) {
@@ -100,14 +107,57 @@ export class ConversationView {
     }
     if (this.chatId !== chatId) return;
     this.render({ stick: this.unreadFrom ? 'unread' : 'bottom' });
+    if (reveal != null) {
+      await this.reveal(chatId, reveal);
+      return;
+    }
     this.markRead();
     this.composer.focus({ preventScroll: true });
+  }
+
+  /**
+   * Goes to message `seq` of the open chat: older pages load, as scrolling up loads them, until it
+   * is there (the history stays contiguous); then it is scrolled into view, focused, and flashes.
+   */
+  async reveal(chatId, seq) {
+    if (this.chatId !== chatId) return;
+    this.found = { chatId, seq, flash: true };
+    const hist = this.store.history(chatId);
+    // Scrolling to the top meanwhile must not load the same pages a second time.
+    const scrollLoading = this.loadingOlder;
+    this.loadingOlder = true;
+    try {
+      if (!hist.loaded) this.store.addPage(chatId, await this.api.history(chatId), { older: false });
+      while (this.chatId === chatId && !hist.bySeq.has(seq) && hist.hasOlder && (hist.oldest ?? Infinity) > seq) {
+        const page = await this.api.history(chatId, { before: hist.oldest ?? undefined });
+        if (this.chatId !== chatId) return;
+        this.store.addPage(chatId, page, { older: true });
+        if (page.messages.length === 0) break;
+      }
+    } catch (e) {
+      if (this.chatId === chatId) this.showLoadError(e);
+      return;
+    } finally {
+      if (!scrollLoading) this.loadingOlder = false;
+    }
+    if (this.chatId !== chatId || this.found?.seq !== seq) return;
+    this.render();
+    const el = this.log.querySelector(`.msg[data-seq="${seq}"]`);
+    if (!el) {
+      this.say('That message is not in this chat any more.');
+      return;
+    }
+    el.scrollIntoView({ block: 'center' });
+    el.focus({ preventScroll: true });
+    this.updateJump();
+    this.markRead();
   }
 
   close() {
     this.stopTyping();
     this.editing = null;
     this.picking = null;
+    this.found = null;
     this.chatId = null;
   }
 
@@ -322,9 +372,13 @@ export class ConversationView {
     found?.focus({ preventScroll: true });
   }
 
-  /** A message's control in the log as it is now: `kind` is its first class, `emoji` its reaction. */
+  /**
+   * A message's control in the log as it is now: `kind` is its first class (`msg`: the message
+   * itself, as focused when found by the search), `emoji` its reaction.
+   */
   control({ clientMsgId, kind, emoji }) {
     const msg = this.log.querySelector(`.msg[data-client-msg-id="${CSS.escape(clientMsgId ?? '')}"]`);
+    if (kind === 'msg') return msg?.hasAttribute('tabindex') ? msg : null;
     const which = emoji ? `[data-emoji="${CSS.escape(emoji)}"]` : '';
     return msg?.querySelector(`.${CSS.escape(kind)}${which}`) ?? null;
   }
@@ -367,10 +421,20 @@ export class ConversationView {
     }
     const picture = this.picture(chat, m, mine);
     const editing = this.editing && !m.pending && this.editing.chatId === chat.id && this.editing.seq === m.seq;
+    const found = !m.pending && this.found?.chatId === chat.id && this.found.seq === m.seq;
     const attrs = {
-      class: `msg${m.pending ? ` pending ${m.state}` : ''}${picture ? ' has-image' : ''}${editing ? ' editing' : ''}`,
+      class: `msg${m.pending ? ` pending ${m.state}` : ''}${picture ? ' has-image' : ''}${editing ? ' editing' : ''}${found && this.found.flash ? ' found' : ''}`,
       dataset: { clientMsgId: m.clientMsgId },
     };
+    if (found) {
+      // Focusable, so that focus can be put on it (and found again after a re-render).
+      attrs.tabindex = '-1';
+      attrs.onanimationend = (e) => {
+        if (e.animationName !== 'found-flash') return;
+        if (this.found?.seq === m.seq) this.found.flash = false;
+        e.currentTarget.classList.remove('found');
+      };
+    }
     if (!m.pending) attrs.dataset.seq = String(m.seq);
     const parts = [picture];
     if (m.content) parts.push(h('p', { class: 'text' }, m.content));
