@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openChat, openClient, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
+import { openChat, openClient, screenshot, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 import { addParticipants, createGroup, registerUser, setParticipantRole } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -181,6 +181,7 @@ test('the owner makes a member an admin: she sees her badge and may rename and a
   await infoDialog(bea.page).getByRole('textbox', { name: 'Group name' }).press('Enter');
   await expect(header(olga.page)).toHaveText('Community garden');
   await expect(infoDialog(olga.page).locator('.info-title')).toHaveText('Community garden');
+  await screenshot(olga.page, 'group-info');
 
   await memberRow(olga.page, 'Bea Helper').getByRole('button', { name: 'Remove as admin: Bea Helper' }).click();
   await expect(badge(olga.page, 'Bea Helper')).toHaveCount(0);

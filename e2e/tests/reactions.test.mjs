@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { PHONE, openChat, send, twoInADirectChat } from '../lib/browser.mjs';
+import { PHONE, openChat, screenshot, send, twoInADirectChat } from '../lib/browser.mjs';
 import { addReaction } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -135,6 +135,7 @@ test('Bob reacts from the picker; a chip shows it to both, and clicking a chip t
   await expectChip(bob.page, 1, '👍', { text: '👍 2', pressed: true, name: '👍: 2 reactions, including yours' });
   await expect(chip(ana.page, 1, '👍')).toHaveAttribute('title', 'Bob React and you reacted with 👍');
   await expect(chip(bob.page, 1, '👍')).toHaveAttribute('title', 'You and Ana React reacted with 👍');
+  await screenshot(bob.page, 'conversation-reactions');
   const frames = await expect.poll(
     () => framesSince(ana.page, before),
     (f) => assert.ok(f.some((x) => x.dropped), 'the echo came, and was dropped'),
