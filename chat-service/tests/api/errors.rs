@@ -16,9 +16,12 @@ async fn a_known_route_asked_with_another_method_is_405_naming_the_methods_it_ta
     let chat = uuid::Uuid::now_v7();
     let send = |method: Method, path: String| stack.client.request(method, format!("{}{path}", stack.chat_url)).send();
 
-    let cases: [(Method, String, &[&str]); 9] = [
+    let cases: [(Method, String, &[&str]); 12] = [
         (Method::PUT, "/chats".into(), &["GET", "POST"]),
-        (Method::DELETE, format!("/chats/{chat}"), &["GET"]),
+        (Method::DELETE, format!("/chats/{chat}"), &["GET", "PATCH"]),
+        (Method::POST, format!("/chats/{chat}/messages/1"), &["DELETE", "PATCH"]),
+        (Method::GET, format!("/chats/{chat}/messages/1/reactions/x"), &["DELETE", "PUT"]),
+        (Method::GET, format!("/chats/{chat}/participants/{chat}/role"), &["PUT"]),
         (Method::GET, format!("/chats/{chat}/participants/{chat}"), &["DELETE"]),
         (Method::PATCH, format!("/chats/{chat}/messages"), &["GET", "POST"]),
         (Method::POST, "/ws".into(), &["GET"]),
