@@ -127,6 +127,19 @@ on_both_backends! {
         assert_eq!(heard, [(json!(carla.id), json!("owner")), (json!(ana.id), json!("admin")), (json!(bob.id), json!("member"))]);
     }
 
+    async fn two_hand_overs_at_once_leave_one_owner(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let ([ana, bob, carla], group, _) = stack.trio_in_a_group_and_a_direct_chat().await;
+        let (to_bob, to_carla) =
+            tokio::join!(stack.set_role(&ana, group, bob.id, "owner"), stack.set_role(&ana, group, carla.id, "owner"));
+        let mut statuses = [to_bob.status().as_u16(), to_carla.status().as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 403], "one hand-over goes through, the other finds Ana no longer owner");
+        let roles = stack.roles(&ana, group).await;
+        assert_eq!(roles.values().filter(|role| *role == "owner").count(), 1, "{roles:?}");
+        assert_eq!(roles[&ana.id.to_string()], "admin");
+    }
+
     async fn when_the_owner_leaves_an_admin_or_else_the_longest_standing_member_owns_the_group(backend) {
         let stack = TestStack::spawn(backend).await;
         let ([ana, bob, carla], group, _) = stack.trio_in_a_group_and_a_direct_chat().await;
