@@ -98,3 +98,63 @@ export async function screenshot(page, name) {
   mkdirSync(dir, { recursive: true });
   await page.screenshot({ path: join(dir, `${name}.png`), animations: 'disabled' });
 }
+
+/** What has focus: its accessible label, else its text or name, trimmed. */
+export const focused = (page) =>
+  page.evaluate(() => {
+    const el = document.activeElement;
+    return (el.getAttribute('aria-label') || el.textContent || el.getAttribute('name') || el.tagName).trim();
+  });
+
+/** The open chat's id and the signed-in user, from the page's URL and storage. */
+export const whereAmI = (page) =>
+  page.evaluate(() => {
+    const session = JSON.parse(localStorage.getItem('converge.session'));
+    return { chatId: location.hash.slice('#chat/'.length), userId: session.user.id, token: session.accessToken };
+  });
+
+/** The open conversation's message with this seq. */
+export const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}"]`);
+
+/**
+ * Runs in a page before its scripts (`openClient`'s `init`): records every frame its WebSockets
+ * send and receive (as `{out}` or `{in}`); while `__cutNetwork` is set makes new connections fail,
+ * so a test can hold the page offline; and while `__dropUpdates` is set loses every
+ * `message_updated` on the way in (recorded as `{dropped}`), so a test can see what the page does
+ * with an ack alone.
+ */
+export function recordFrames() {
+  const Native = window.WebSocket;
+  window.__frames = [];
+  window.__sockets = [];
+  window.__cutNetwork = false;
+  window.__dropUpdates = false;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
+      window.__sockets.push(this);
+    }
+
+    send(data) {
+      window.__frames.push({ out: JSON.parse(data) });
+      super.send(data);
+    }
+
+    get onmessage() {
+      return super.onmessage;
+    }
+
+    set onmessage(handler) {
+      super.onmessage = (event) => {
+        const frame = JSON.parse(event.data);
+        const dropped = window.__dropUpdates && frame.type === 'message_updated';
+        window.__frames.push(dropped ? { dropped: frame } : { in: frame });
+        if (!dropped) handler(event);
+      };
+    }
+  };
+}
+
+/** The frames a page recorded (`recordFrames`) from the `from`th on, and how many so far. */
+export const framesSince = (page, from = 0) => page.evaluate((n) => window.__frames.slice(n), from);
+export const frameCount = (page) => page.evaluate(() => window.__frames.length);

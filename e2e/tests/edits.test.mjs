@@ -9,71 +9,20 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { messageTexts, openChat, send, twoInADirectChat } from '../lib/browser.mjs';
+import {
+  frameCount, framesSince, focused, messageAt, messageTexts, openChat, recordFrames, send, twoInADirectChat, whereAmI,
+} from '../lib/browser.mjs';
 import { createGroup } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
 let ana;
 let bob;
 
-/**
- * Runs in a page before its scripts: records every frame its WebSockets send and receive (as
- * `{out}` or `{in}`), and while `__cutNetwork` is set makes new connections fail, so the test can
- * hold the page offline for as long as it needs.
- */
-function recordFrames() {
-  const Native = window.WebSocket;
-  window.__frames = [];
-  window.__sockets = [];
-  window.__cutNetwork = false;
-  window.WebSocket = class extends Native {
-    constructor(url, protocols) {
-      super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
-      window.__sockets.push(this);
-    }
-
-    send(data) {
-      window.__frames.push({ out: JSON.parse(data) });
-      super.send(data);
-    }
-
-    get onmessage() {
-      return super.onmessage;
-    }
-
-    set onmessage(handler) {
-      super.onmessage = (event) => {
-        window.__frames.push({ in: JSON.parse(event.data) });
-        handler(event);
-      };
-    }
-  };
-}
-
-/** The frames a page recorded from the `from`th on. */
-const framesSince = (page, from = 0) => page.evaluate((n) => window.__frames.slice(n), from);
-const frameCount = (page) => page.evaluate(() => window.__frames.length);
-
 const composer = (page) => page.getByRole('textbox', { name: /^Message / });
-const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}"]`);
 const chatItem = (page, title) =>
   page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) });
 const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
 const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });
-
-/** What has focus: its accessible label or text, trimmed. */
-const focused = (page) =>
-  page.evaluate(() => {
-    const el = document.activeElement;
-    return (el.getAttribute('aria-label') || el.textContent || el.tagName).trim();
-  });
-
-/** The open chat's id and the signed-in user, from the page's URL and storage. */
-const whereAmI = (page) =>
-  page.evaluate(() => {
-    const session = JSON.parse(localStorage.getItem('converge.session'));
-    return { chatId: location.hash.slice('#chat/'.length), userId: session.user.id, token: session.accessToken };
-  });
 
 /** Edits message `seq` in the composer, as a person does: Edit, new text, Enter. */
 async function edit(page, seq, content) {

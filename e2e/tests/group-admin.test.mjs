@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openChat, openClient, screenshot, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
+import { focused, openChat, openClient, screenshot, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 import { addParticipants, createGroup, registerUser, setParticipantRole } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -46,13 +46,6 @@ async function openInfo(page) {
   await page.getByRole('button', { name: 'Group info' }).click();
   await expect(infoDialog(page)).toBeVisible();
 }
-
-/** What has focus: its accessible label or text, trimmed. */
-const focused = (page) =>
-  page.evaluate(() => {
-    const el = document.activeElement;
-    return (el.getAttribute('aria-label') || el.textContent || el.tagName).trim();
-  });
 
 /** The server's own answer to a rename, asked directly: the reason the page should show. */
 async function refusedRename(owner, chatId, title) {

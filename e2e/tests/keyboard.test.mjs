@@ -4,17 +4,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openClient } from '../lib/browser.mjs';
+import { focused, openClient } from '../lib/browser.mjs';
 import { createDirectChat, registerUser, sendMessage } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
-
-/** What has focus: its accessible label or text, trimmed. */
-const focused = (page) =>
-  page.evaluate(() => {
-    const el = document.activeElement;
-    return (el.getAttribute('aria-label') || el.textContent || el.getAttribute('name') || el.tagName).trim();
-  });
 
 test('sign in, open a chat, send, start a new chat and leave, all by keyboard', async () => {
   const stamp = Date.now().toString(36);

@@ -9,56 +9,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { PHONE, openChat, screenshot, send, twoInADirectChat } from '../lib/browser.mjs';
+import {
+  PHONE, frameCount, framesSince, focused, messageAt, openChat, recordFrames, screenshot, send, twoInADirectChat, whereAmI,
+} from '../lib/browser.mjs';
 import { addReaction } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
 let ana;
 let bob;
 
-/**
- * Runs in a page before its scripts: records every frame its WebSockets send and receive (as
- * `{out}` or `{in}`); while `__cutNetwork` is set makes new connections fail, so the test can hold
- * the page offline; and while `__dropUpdates` is set loses every `message_updated` on the way in,
- * so the test can see what the page does with an ack alone.
- */
-function recordFrames() {
-  const Native = window.WebSocket;
-  window.__frames = [];
-  window.__sockets = [];
-  window.__cutNetwork = false;
-  window.__dropUpdates = false;
-  window.WebSocket = class extends Native {
-    constructor(url, protocols) {
-      super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
-      window.__sockets.push(this);
-    }
-
-    send(data) {
-      window.__frames.push({ out: JSON.parse(data) });
-      super.send(data);
-    }
-
-    get onmessage() {
-      return super.onmessage;
-    }
-
-    set onmessage(handler) {
-      super.onmessage = (event) => {
-        const frame = JSON.parse(event.data);
-        const dropped = window.__dropUpdates && frame.type === 'message_updated';
-        window.__frames.push(dropped ? { dropped: frame } : { in: frame });
-        if (!dropped) handler(event);
-      };
-    }
-  };
-}
-
-/** The frames a page recorded from the `from`th on. */
-const framesSince = (page, from = 0) => page.evaluate((n) => window.__frames.slice(n), from);
-const frameCount = (page) => page.evaluate(() => window.__frames.length);
-
-const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}"]`);
 /** A message's reaction chips, or the one for `emoji`. */
 const chips = (page, seq) => messageAt(page, seq).locator('.reaction');
 const chip = (page, seq, emoji) => messageAt(page, seq).locator(`.reaction[data-emoji="${emoji}"]`);
@@ -67,20 +26,6 @@ const reactButton = (page, seq) => messageAt(page, seq).getByRole('button', { na
 const notice = (page) => page.locator('.composer-notice');
 const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
 const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });
-
-/** What has focus: its accessible label or text, trimmed. */
-const focused = (page) =>
-  page.evaluate(() => {
-    const el = document.activeElement;
-    return (el.getAttribute('aria-label') || el.textContent || el.tagName).trim();
-  });
-
-/** The open chat's id and the signed-in user, from the page's URL and storage. */
-const whereAmI = (page) =>
-  page.evaluate(() => {
-    const session = JSON.parse(localStorage.getItem('converge.session'));
-    return { chatId: location.hash.slice('#chat/'.length), userId: session.user.id, token: session.accessToken };
-  });
 
 /** Reacts to message `seq` as a person does: React, then the emoji's button in the picker. */
 async function reactWith(page, seq, name) {
