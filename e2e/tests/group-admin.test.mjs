@@ -353,6 +353,38 @@ test('an owner who leaves a group with an admin is told the admin inherits it, a
   await closeAll(olga, mia, ada);
 });
 
+test('a role given while the newcomer’s details are still on their way is not lost', async () => {
+  const olga = await person('Olga Waiting');
+  const mia = await person('Mia Member');
+  const ada = await person('Ada Newcomer');
+  const chat = await groupOf('Quartet', olga, [mia]);
+  await openInfo(olga.page);
+  // Olga's page reads the chat when Ada joins; that answer is taken at once and held back, so it
+  // arrives after the role change it does not know of.
+  let held;
+  const released = new Promise((resolve) => (held = resolve));
+  let firstRead = true;
+  const chatUrl = new RegExp(`/chats/${chat.id}$`);
+  const stale = olga.page.waitForEvent('requestfinished', (r) => chatUrl.test(r.url()));
+  await olga.page.route(chatUrl, async (route) => {
+    if (route.request().method() !== 'GET' || !firstRead) return route.continue();
+    firstRead = false;
+    const response = await route.fetch();
+    await released;
+    await route.fulfill({ response });
+  });
+  await addParticipants(env.stack, olga.token, chat.id, [ada.id]);
+  await expect.poll(() => firstRead, (f) => assert.equal(f, false, 'the page asked for the chat'));
+  await setParticipantRole(env.stack, olga, chat.id, ada.id, 'admin');
+  await expect(badge(olga.page, 'Ada Newcomer')).toHaveText('Admin');
+  // The stale answer comes last, and changes nothing.
+  held();
+  await stale;
+  await expect(badge(olga.page, 'Ada Newcomer')).toHaveText('Admin');
+  await olga.page.unroute(chatUrl);
+  await closeAll(olga, mia, ada);
+});
+
 test('a direct chat’s info shows the other person, with nothing to change', async () => {
   const [ivy, jon] = await twoInADirectChat(env, 'Ivy Direct', 'Jon Direct');
   await ivy.page.getByRole('button', { name: 'Chat info' }).click();

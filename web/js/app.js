@@ -145,21 +145,36 @@ function startChat() {
       if (userId !== store.me?.id) store.setPresence({ userId, online: online.includes(userId) });
     }
   });
-  on('member', async ({ chatId, userId, joined }) => {
+  // chatId → the number of the latest fetch of that chat: an answer that comes after a later
+  // fetch's would put back what the later one knew better (a role changed in between, say).
+  const latestFetch = new Map();
+  const refreshChat = async (chatId) => {
+    const ticket = (latestFetch.get(chatId) ?? 0) + 1;
+    latestFetch.set(chatId, ticket);
+    const chat = await api.getChat(chatId).catch(() => null);
+    const latest = latestFetch.get(chatId) === ticket;
+    if (latest) latestFetch.delete(chatId);
+    if (latest && chat && store.chats.has(chatId)) store.upsertChat(chat);
+  };
+  on('member', ({ chatId, userId, joined }) => {
     if (!joined) {
       if (userId !== store.me?.id) store.removeParticipant(chatId, userId);
       return;
     }
     // The frame names only the id: the chat as REST has it now brings the newcomer's name.
-    const chat = await api.getChat(chatId).catch(() => null);
-    if (chat && store.chats.has(chatId)) store.upsertChat(chat);
+    refreshChat(chatId);
   });
   on('participant', ({ chatId, userId, displayName, avatarUrl }) => {
     store.updateParticipant(chatId, userId, { displayName, avatarUrl });
     if (userId === store.me?.id) me.textContent = displayName;
   });
   on('chat-updated', ({ chatId, title }) => store.renameChat(chatId, title));
-  on('role', ({ chatId, userId, role }) => store.setRole(chatId, userId, role));
+  on('role', ({ chatId, userId, role }) => {
+    store.setRole(chatId, userId, role);
+    // A newcomer whose joining is still being fetched (or not known yet): that answer may predate
+    // this change, so the chat is read again, and only the latest read counts.
+    if (latestFetch.has(chatId) || !store.participant(chatId, userId)) refreshChat(chatId);
+  });
   on('left', ({ chatId }) => leftChat(chatId));
   on('status', (s) => showStatus(s));
   // The server refused even a freshly refreshed token: this session cannot chat any more.
