@@ -145,9 +145,7 @@ pub async fn add_participants(
     }
     let chat = find(&ctx.db, chat_id).await?;
     let me = require_participant(&ctx.db, chat_id, caller.user_id).await?;
-    if chat.kind != ChatKind::Group.as_str() {
-        return Err(ApiError::new(ErrorCode::Conflict, "direct chats have exactly two participants"));
-    }
+    require_group(&chat, "direct chats have exactly two participants")?;
     if !Role::parse(&me.role).manages_members() {
         return Err(ApiError::new(ErrorCode::Forbidden, "only the group's owners and admins add participants"));
     }
@@ -174,13 +172,8 @@ pub async fn add_participants(
 pub async fn remove_participant(ctx: &AppContext, caller: &Caller, chat_id: Uuid, user_id: Uuid) -> ApiResult<()> {
     let chat = find(&ctx.db, chat_id).await?;
     let me = require_participant(&ctx.db, chat_id, caller.user_id).await?;
-    if chat.kind != ChatKind::Group.as_str() {
-        return Err(ApiError::new(ErrorCode::Conflict, "direct chats cannot be left"));
-    }
-    let target = participant::Entity::find_by_id((chat_id, user_id))
-        .one(&ctx.db)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this user is not a participant"))?;
+    require_group(&chat, "direct chats cannot be left")?;
+    let target = member(&ctx.db, chat_id, user_id).await?;
     if user_id != caller.user_id {
         if !Role::parse(&me.role).manages_members() {
             return Err(ApiError::new(ErrorCode::Forbidden, "only the group's owners and admins remove participants"));
@@ -258,10 +251,7 @@ pub async fn set_role(
             "the owner hands the group to another member rather than change their own role",
         ));
     }
-    let target = participant::Entity::find_by_id((chat_id, user_id))
-        .one(&ctx.db)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this user is not a participant"))?;
+    let target = member(&ctx.db, chat_id, user_id).await?;
     if Role::parse(&target.role) == role {
         return get(ctx, caller.user_id, chat_id).await;
     }
@@ -300,6 +290,15 @@ async fn set_role_where<C: ConnectionTrait>(
         update = update.filter(participant::Column::Role.eq(was.as_str()));
     }
     Ok(update.exec(db).await?.rows_affected > 0)
+}
+
+/// The participant row of `user_id`, the one acted on: `not_found` if they are not in the chat (the
+/// caller is checked with [`require_participant`], `forbidden`).
+async fn member<C: ConnectionTrait>(db: &C, chat_id: Uuid, user_id: Uuid) -> ApiResult<participant::Model> {
+    participant::Entity::find_by_id((chat_id, user_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this user is not a participant"))
 }
 
 fn only_the_owner() -> ApiError {

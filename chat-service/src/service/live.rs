@@ -109,15 +109,16 @@ pub async fn follow_chat(
                 }
                 // The user's own events of their other chats (a big group's read) are not this chat's.
                 Delivery::Frame(fanout) if fanout.from == Some(user_id) || fanout.chat_id != chat_id => {}
-                // A change that overtook its message: the message is read (as it is now) first, and
-                // a subscriber to changes hears of it too.
-                Delivery::Frame(fanout) if overtakes(&fanout.frame, last) => {
-                    if let ServerFrame::MessageUpdated { message } = &fanout.frame {
+                Delivery::Frame(fanout) => {
+                    // A change that overtook its message: the message is read (as it is now)
+                    // first; a subscriber to changes hears of it all the same.
+                    if let ServerFrame::MessageUpdated { message } = &fanout.frame
+                        && message.seq > last
+                    {
                         until = message.seq;
                     }
                     yield Ok(Update::Event(fanout));
                 }
-                Delivery::Frame(fanout) => yield Ok(Update::Event(fanout)),
                 Delivery::Left(left) if left == chat_id => {
                     yield Err(super::forbidden());
                     return;
@@ -126,11 +127,6 @@ pub async fn follow_chat(
             }
         }
     })
-}
-
-/// Whether `frame` changes a message past `last`, which the subscriber has not been given yet.
-fn overtakes(frame: &ServerFrame, last: i64) -> bool {
-    matches!(frame, ServerFrame::MessageUpdated { message } if message.seq > last)
 }
 
 /// Leaves the hub when the subscriber goes away (the stream is dropped).
