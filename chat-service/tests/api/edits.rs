@@ -212,6 +212,9 @@ on_both_backends! {
         let two = ok_json(stack.delete_message(&ana, chat, 2).await).await;
         let one = patch(edit(1, "one, edited twice")).await;
         assert_eq!([one["editSeq"].as_i64(), two["editSeq"].as_i64(), three["editSeq"].as_i64()], [Some(4), Some(3), Some(2)]);
+        // The hub hands events out on its own task: once Ana's connection has the last change, no
+        // announcement of these changes is still on its way to reach Bob's new connection as well.
+        while ana_ws.next_of("message_updated").await["message"]["editSeq"] != 4 {}
 
         let mut bob_ws = stack.connect_raw().await;
         bob_ws.send(json!({ "type": "auth", "token": bob.token, "resume": { chat.to_string(): 2 }, "editsAfter": { chat.to_string(): 0 } })).await;

@@ -282,6 +282,9 @@ async fn a_change_made_through_one_instance_reaches_the_other_and_no_stale_copy_
     // backlog holds the messages as they are now, and the changes of what he had follow it.
     bob_ws.close().await;
     let deleted: serde_json::Value = change(1, 3, reqwest::Method::DELETE).send().await.unwrap().json().await.unwrap();
+    // Heard by Ana on the first instance: its hub has handed the deletion out, so it cannot also
+    // reach Bob's new connection live, ahead of the resume.
+    ana_ws.until(|f| f["type"] == "message_updated" && f["message"]["seq"] == 3).await.expect("the deletion relayed");
     let mut back = Client::new(&bob);
     back.connect_to(&cluster.instance(0).ws(), None).await;
     back.send(json!({ "type": "resume", "req": "r", "chats": { chat.to_string(): 1 }, "editsAfter": { chat.to_string(): 0 } })).await;
