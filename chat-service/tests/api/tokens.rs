@@ -183,7 +183,9 @@ on_both_backends! {
 async fn a_graphql_subscription_ends_with_its_token() {
     let stack = TestStack::spawn(Backend::Sqlite).await;
     let (ana, _bob, chat) = stack.ana_and_bob().await;
-    let mut gql = stack.graphql_ws_raw(json!({ "token": stack.token_expiring(&ana, "ana Example", 2) })).await;
+    // Long enough for the message to arrive first on a box busy with the other tests (2 s was not,
+    // when the suite ran beside a build), short enough for a test.
+    let mut gql = stack.graphql_ws_raw(json!({ "token": stack.token_expiring(&ana, "ana Example", 10) })).await;
     assert_eq!(gql.next().await["type"], "connection_ack");
     let query = "subscription($chat: UUID!) { messageAdded(chatId: $chat) { seq content } }";
     gql.subscribe("live", query, json!({ "chat": chat })).await;
