@@ -106,8 +106,8 @@ pub struct Hub {
     relay: Arc<dyn Relay>,
     source: Arc<dyn MessageSource>,
     next_conn: AtomicU64,
-    /// Woken whenever a feed gains or loses a subscriber.
-    followers_changed: tokio::sync::Notify,
+    /// Woken whenever a feed gains or loses a subscriber, or a user a connection.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -178,7 +178,7 @@ impl Hub {
             relay,
             source,
             next_conn: AtomicU64::new(1),
-            followers_changed: tokio::sync::Notify::new(),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -200,6 +200,8 @@ impl Hub {
         state.conns.insert(id, Conn { user_id, tx: Some(tx), following: Vec::new() });
         state.by_user.entry(user_id).or_default().insert(id);
         metrics::gauge!("ws_connections").set(state.conns.len() as f64);
+        drop(state);
+        self.changed.notify_waiters();
         Ok(id)
     }
 
@@ -219,7 +221,7 @@ impl Hub {
             metrics::gauge!("ws_connections").set(state.conns.len() as f64);
             (entry.user_id, emptied)
         };
-        self.followers_changed.notify_waiters();
+        self.changed.notify_waiters();
         for chat_id in emptied {
             self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
         }
@@ -267,7 +269,7 @@ impl Hub {
                 // Another connection created the feed meanwhile, or nobody needs it.
                 gone || exists
             };
-            self.followers_changed.notify_waiters();
+            self.changed.notify_waiters();
             if subscription_unused {
                 // Keep the relay's count of this topic balanced.
                 self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
@@ -276,7 +278,7 @@ impl Hub {
         }
         let joined = self.state().join_feed(conn, chat_id);
         if joined {
-            self.followers_changed.notify_waiters();
+            self.changed.notify_waiters();
             return Ok(());
         }
         // The feed went away between the two looks: start it again.
@@ -292,7 +294,7 @@ impl Hub {
             }
             state.leave_feed(conn, chat_id)
         };
-        self.followers_changed.notify_waiters();
+        self.changed.notify_waiters();
         if emptied {
             self.unsubscribe_quietly(Topic::Chat(chat_id)).await;
         }
@@ -480,12 +482,28 @@ impl Hub {
     /// satisfies `wanted`: what a test awaits to know a subscription without a backlog is live, or
     /// that a connection that ended has left its feeds.
     pub async fn followers_become(&self, chat_id: Uuid, wanted: impl Fn(usize) -> bool) {
+        self.until(|| wanted(self.followers(chat_id))).await;
+    }
+
+    /// How many local connections and subscriptions `user_id` has.
+    pub fn connections_of(&self, user_id: Uuid) -> usize {
+        self.state().by_user.get(&user_id).map_or(0, HashSet::len)
+    }
+
+    /// Resolves once the number of `user_id`'s local connections and subscriptions satisfies
+    /// `wanted`: what a test awaits to know a subscription that follows no chat (`myChats`) is live.
+    pub async fn connections_become(&self, user_id: Uuid, wanted: impl Fn(usize) -> bool) {
+        self.until(|| wanted(self.connections_of(user_id))).await;
+    }
+
+    /// Resolves once `done` holds, looking again whenever connections or feeds change.
+    async fn until(&self, done: impl Fn() -> bool) {
         loop {
-            let changed = self.followers_changed.notified();
+            let changed = self.changed.notified();
             tokio::pin!(changed);
             // Registered before the look, so a change between the look and the wait still wakes us.
             changed.as_mut().enable();
-            if wanted(self.followers(chat_id)) {
+            if done() {
                 return;
             }
             changed.await;

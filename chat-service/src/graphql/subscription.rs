@@ -1,14 +1,14 @@
 use async_graphql::{
-    Context, Enum, ErrorExtensions, Result, ResultExt, SimpleObject, Subscription as SubscriptionRoot,
+    Context, Enum, ErrorExtensions, Result, ResultExt, SimpleObject, Subscription as SubscriptionRoot, Union,
 };
 use converge_shared::api_error::ApiResult;
-use converge_shared::dto::MessageDto;
+use converge_shared::dto::{ChatDto, MessageDto, Role};
 use converge_shared::protocol::ServerFrame;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{app, caller, until_token_expires};
-use crate::service::live::{self, Update};
+use crate::service::live::{self, Membership, Update};
 
 pub struct Subscription;
 
@@ -35,6 +35,110 @@ pub struct Receipt {
     pub user_id: Option<Uuid>,
     pub seq: i64,
     pub kind: ReceiptKind,
+}
+
+/// A change to a chat other than its messages, receipts and typing.
+#[derive(Union, Clone)]
+pub enum ChatEvent {
+    ChatRenamed(ChatRenamed),
+    ParticipantJoined(ParticipantJoined),
+    ParticipantLeft(ParticipantLeft),
+    ParticipantRoleChanged(ParticipantRoleChanged),
+    ParticipantUpdated(ParticipantUpdated),
+    PresenceChanged(PresenceChanged),
+}
+
+/// The group was renamed.
+#[derive(SimpleObject, Clone)]
+pub struct ChatRenamed {
+    pub chat_id: Uuid,
+    pub title: String,
+}
+
+/// `userId` was added to the group.
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantJoined {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// `userId` left or was removed from the group.
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantLeft {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// `userId`'s role changed: set by the owner, a hand-over, or inherited when the owner left.
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantRoleChanged {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+/// `userId` has a new display name or picture (`avatarUrl` null: no picture).
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantUpdated {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+}
+
+/// `userId` came online (their first connection) or went offline (their last one closed).
+#[derive(SimpleObject, Clone)]
+pub struct PresenceChanged {
+    pub chat_id: Uuid,
+    pub user_id: Uuid,
+    pub online: bool,
+}
+
+impl ChatEvent {
+    /// The event a frame of the chat's live stream reports, if it is one of these.
+    fn of(frame: &ServerFrame) -> Option<Self> {
+        Some(match *frame {
+            ServerFrame::ConversationUpdated { chat_id, ref title } => {
+                Self::ChatRenamed(ChatRenamed { chat_id, title: title.clone() })
+            }
+            ServerFrame::ParticipantJoined { chat_id, user_id } => {
+                Self::ParticipantJoined(ParticipantJoined { chat_id, user_id })
+            }
+            ServerFrame::ParticipantLeft { chat_id, user_id } => {
+                Self::ParticipantLeft(ParticipantLeft { chat_id, user_id })
+            }
+            ServerFrame::ParticipantRoleChanged { chat_id, user_id, role } => {
+                Self::ParticipantRoleChanged(ParticipantRoleChanged { chat_id, user_id, role })
+            }
+            ServerFrame::ParticipantUpdated { chat_id, user_id, ref display_name, ref avatar_url } => {
+                let (display_name, avatar_url) = (display_name.clone(), avatar_url.clone());
+                Self::ParticipantUpdated(ParticipantUpdated { chat_id, user_id, display_name, avatar_url })
+            }
+            ServerFrame::Presence { chat_id, user_id, online } => {
+                Self::PresenceChanged(PresenceChanged { chat_id, user_id, online })
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A chat you were added to or removed from.
+#[derive(Union, Clone)]
+pub enum MyChatsEvent {
+    ChatAdded(ChatAdded),
+    ChatRemoved(ChatRemoved),
+}
+
+/// You were added to a chat, or created one: the chat as `chat` returns it.
+#[derive(SimpleObject, Clone)]
+pub struct ChatAdded {
+    pub chat: Box<ChatDto>,
+}
+
+/// You left or were removed from a chat: no more of its events.
+#[derive(SimpleObject, Clone)]
+pub struct ChatRemoved {
+    pub chat_id: Uuid,
 }
 
 #[SubscriptionRoot]
@@ -107,6 +211,29 @@ impl Subscription {
             _ => None,
         });
         Ok(until_token_expires(ctx, receipts))
+    }
+
+    /// The chat's other changes: renamed, members added, leaving or removed, roles, members' names
+    /// and pictures, and members coming online or going offline (in chats of at most
+    /// `PRESENCE_MAX_CHAT_MEMBERS`). Ends with `forbidden` once you leave or are removed.
+    async fn chat_events(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<ChatEvent>> + use<>> {
+        let updates = live::follow_chat(app(ctx), caller(ctx)?.user_id, chat_id, None).await.extend()?;
+        Ok(until_token_expires(ctx, events(updates, ChatEvent::of)))
+    }
+
+    /// The chats you are added to (or create) and leave or are removed from, from now on.
+    async fn my_chats(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<MyChatsEvent>> + use<>> {
+        let changes = live::follow_membership(app(ctx), caller(ctx)?.user_id).await.extend()?;
+        let events = changes.map(|change| match change {
+            Ok(Membership::Added(chat)) => Ok(MyChatsEvent::ChatAdded(ChatAdded { chat })),
+            Ok(Membership::Removed(chat_id)) => Ok(MyChatsEvent::ChatRemoved(ChatRemoved { chat_id })),
+            Err(e) => Err(e.extend()),
+        });
+        Ok(until_token_expires(ctx, events))
     }
 }
 

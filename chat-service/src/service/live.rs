@@ -1,20 +1,21 @@
-//! One chat, live, for a subscriber that is not a WebSocket connection (GraphQL subscriptions):
-//! every message after a seq in order, with no gap and no duplicate at the join between the stored
-//! backlog and the live stream, then the chat's receipts and typing as they happen.
+//! Live streams for subscribers that are not WebSocket connections (GraphQL subscriptions). One
+//! chat: every message after a seq in order, with no gap and no duplicate at the join between the
+//! stored backlog and the live stream, then the chat's other events as they happen. The user's
+//! chats: those they are added to and removed from.
 
 use std::sync::Arc;
 
 use converge_shared::api_error::{ApiError, ApiResult};
-use converge_shared::dto::MessageDto;
+use converge_shared::dto::{ChatDto, MessageDto};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::ServerFrame;
 use futures_util::Stream;
 use uuid::Uuid;
 
-use super::chats::{find, require_participant};
+use super::chats::{self, find, require_participant};
 use super::messages;
 use crate::context::AppContext;
-use crate::hub::{ConnId, Delivery, Fanout, Hub, delivery_queue};
+use crate::hub::{ConnId, Delivery, DeliveryReceiver, Fanout, Hub, delivery_queue};
 
 /// Messages read from the database per query while catching up.
 const BACKLOG_PAGE: u64 = 500;
@@ -26,6 +27,15 @@ pub enum Update {
     Message(MessageDto),
     /// A receipt, typing change or membership change (the subscriber's own typing is left out).
     Event(Arc<Fanout>),
+}
+
+/// A change to the user's chats, as [`follow_membership`] yields it.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// The user was added to this chat, or created it: the chat as they see it.
+    Added(Box<ChatDto>),
+    /// The user left or was removed from this chat.
+    Removed(Uuid),
 }
 
 /// Follows `chat_id` for `user_id`: the messages after `after_seq` (or only new ones when `None`),
@@ -45,9 +55,7 @@ pub async fn follow_chat(
         return Err(ApiError::new(ErrorCode::InvalidSeq, format!("afterSeq must be between 0 and {}", chat.last_seq)));
     }
 
-    let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
-    let hub = Arc::clone(&ctx.hub);
-    let registration = Registration { conn: hub.register(user_id, tx).await?, hub };
+    let (registration, inbox) = Registration::new(ctx, user_id).await?;
     let db = ctx.db.clone();
     super::arrivals::follow(&db, &registration.hub, registration.conn, chat_id).await?;
     // Read after following: every message newer than this arrives live.
@@ -85,10 +93,7 @@ pub async fn follow_chat(
             }
             until = last;
             let Ok(delivery) = inbox.recv_async().await else {
-                yield Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    "the subscriber fell behind: subscribe again with afterSeq set to the last seq received",
-                ));
+                yield Err(fell_behind("subscribe again with afterSeq set to the last seq received"));
                 return;
             };
             match delivery {
@@ -129,10 +134,57 @@ pub async fn follow_chat(
     })
 }
 
-/// Leaves the hub when the subscriber goes away (the stream is dropped).
+/// The chats `user_id` is added to (or creates) and leaves or is removed from while the stream
+/// lasts, each added one as [`chats::get`] shows it to them. The registration follows no chat: the
+/// hub hands it the user's membership changes. The stream ends with an error if the subscriber
+/// reads too slowly to keep up.
+pub async fn follow_membership(
+    ctx: &AppContext,
+    user_id: Uuid,
+) -> ApiResult<impl Stream<Item = ApiResult<Membership>> + use<>> {
+    let (registration, inbox) = Registration::new(ctx, user_id).await?;
+    let ctx = ctx.clone();
+    Ok(async_stream::stream! {
+        let _registration = registration;
+        while let Ok(delivery) = inbox.recv_async().await {
+            match delivery {
+                Delivery::Joined(chat_id) => match chats::get(&ctx, user_id, chat_id).await {
+                    Ok(chat) => yield Ok(Membership::Added(Box::new(chat))),
+                    // Removed again before the chat could be read: its `Left` follows.
+                    Err(e) if matches!(e.code(), ErrorCode::Forbidden | ErrorCode::NotFound) => {}
+                    Err(e) => {
+                        yield Err(e);
+                        return;
+                    }
+                },
+                Delivery::Left(chat_id) => yield Ok(Membership::Removed(chat_id)),
+                // The user's reads in big groups, for their registrations that follow those chats.
+                Delivery::Frame(_) => {}
+            }
+        }
+        yield Err(fell_behind("subscribe again, then read the chats"));
+    })
+}
+
+/// Ends a stream whose queue overflowed (the hub cut it off), saying how to pick up again.
+fn fell_behind(how_to_resume: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("the subscriber fell behind: {how_to_resume}"))
+}
+
+/// A subscriber's place in the hub, left when the subscriber goes away (the stream is dropped).
 struct Registration {
     hub: Arc<Hub>,
     conn: ConnId,
+}
+
+impl Registration {
+    /// Registers a subscriber of `user_id` with the hub, and its queue of deliveries.
+    async fn new(ctx: &AppContext, user_id: Uuid) -> ApiResult<(Self, DeliveryReceiver)> {
+        let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
+        let hub = Arc::clone(&ctx.hub);
+        let conn = hub.register(user_id, tx).await?;
+        Ok((Self { hub, conn }, inbox))
+    }
 }
 
 impl Drop for Registration {

@@ -3,15 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestStack, on_both_backends};
+use crate::helpers::{TestStack, error_code, on_both_backends};
 
 const MESSAGE_ADDED: &str = "subscription($chat: UUID!, $after: Int) { messageAdded(chatId: $chat, afterSeq: $after) { seq content senderId clientMsgId } }";
 const SEND: &str = "mutation($chat: UUID!, $id: String!, $text: String!) {
     sendMessage(chatId: $chat, input: { clientMsgId: $id, content: $text }) { seq content } }";
-
-fn code(response: &Value) -> &str {
-    response["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
-}
 
 on_both_backends! {
     async fn subscription_receives_a_message_sent_over_the_websocket(backend) {
@@ -158,18 +154,18 @@ on_both_backends! {
         let chat = stack.direct(&ana, &bob).await;
 
         let anonymous = stack.graphql(None, "{ chats { id } }", json!({})).await;
-        assert_eq!(code(&anonymous), "unauthorized");
+        assert_eq!(error_code(&anonymous), "unauthorized");
         let stranger = stack.graphql(Some(&eve), SEND, json!({ "chat": chat, "id": "x", "text": "let me in" })).await;
-        assert_eq!(code(&stranger), "forbidden");
+        assert_eq!(error_code(&stranger), "forbidden");
         let empty = stack.graphql(Some(&ana), SEND, json!({ "chat": chat, "id": "x", "text": "   " })).await;
-        assert_eq!(code(&empty), "empty_message");
+        assert_eq!(error_code(&empty), "empty_message");
         let future = stack.graphql(Some(&ana), "mutation($chat: UUID!) { markAsRead(chatId: $chat, seq: 99) }", json!({ "chat": chat })).await;
-        assert_eq!(code(&future), "invalid_seq");
+        assert_eq!(error_code(&future), "invalid_seq");
         let paging = "query($chat: UUID!, $after: String, $first: Int) { messages(chatId: $chat, after: $after, first: $first) { edges { cursor } } }";
         let bad_cursor = stack.graphql(Some(&ana), paging, json!({ "chat": chat, "after": "zzz" })).await;
-        assert_eq!((code(&bad_cursor), bad_cursor["errors"][0]["extensions"]["fields"]["after"].is_string()), ("validation_failed", true), "{bad_cursor}");
+        assert_eq!((error_code(&bad_cursor), bad_cursor["errors"][0]["extensions"]["fields"]["after"].is_string()), ("validation_failed", true), "{bad_cursor}");
         let too_many = stack.graphql(Some(&ana), paging, json!({ "chat": chat, "first": 1000 })).await;
-        assert_eq!((code(&too_many), too_many["errors"][0]["extensions"]["fields"]["first"].is_string()), ("validation_failed", true), "{too_many}");
+        assert_eq!((error_code(&too_many), too_many["errors"][0]["extensions"]["fields"]["first"].is_string()), ("validation_failed", true), "{too_many}");
         let malformed = stack.client.post(format!("{}/graphql", stack.chat_url)).header("content-type", "application/json").body("not json").send().await.unwrap();
         assert_eq!(malformed.status().as_u16(), 400);
         assert_eq!(malformed.json::<Value>().await.unwrap()["error"]["code"], "bad_request");
@@ -179,11 +175,11 @@ on_both_backends! {
         let mut eve_gql = stack.graphql_ws(&eve).await;
         eve_gql.subscribe("spy", MESSAGE_ADDED, json!({ "chat": chat })).await;
         let refused = eve_gql.next_payload("spy").await;
-        assert_eq!(code(&refused), "forbidden", "{refused}");
+        assert_eq!(error_code(&refused), "forbidden", "{refused}");
 
         let mut ana_gql = stack.graphql_ws(&ana).await;
         ana_gql.subscribe("future", MESSAGE_ADDED, json!({ "chat": chat, "after": 5 })).await;
-        assert_eq!(code(&ana_gql.next_payload("future").await), "invalid_seq");
+        assert_eq!(error_code(&ana_gql.next_payload("future").await), "invalid_seq");
 
         // async-graphql ends a refused connection_init with 1002 and the error's message as reason.
         let mut no_token = stack.graphql_ws_raw(json!({})).await;

@@ -10,16 +10,6 @@ use uuid::Uuid;
 use super::helpers::*;
 
 impl TestStack {
-    async fn rename(&self, user: &User, chat: Uuid, title: &str) -> reqwest::Response {
-        let url = format!("{}/chats/{chat}", self.chat_url);
-        self.client.patch(url).bearer_auth(&user.token).json(&json!({ "title": title })).send().await.unwrap()
-    }
-
-    async fn set_role(&self, user: &User, chat: Uuid, member: Uuid, role: &str) -> reqwest::Response {
-        let url = format!("{}/chats/{chat}/participants/{member}/role", self.chat_url);
-        self.client.put(url).bearer_auth(&user.token).json(&json!({ "role": role })).send().await.unwrap()
-    }
-
     /// Each participant's role in `chat`, as `viewer` is shown them.
     async fn roles(&self, viewer: &User, chat: Uuid) -> BTreeMap<String, String> {
         let chat: Value = self.get(viewer, &format!("/chats/{chat}")).await.json().await.unwrap();

@@ -109,6 +109,22 @@ impl TestStack {
         self.client.get(format!("{}{path}", self.chat_url)).bearer_auth(&user.token).send().await.unwrap()
     }
 
+    pub async fn delete(&self, user: &User, path: &str) -> reqwest::Response {
+        self.client.delete(format!("{}{path}", self.chat_url)).bearer_auth(&user.token).send().await.unwrap()
+    }
+
+    /// Renames a group (`PATCH /chats/{id}`).
+    pub async fn rename(&self, user: &User, chat: Uuid, title: &str) -> reqwest::Response {
+        let url = format!("{}/chats/{chat}", self.chat_url);
+        self.client.patch(url).bearer_auth(&user.token).json(&json!({ "title": title })).send().await.unwrap()
+    }
+
+    /// Sets a member's role (`PUT /chats/{id}/participants/{userId}/role`).
+    pub async fn set_role(&self, user: &User, chat: Uuid, member: Uuid, role: &str) -> reqwest::Response {
+        let url = format!("{}/chats/{chat}/participants/{member}/role", self.chat_url);
+        self.client.put(url).bearer_auth(&user.token).json(&json!({ "role": role })).send().await.unwrap()
+    }
+
     /// Creates a chat over REST and returns its id.
     pub async fn group(&self, owner: &User, members: &[&User]) -> Uuid {
         let ids: Vec<Uuid> = members.iter().map(|u| u.id).collect();
@@ -294,6 +310,25 @@ impl TestStack {
         );
     }
 
+    /// Waits until `user` has `count` local connections and subscriptions: a subscription that
+    /// follows no chat (`myChats`) is live once it counts.
+    pub async fn wait_for_connections(&self, user: &User, count: usize) {
+        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.connections_become(user.id, |n| n >= count))
+            .await
+            .unwrap_or_else(|_| panic!("{count} connections of {} in time", user.id));
+    }
+
+    /// Changes `user`'s profile in user-service and signs them in again (as `login`): the returned
+    /// token carries the change, which chat-service learns when a connection presents it.
+    pub async fn change_profile(&self, user: &User, login: &str, change: Value) -> String {
+        let url = format!("{}/users/me", self.users_url);
+        let res = self.client.patch(url).bearer_auth(&user.token).json(&change).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = json!({ "login": login, "password": "correct horse battery" });
+        let login = self.client.post(format!("{}/auth/login", self.users_url)).json(&body).send().await.unwrap();
+        login.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
+    }
+
     /// An acknowledged `graphql-transport-ws` connection of `user`.
     pub async fn graphql_ws(&self, user: &User) -> WsClient {
         let mut client = self.graphql_ws_raw(json!({ "token": user.token })).await;
@@ -319,6 +354,11 @@ impl WsClient {
             }
         }
     }
+}
+
+/// The code of a GraphQL response's first error.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>")
 }
 
 /// Stores a message as the writer would — the chat's next seq, in one transaction — without

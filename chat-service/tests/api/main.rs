@@ -5,6 +5,7 @@ mod batching;
 mod edits;
 mod errors;
 mod graphql;
+mod graphql_events;
 mod groups;
 mod helpers;
 mod images;

@@ -150,7 +150,7 @@ on_both_backends! {
             json!({ "type": "participant_updated", "chatId": chat, "userId": ana.id, "displayName": name, "avatarUrl": avatar })
         };
 
-        let token = profile_change(&stack, &ana, json!({ "displayName": "Ana Renamed" })).await;
+        let token = stack.change_profile(&ana, "ana", json!({ "displayName": "Ana Renamed" })).await;
         ws.send(json!({ "type": "auth", "req": "r1", "token": token })).await;
         ws.next_of("authenticated").await;
         assert_eq!(bob_ws.next_of("participant_updated").await, updated("Ana Renamed", Value::Null), "told at once");
@@ -158,7 +158,7 @@ on_both_backends! {
 
         // A picture is not in the token: the token's later profile version has it looked up.
         let picture = "https://example.com/ana.png";
-        let token = profile_change(&stack, &ana, json!({ "avatarUrl": picture })).await;
+        let token = stack.change_profile(&ana, "ana", json!({ "avatarUrl": picture })).await;
         ws.send(json!({ "type": "auth", "req": "r2", "token": token })).await;
         ws.next_of("authenticated").await;
         assert_eq!(bob_ws.next_of("participant_updated").await, updated("Ana Renamed", json!(picture)));
@@ -201,20 +201,4 @@ async fn a_graphql_subscription_ends_with_its_token() {
     gql.subscribe("again", query, json!({ "chat": chat })).await;
     let refused = gql.next_payload("again").await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "token_expired", "{refused}");
-}
-
-/// Changes Ana's profile in user-service and signs her in again: the new token carries the change.
-async fn profile_change(stack: &TestStack, ana: &crate::helpers::User, change: Value) -> String {
-    let res = stack
-        .client
-        .patch(format!("{}/users/me", stack.users_url))
-        .bearer_auth(&ana.token)
-        .json(&change)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let body = json!({ "login": "ana", "password": "correct horse battery" });
-    let login = stack.client.post(format!("{}/auth/login", stack.users_url)).json(&body).send().await.unwrap();
-    login.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
 }
