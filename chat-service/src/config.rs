@@ -4,6 +4,10 @@ use converge_migrations::ServiceDb;
 use converge_shared::config::LogFormat;
 use serde::Deserialize;
 
+/// What a wrong `UPLOADS_URL` is told, after what is wrong with it: the start stops there.
+const UPLOADS_URL_FORM: &str =
+    "UPLOADS_URL is s3://bucket or s3://bucket/prefix, or unset for the directory UPLOADS_DIR";
+
 /// Every setting of chat-service; each field is read from the environment variable of the same name
 /// in UPPER_SNAKE_CASE. README lists them all.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,9 +54,13 @@ pub struct Config {
     pub delivery_receipt_ms: u64,
     /// Largest JSON body accepted by REST, in bytes.
     pub max_body_bytes: usize,
-    /// Where uploaded images are kept; unset means `uploads/` under `data_dir`. Instances that
-    /// share a deployment share this directory (a volume).
+    /// Where uploaded images are kept when `uploads_url` is unset; unset means `uploads/` under
+    /// `data_dir`. Instances on one host can share it (a volume).
     pub uploads_dir: Option<String>,
+    /// Unset: the directory `uploads_dir`. `s3://bucket[/prefix]`: a bucket of S3 or of a server
+    /// that speaks it (MinIO, Ceph, R2, Garage), which instances on any machine share; credentials,
+    /// region and endpoint come from the usual `AWS_*` variables.
+    pub uploads_url: UploadsUrl,
     /// Largest image upload, in bytes.
     pub upload_max_bytes: usize,
     /// Most pixels (width × height) an uploaded image may have: decoding holds 4 bytes per pixel.
@@ -110,6 +118,7 @@ impl Default for Config {
             delivery_receipt_ms: 1000,
             max_body_bytes: 64 * 1024,
             uploads_dir: None,
+            uploads_url: UploadsUrl::Directory,
             upload_max_bytes: 10 * 1024 * 1024,
             upload_max_pixels: 25_000_000,
             upload_unsent_ttl_secs: 24 * 3600,
@@ -164,5 +173,87 @@ impl Config {
             .filter(|u| !u.trim().is_empty())
             .unwrap_or(&self.user_service_url)
             .trim_end_matches('/')
+    }
+}
+
+/// Where uploaded images are kept (`UPLOADS_URL`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum UploadsUrl {
+    /// Unset (or empty): the directory [`Config::uploads_dir`].
+    #[default]
+    Directory,
+    /// `s3://bucket[/prefix]`: objects under `prefix` (no leading or trailing `/`, maybe empty).
+    S3 { bucket: String, prefix: String },
+}
+
+impl TryFrom<String> for UploadsUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, String> {
+        url.parse()
+    }
+}
+
+impl std::str::FromStr for UploadsUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Ok(Self::Directory);
+        }
+        // Only the scheme is repeated back: a mistyped URL may carry a secret.
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(match url.split_once("://") {
+                Some((scheme, _)) => format!("the scheme {scheme}:// is not supported ({UPLOADS_URL_FORM})"),
+                None => format!("a URL is expected ({UPLOADS_URL_FORM})"),
+            });
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // S3's rules, which the servers speaking it share: a bucket name is a DNS label.
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && !bucket.starts_with(['.', '-'])
+            && !bucket.ends_with(['.', '-']);
+        if !valid_bucket {
+            return Err(format!(
+                "a bucket name has 3 to 63 lowercase letters, digits, dots and hyphens ({UPLOADS_URL_FORM})"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if object_store::path::Path::parse(prefix).is_err() || prefix.contains(['?', '#']) {
+            return Err(format!("the prefix has an empty, `.` or `..` segment, or a ? or # ({UPLOADS_URL_FORM})"));
+        }
+        Ok(Self::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_url_is_unset_or_an_s3_bucket_with_an_optional_prefix() {
+        assert_eq!("".parse(), Ok(UploadsUrl::Directory));
+        let s3 = |bucket: &str, prefix: &str| Ok(UploadsUrl::S3 { bucket: bucket.into(), prefix: prefix.into() });
+        assert_eq!("s3://converge-uploads".parse(), s3("converge-uploads", ""));
+        assert_eq!("s3://converge-uploads/".parse(), s3("converge-uploads", ""));
+        assert_eq!("s3://my.bucket/chat/images/".parse(), s3("my.bucket", "chat/images"));
+        for (url, says) in [
+            ("/var/uploads", "a URL is expected"),
+            ("gs://bucket", "the scheme gs:// is not supported"),
+            ("https://s3.example.com/bucket", "the scheme https:// is not supported"),
+            ("s3://", "a bucket name"),
+            ("s3://My_Bucket", "a bucket name"),
+            ("s3://key:secret@bucket", "a bucket name"),
+            ("s3://bucket/a//b", "the prefix"),
+            ("s3://bucket/a/../b", "the prefix"),
+            ("s3://bucket/a?versionId=1", "the prefix"),
+        ] {
+            let error = url.parse::<UploadsUrl>().unwrap_err();
+            assert!(error.starts_with(says) && error.contains("(UPLOADS_URL is s3://bucket"), "{url}: {error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
     }
 }

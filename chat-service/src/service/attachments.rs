@@ -9,8 +9,9 @@
 //! blocking pool, a CPU's worth of uploads at a time, with a cap on pixels checked from the header
 //! before any pixel is decoded: a small file that unpacks into gigabytes is refused, not decoded.
 //!
-//! The bytes go to an object store (a directory now, shared by the instances of a deployment;
-//! `object_store` speaks S3 and the others through the same interface). The database row is
+//! The bytes go to an object store: a directory, which instances share only on one host (a
+//! volume), or an S3 bucket (`UPLOADS_URL`), which instances on any machine share. Both are one
+//! `object_store` interface: the code below does not know which it has. The database row is
 //! written after the bytes, so a row always has its image.
 //!
 //! Who may fetch an image: its uploader, and the participants of every chat whose messages carry
@@ -19,6 +20,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
+use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::dto::{AttachmentDto, ImageDto};
@@ -28,15 +30,17 @@ use converge_shared::rate_limit::PerKeyLimit;
 use futures_util::{Stream, StreamExt};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, UploadsUrl};
 use crate::context::AppContext;
 
 /// JPEG quality of re-encoded photos: indistinguishable from the original at a phone's size.
@@ -52,15 +56,31 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    /// The directory store of `config`, created if missing.
+    /// The store of `config`: its S3 bucket, or its directory (created if missing). Nothing is
+    /// sent to S3 yet: an unreachable bucket fails the uploads and fetches, not the start.
     pub fn open(config: &Config) -> anyhow::Result<Self> {
-        let dir = config.uploads_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the uploads directory {}: {e}", dir.display()))?;
-        let store = LocalFileSystem::new_with_prefix(&dir)?;
+        let store: Arc<dyn ObjectStore> = match &config.uploads_url {
+            UploadsUrl::Directory => {
+                let dir = config.uploads_dir();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create the uploads directory {}: {e}", dir.display()))?;
+                Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
+            }
+            UploadsUrl::S3 { bucket, prefix } => {
+                // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT,
+                // AWS_ALLOW_HTTP…: the variables every S3 client reads, so an existing secret
+                // or role works as it is.
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .context("UPLOADS_URL: configuring S3 from the AWS_* variables")?;
+                tracing::info!(%bucket, %prefix, "uploads kept in S3");
+                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix.as_str())) }
+            }
+        };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_user = Arc::new(PerKeyLimit::per_minute(config.uploads_per_minute));
-        Ok(Self { store: Arc::new(store), decoding: Arc::new(Semaphore::new(cpus)), per_user })
+        Ok(Self { store, decoding: Arc::new(Semaphore::new(cpus)), per_user })
     }
 
     /// Counts an upload of `uploader`'s against their budget: `rate_limited` once it is spent.
@@ -218,6 +238,9 @@ pub async fn sweep_unsent(ctx: &AppContext, cutoff: chrono::DateTime<chrono::Utc
         // behind are only disk, and another instance sweeping at once finds them gone: both fine.
         attachment::Entity::delete_by_id(*id).exec(&ctx.db).await?;
         delete_files(&ctx.uploads, *id).await;
+    }
+    if !unsent.is_empty() {
+        tracing::info!(count = unsent.len(), "unsent uploads swept");
     }
     metrics::counter!("attachments_swept_total").increment(unsent.len() as u64);
     Ok(unsent.len())

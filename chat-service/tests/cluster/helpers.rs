@@ -32,6 +32,85 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The test run's S3 server, under a prefix of the test's own: `scripts/test` starts one (s3s-fs, a
+/// real S3 server on a directory that checks every request's signature) and sets `TEST_S3_*`.
+pub struct S3Bucket {
+    pub endpoint: String,
+    pub bucket: String,
+    access_key_id: String,
+    secret_access_key: String,
+    pub prefix: String,
+}
+
+impl S3Bucket {
+    pub fn new() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is unset: run scripts/test, which starts an S3 server, or set TEST_S3_* for one")
+            })
+        };
+        Self {
+            endpoint: var("TEST_S3_ENDPOINT"),
+            bucket: var("TEST_S3_BUCKET"),
+            access_key_id: var("TEST_S3_ACCESS_KEY_ID"),
+            secret_access_key: var("TEST_S3_SECRET_ACCESS_KEY"),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    /// chat-service's environment for keeping its uploads here, as a deployment sets it.
+    pub fn uploads_env(&self) -> Vec<(String, String)> {
+        [
+            ("UPLOADS_URL", format!("s3://{}/{}", self.bucket, self.prefix)),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// A client of the bucket, the test's own.
+    fn client(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key)
+            .build()
+            .unwrap()
+    }
+
+    /// The keys under the prefix, without it, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let prefix = object_store::path::Path::from(self.prefix.as_str());
+        let listed: Vec<_> = object_store::ObjectStore::list(&self.client(), Some(&prefix)).collect().await;
+        let mut keys: Vec<String> = listed
+            .into_iter()
+            .map(|meta| {
+                let location = meta.expect("the bucket lists").location;
+                location.prefix_match(&prefix).unwrap().map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/")
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Deletes what is under the prefix: a server the run reuses keeps no test's images.
+    pub async fn clear(&self) {
+        let client = self.client();
+        for key in self.keys().await {
+            let path = object_store::path::Path::from(format!("{}/{key}", self.prefix));
+            object_store::ObjectStoreExt::delete(&client, &path).await.unwrap();
+        }
+    }
+}
+
 /// A redis-server of the test's own, which it may restart or flush without disturbing others.
 pub struct PrivateRedis {
     pub port: u16,
@@ -217,24 +296,30 @@ impl Cluster {
 
     /// `n` instances on `redis_url`, with extra environment for each.
     pub async fn start_with(n: usize, redis_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_inner(n, redis_url, env, None, None).await
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self::start_inner(n, redis_url, &|_| env.clone(), None, None).await
+    }
+
+    /// `n` instances on the shared Redis, instance `i` with the extra environment `env(i)`.
+    pub async fn start_each(n: usize, env: impl Fn(usize) -> Vec<(String, String)>) -> Self {
+        Self::start_inner(n, &shared_redis_url(), &env, None, None).await
     }
 
     /// `n` instances on the shared Redis, each started with a soft limit of `soft` open files, as a
     /// service manager or a login shell may start it.
     pub async fn start_under_open_files_limit(n: usize, soft: u64) -> Self {
-        Self::start_inner(n, &shared_redis_url(), &[], None, Some(soft)).await
+        Self::start_inner(n, &shared_redis_url(), &|_| Vec::new(), None, Some(soft)).await
     }
 
     /// `n` instances on the shared Redis that reach PostgreSQL through `link`.
     pub async fn start_through(n: usize, link: &PgLink) -> Self {
-        Self::start_inner(n, &shared_redis_url(), &[], Some(link), None).await
+        Self::start_inner(n, &shared_redis_url(), &|_| Vec::new(), Some(link), None).await
     }
 
     async fn start_inner(
         n: usize,
         redis_url: &str,
-        env: &[(&str, &str)],
+        env: &dyn Fn(usize) -> Vec<(String, String)>,
         link: Option<&PgLink>,
         soft_open_files: Option<u64>,
     ) -> Self {
@@ -265,7 +350,7 @@ impl Cluster {
             soft_open_files,
             _dir: dir,
         };
-        for _ in 0..n {
+        for i in 0..n {
             let mut vars: Vec<(String, String)> = vec![
                 ("HOST".into(), "127.0.0.1".into()),
                 ("DATABASE_URL".into(), link.map_or(cluster.chat_database.clone(), |l| l.url(&cluster.chat_database))),
@@ -274,15 +359,18 @@ impl Cluster {
                 ("REDIS_URL".into(), cluster.redis_url.clone()),
                 ("REDIS_PREFIX".into(), cluster.prefix.clone()),
                 ("WS_FRAMES_PER_SECOND".into(), "10000".into()),
-                ("DATA_DIR".into(), cluster._dir.path().display().to_string()),
-                // The lines tests await: listening, Redis connected, presence written.
+                // A directory of its own, as on a machine of its own: what instances share, they
+                // share through PostgreSQL, Redis and the uploads store.
+                ("DATA_DIR".into(), cluster.data_dir(i).display().to_string()),
+                // The lines tests await: listening, Redis connected, presence written, uploads swept.
                 (
                     "RUST_LOG".into(),
-                    "warn,chat_service::startup=info,chat_service::relay::redis=info,chat_service::presence=debug"
+                    "warn,chat_service::startup=info,chat_service::relay::redis=info,chat_service::presence=debug,\
+                     chat_service::service::attachments=info"
                         .into(),
                 ),
             ];
-            vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            vars.extend(env(i));
             cluster.instances.push(Instance { port: 0, child: None, env: vars, log: None });
         }
         for i in 0..n {
@@ -326,6 +414,11 @@ impl Cluster {
 
     pub fn instance(&self, i: usize) -> &Instance {
         &self.instances[i]
+    }
+
+    /// Instance `i`'s `DATA_DIR`.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self._dir.path().join(format!("instance{i}"))
     }
 
     pub async fn user(&self, name: &str) -> User {
