@@ -25,6 +25,7 @@ pub use query::Query;
 pub use subscription::Subscription;
 
 use crate::context::{AppContext, Caller};
+use crate::service::users;
 
 pub type ChatSchema = Schema<Query, Mutation, Subscription>;
 
@@ -56,11 +57,19 @@ struct Auth(ApiResult<Caller>);
 /// from then on the connection's operations are refused and its subscriptions end.
 struct TokenDeadline(DateTime<Utc>);
 
-async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<(Caller, DateTime<Utc>)> {
+/// A verified caller, and what else its token says: until when it is accepted, and the version of
+/// the profile its name is from.
+struct Verified {
+    caller: Caller,
+    accepted_until: DateTime<Utc>,
+    profile_at: Option<i64>,
+}
+
+async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<Verified> {
     let token = token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "an access token is required"))?;
     let claims = auth.verify(&token).await?;
-    let accepted_until = claims.accepted_until();
-    Ok((Caller { user_id: claims.sub, name: claims.name, token }, accepted_until))
+    let (accepted_until, profile_at) = (claims.accepted_until(), claims.profile_at);
+    Ok(Verified { caller: Caller { user_id: claims.sub, name: claims.name, token }, accepted_until, profile_at })
 }
 
 async fn execute(
@@ -70,24 +79,31 @@ async fn execute(
     // Through actix's JSON extractor: a malformed body gets the REST routes' JSON error envelope.
     gql: web::Json<async_graphql::Request>,
 ) -> GraphQLResponse {
-    let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await.map(|(caller, _)| caller);
+    let caller = authenticate(&auth, bearer_token(&req).map(str::to_owned)).await.map(|verified| verified.caller);
     schema.execute(gql.into_inner().data(Auth(caller))).await.into()
 }
 
 /// Subscriptions authenticate in `connection_init`: `{"token": "…"}` (or `{"Authorization": "Bearer …"}`);
-/// a bearer header on the upgrade request works too, for clients that can set one.
+/// a bearer header on the upgrade request works too, for clients that can set one. As on the
+/// WebSocket, a token from after a profile change has the user's chats shown the new name.
 async fn subscribe(
     schema: web::Data<ChatSchema>,
     auth: web::Data<Authenticator>,
+    app: web::Data<AppContext>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let header_token = bearer_token(&req).map(str::to_owned);
-    let auth: Arc<Authenticator> = auth.into_inner();
+    let (auth, app): (Arc<Authenticator>, Arc<AppContext>) = (auth.into_inner(), app.into_inner());
     GraphQLSubscription::new(Schema::clone(&schema))
         .on_connection_init(move |payload| async move {
             let token = init_token(&payload).or(header_token);
-            let (caller, accepted_until) = authenticate(&auth, token).await.map_err(|e| e.extend())?;
+            let Verified { caller, accepted_until, profile_at } =
+                authenticate(&auth, token).await.map_err(|e| e.extend())?;
+            let from = users::TokenProfile { name: &caller.name, profile_at, token: Some(&caller.token) };
+            if let Err(e) = users::refresh_profile_in_every_chat(&app, caller.user_id, from).await {
+                e.log("cannot record a user's new profile");
+            }
             let mut data = Data::default();
             data.insert(Auth(Ok(caller)));
             data.insert(TokenDeadline(accepted_until));

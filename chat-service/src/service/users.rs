@@ -71,12 +71,34 @@ pub async fn refresh_profile(
     from: TokenProfile<'_>,
     chats: impl IntoIterator<Item = Uuid>,
 ) -> ApiResult<()> {
+    if let Some(shown) = record_profile(ctx, user_id, from).await? {
+        announce_profile(ctx, user_id, &shown, chats).await;
+    }
+    Ok(())
+}
+
+/// [`refresh_profile`] for a connection that follows no chat of its own (a GraphQL subscription's):
+/// the user's chats are looked up only when they have something to be told.
+pub async fn refresh_profile_in_every_chat(ctx: &AppContext, user_id: Uuid, from: TokenProfile<'_>) -> ApiResult<()> {
+    if let Some(shown) = record_profile(ctx, user_id, from).await? {
+        let chats = super::chats::chat_ids_of(&ctx.db, user_id).await?;
+        announce_profile(ctx, user_id, &shown, chats).await;
+    }
+    Ok(())
+}
+
+/// Records what `from` says of the user; the name and picture chats must now show, if they changed.
+async fn record_profile(
+    ctx: &AppContext,
+    user_id: Uuid,
+    from: TokenProfile<'_>,
+) -> ApiResult<Option<known_user::Model>> {
     let known = known_user::Entity::find_by_id(user_id).one(&ctx.db).await?;
     let kept_version = known.as_ref().and_then(|k| k.profile_at);
     if let (Some(kept), Some(version)) = (kept_version, from.profile_at)
         && version < kept
     {
-        return Ok(());
+        return Ok(None);
     }
     let mut next = known_user::Model {
         id: user_id,
@@ -100,7 +122,7 @@ pub async fn refresh_profile(
     // Whether chats already show what `next` would.
     let shows_next = |k: &known_user::Model| k.display_name == next.display_name && k.avatar_url == next.avatar_url;
     if known.as_ref().is_some_and(|k| shows_next(k) && k.profile_at == next.profile_at) {
-        return Ok(());
+        return Ok(None);
     }
     known_user::Entity::insert(known_user::ActiveModel::from(next.clone()))
         .on_conflict(
@@ -115,18 +137,24 @@ pub async fn refresh_profile(
         )
         .exec_without_returning(&ctx.db)
         .await?;
-    if known.as_ref().is_none_or(shows_next) {
-        return Ok(());
-    }
+    Ok(known.as_ref().is_some_and(|k| !shows_next(k)).then_some(next))
+}
+
+/// Tells each of `chats` the name and picture they now show of the user.
+async fn announce_profile(
+    ctx: &AppContext,
+    user_id: Uuid,
+    shown: &known_user::Model,
+    chats: impl IntoIterator<Item = Uuid>,
+) {
     let events: Vec<(Topic, ChatEvent)> = chats
         .into_iter()
         .map(|chat_id| {
-            let (display_name, avatar_url) = (next.display_name.clone(), next.avatar_url.clone());
+            let (display_name, avatar_url) = (shown.display_name.clone(), shown.avatar_url.clone());
             (Topic::Chat(chat_id), ChatEvent::ProfileChanged { chat_id, user_id, display_name, avatar_url })
         })
         .collect();
     super::publish_all(&**ctx.hub.relay(), &events).await;
-    Ok(())
 }
 
 /// A display name as `known_users` keeps it.

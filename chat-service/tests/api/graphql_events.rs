@@ -120,6 +120,34 @@ on_both_backends! {
         assert_eq!(bob_gql.next_event("events").await, presence(false));
     }
 
+    async fn a_subscription_opened_with_a_token_from_after_a_profile_change_shows_the_new_name(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_gql = stack.graphql_ws(&bob).await;
+        bob_gql.subscribe("events", CHAT_EVENTS, json!({ "chat": chat })).await;
+        stack.wait_for_followers(chat, 1).await;
+        let ana_as_bob_sees_her = || async {
+            let view: Value = stack.get(&bob, &format!("/chats/{chat}")).await.json().await.unwrap();
+            let participants = view["participants"].as_array().unwrap().clone();
+            participants.into_iter().find(|p| p["userId"] == ana.id.to_string()).unwrap()["displayName"].clone()
+        };
+
+        // Ana uses GraphQL alone: her next subscription connection carries the new name.
+        let picture = "https://example.com/ana.png";
+        let token = stack.change_profile(&ana, "ana", json!({ "displayName": "Ana Renamed", "avatarUrl": picture })).await;
+        let mut ana_gql = stack.graphql_ws_raw(json!({ "token": token })).await;
+        assert_eq!(ana_gql.next().await["type"], "connection_ack");
+        let updated = json!({ "__typename": "ParticipantUpdated", "chatId": chat, "userId": ana.id, "displayName": "Ana Renamed", "avatarUrl": picture });
+        assert_eq!(bob_gql.next_event("events").await, updated);
+        assert_eq!(ana_as_bob_sees_her().await, "Ana Renamed");
+
+        // A connection on her token from before the change brings the old name back to no one.
+        let mut stale = stack.graphql_ws(&ana).await;
+        stale.subscribe("events", CHAT_EVENTS, json!({ "chat": chat })).await;
+        stack.wait_for_followers(chat, 2).await;
+        assert_eq!(ana_as_bob_sees_her().await, "Ana Renamed");
+    }
+
     async fn chat_events_refuse_a_stranger_and_an_unknown_chat(backend) {
         let stack = TestStack::spawn(backend).await;
         let (_ana, _bob, chat) = stack.ana_and_bob().await;
