@@ -19,7 +19,7 @@ pub enum ApiError {
     /// 429; `retry_after_secs` goes to the `Retry-After` header.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
-    /// 503: a dependency (the database) cannot be reached: worth retrying, unlike a bug. The
+    /// 503: a dependency (the database, the image store) cannot be reached: worth retrying, unlike a bug. The
     /// cause is logged, never sent.
     #[error("unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -82,7 +82,7 @@ impl ApiError {
                 ErrorEnvelope::new(ErrorCode::RateLimited, format!("too many attempts; retry in {retry_after_secs} s"))
             }
             ApiError::Unavailable(_) => {
-                ErrorEnvelope::new(ErrorCode::Unavailable, "the database is unreachable; retry shortly")
+                ErrorEnvelope::new(ErrorCode::Unavailable, "a store this request needs is unreachable; retry shortly")
             }
             ApiError::Internal(_) => ErrorEnvelope::new(
                 ErrorCode::Internal,

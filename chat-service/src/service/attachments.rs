@@ -34,7 +34,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use tokio::sync::Semaphore;
@@ -46,6 +46,13 @@ use crate::context::AppContext;
 /// JPEG quality of re-encoded photos: indistinguishable from the original at a phone's size.
 const PHOTO_QUALITY: u8 = 85;
 const THUMBNAIL_QUALITY: u8 = 80;
+
+/// An S3 request is retried (a connection refused, a 5xx, a timeout) for at most this long, not
+/// object_store's default of three minutes: an upload or a fetch waiting on an unreachable store
+/// is answered `unavailable` while its client is still there to retry.
+fn store_retry() -> RetryConfig {
+    RetryConfig { max_retries: 3, retry_timeout: std::time::Duration::from_secs(10), ..RetryConfig::default() }
+}
 
 /// Where images are kept, and how many are decoded at once.
 #[derive(Clone)]
@@ -72,6 +79,7 @@ impl Uploads {
                 // or role works as it is.
                 let s3 = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(store_retry())
                     .build()
                     .context("UPLOADS_URL: configuring S3 from the AWS_* variables")?;
                 tracing::info!(%bucket, %prefix, "uploads kept in S3");
@@ -149,8 +157,15 @@ pub async fn upload(ctx: &AppContext, uploader: Uuid, bytes: Bytes) -> ApiResult
     };
     let id = Uuid::new_v4();
     let original = prepared.original.len() as i64;
-    uploads.store.put(&path(id, Variant::Original), prepared.original.into()).await.map_err(anyhow::Error::from)?;
-    uploads.store.put(&path(id, Variant::Thumbnail), prepared.thumbnail.into()).await.map_err(anyhow::Error::from)?;
+    let stored = async {
+        uploads.store.put(&path(id, Variant::Original), prepared.original.into()).await?;
+        uploads.store.put(&path(id, Variant::Thumbnail), prepared.thumbnail.into()).await
+    };
+    if let Err(e) = stored.await {
+        // The original may be stored: no row will name it, so it goes now or never.
+        delete_files(uploads, id).await;
+        return Err(store_failed(e));
+    }
     let row = attachment::Model {
         id,
         uploader_id: uploader,
@@ -268,12 +283,23 @@ pub async fn open(ctx: &AppContext, viewer: Uuid, id: Uuid, variant: Variant) ->
     if found.uploader_id != viewer && !is_carried(ctx, id, Some(viewer)).await? {
         return Err(not_found());
     }
-    let stored = ctx.uploads.store.get(&path(id, variant)).await.map_err(anyhow::Error::from)?;
+    let stored = ctx.uploads.store.get(&path(id, variant)).await.map_err(store_failed)?;
     let content_type = match variant {
         Variant::Original => found.content_type,
         Variant::Thumbnail => found.thumbnail_content_type,
     };
     Ok(ImageFile { content_type, bytes: stored.meta.size, body: stored.into_stream() })
+}
+
+/// A store's failure: an image's bytes missing is a fault of ours (500); anything else — the store
+/// unreachable, slow or refusing us — is worth retrying (503), as when the database is away.
+fn store_failed(e: object_store::Error) -> ApiError {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            ApiError::Internal(anyhow::Error::new(e).context("an image's bytes are missing from the store"))
+        }
+        e => ApiError::Unavailable(anyhow::Error::new(e).context("the image store")),
+    }
 }
 
 fn path(id: Uuid, variant: Variant) -> StorePath {

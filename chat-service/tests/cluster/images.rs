@@ -10,7 +10,7 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::helpers::{Cluster, S3Bucket, User};
+use crate::helpers::{Cluster, S3Bucket, User, free_port};
 
 /// Where the instances keep images.
 enum Store {
@@ -172,6 +172,51 @@ async fn images_are_shared_by_instances_through_s3_without_a_shared_directory() 
         let own = cluster.data_dir(i).join("uploads");
         assert!(!own.exists(), "instance {i} kept nothing in {}", own.display());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_answers_uploads_and_fetches_unavailable_and_keeps_no_row() {
+    // The bucket's settings, but nothing listens where they point.
+    let mut bucket = S3Bucket::new();
+    bucket.endpoint = format!("http://127.0.0.1:{}", free_port());
+    let cluster = Cluster::start_each(1, |_| bucket.uploads_env()).await;
+    let ana = cluster.user("ana").await;
+    let unavailable = |res: reqwest::Response| async move {
+        let retry_after = res.headers().get("retry-after").is_some();
+        (res.status(), retry_after, res.json::<Value>().await.unwrap()["error"]["code"].clone())
+    };
+
+    let res = cluster
+        .client
+        .post(format!("{}/attachments", cluster.instance(0).http()))
+        .bearer_auth(&ana.token)
+        .header("content-type", "image/png")
+        .body(png(40, 40))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unavailable(res).await, (StatusCode::SERVICE_UNAVAILABLE, true, json!("unavailable")));
+    let db = sea_orm::Database::connect(&cluster.chat_database).await.unwrap();
+    assert!(attachment::Entity::find().all(&db).await.unwrap().is_empty(), "no row names bytes never stored");
+
+    // An image recorded while the store answered is fetched while it does not.
+    let id = uuid::Uuid::new_v4();
+    let row = attachment::Model {
+        id,
+        uploader_id: ana.id,
+        content_type: "image/png".into(),
+        bytes: 100,
+        width: 40,
+        height: 40,
+        thumbnail_content_type: "image/jpeg".into(),
+        created_at: chrono::Utc::now(),
+    };
+    attachment::Entity::insert(attachment::ActiveModel::from(row)).exec(&db).await.unwrap();
+    let res = cluster.client.get(format!("{}/attachments/{id}", cluster.instance(0).http())).bearer_auth(&ana.token);
+    assert_eq!(
+        unavailable(res.send().await.unwrap()).await,
+        (StatusCode::SERVICE_UNAVAILABLE, true, json!("unavailable"))
+    );
 }
 
 #[tokio::test]
