@@ -26,7 +26,7 @@ pub struct RegisterRequest {
     #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
     pub display_name: String,
     /// At least 8 characters, at most 128, and not the username or email address.
-    #[validate(length(min = 8, max = 128, message = "must be 8 to 128 characters"))]
+    #[validate(custom(function = "super::password_rule"))]
     pub password: String,
     #[validate(length(max = 2048, message = "must be at most 2048 characters"), custom(function = "super::http_url"))]
     pub avatar_url: Option<String>,

@@ -46,6 +46,16 @@ fn camel_case(snake: &str) -> String {
     out
 }
 
+/// Passwords, when registering and when changing one: 8 to 128 characters. (That a password is not
+/// the account's username or email is checked by the service, which knows the account.)
+pub(crate) fn password_rule(password: &str) -> Result<(), validator::ValidationError> {
+    if (8..=128).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("length").with_message("must be 8 to 128 characters".into()))
+    }
+}
+
 /// Avatar and image links: an absolute `http(s)://` URL, or empty (meaning "none").
 pub(crate) fn http_url(url: &str) -> Result<(), validator::ValidationError> {
     let valid = url.is_empty()

@@ -47,6 +47,17 @@ pub struct UpdateProfileRequest {
     pub avatar_url: Option<String>,
 }
 
+/// `POST /users/me/password`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
+    pub current_password: String,
+    /// The same rules as at registration, and not the current password.
+    #[validate(custom(function = "super::password_rule"))]
+    pub new_password: String,
+}
+
 /// Query of `GET /users`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams, Validate)]
 #[serde(rename_all = "camelCase")]

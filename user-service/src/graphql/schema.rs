@@ -1,7 +1,8 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Object, Result, ResultExt};
 use converge_shared::dto::{
-    AuthResponse, LoginRequest, MeDto, RegisterRequest, UpdateProfileRequest, UserDto, UserListQuery,
+    AuthResponse, ChangePasswordRequest, LoginRequest, MeDto, RegisterRequest, UpdateProfileRequest, UserDto,
+    UserListQuery,
 };
 use converge_shared::error::ErrorCode;
 use converge_shared::token::AccessClaims;
@@ -101,5 +102,18 @@ impl Mutation {
     /// Change the signed-in user's display name or avatar.
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileRequest) -> Result<MeDto> {
         async { users::update_profile(app(ctx), claims(ctx)?.sub, input).await }.await.extend()
+    }
+
+    /// Change the signed-in user's password. Every other session of the account ends; this one stays
+    /// signed in.
+    async fn change_password(&self, ctx: &Context<'_>, current_password: String, new_password: String) -> Result<bool> {
+        async {
+            let claims = claims(ctx)?;
+            let req = ChangePasswordRequest { current_password, new_password };
+            accounts::change_password(app(ctx), claims.sub, claims.sid, req).await
+        }
+        .await
+        .map(|()| true)
+        .extend()
     }
 }

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::list)
         .service(users::me)
         .service(users::update_me)
+        .service(users::change_password)
         .service(users::deactivate_me)
         .service(users::get)
         .service(apps::upsert)

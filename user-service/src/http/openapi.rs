@@ -11,7 +11,7 @@ use super::{apps, auth, ops, users};
     info(title = "Converge user-service", description = "Accounts, tokens and external identities."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
-        users::list, users::me, users::update_me, users::deactivate_me, users::get,
+        users::list, users::me, users::update_me, users::change_password, users::deactivate_me, users::get,
         apps::upsert, apps::get,
         converge_shared::http::health, ops::ready, ops::jwks,
     ),

@@ -1,12 +1,12 @@
 //! `/users`: the directory and the signed-in user's profile.
 
 use actix_web::{HttpResponse, get, patch, post, web};
-use converge_shared::dto::{MeDto, Page, UpdateProfileRequest, UserDto, UserListQuery};
+use converge_shared::dto::{ChangePasswordRequest, MeDto, Page, UpdateProfileRequest, UserDto, UserListQuery};
 use converge_shared::error::ErrorEnvelope;
 use uuid::Uuid;
 
 use crate::context::AppContext;
-use crate::service::users;
+use crate::service::{accounts, users};
 use converge_shared::api_error::ApiResult;
 use converge_shared::auth::AuthUser;
 
@@ -43,6 +43,25 @@ pub async fn update_me(
     body: web::Json<UpdateProfileRequest>,
 ) -> ApiResult<web::Json<MeDto>> {
     Ok(web::Json(users::update_profile(&ctx, user.claims.sub, body.into_inner()).await?))
+}
+
+/// Change the signed-in user's password. Every other session of the account ends; this one stays
+/// signed in.
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = ChangePasswordRequest, responses(
+    (status = 204),
+    (status = 401, body = ErrorEnvelope),
+    (status = 403, description = "account_deactivated", body = ErrorEnvelope),
+    (status = 422, description = "validation_failed (currentPassword is wrong; newPassword breaks the rules or is the current one)", body = ErrorEnvelope),
+    (status = 429, description = "rate_limited (attempts count against the account's login limit)", body = ErrorEnvelope),
+))]
+#[post("/users/me/password")]
+pub async fn change_password(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    body: web::Json<ChangePasswordRequest>,
+) -> ApiResult<HttpResponse> {
+    accounts::change_password(&ctx, user.claims.sub, user.claims.sid, body.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Deactivate the signed-in user's account: every session ends, and login and refresh are refused.

@@ -1,14 +1,14 @@
-//! Registering and logging in with a password.
+//! Registering, logging in and changing a password.
 
 use chrono::Utc;
-use converge_shared::dto::{AuthResponse, LoginRequest, RegisterRequest};
+use converge_shared::dto::{AuthResponse, ChangePasswordRequest, LoginRequest, RegisterRequest};
 use converge_shared::entities::users::user;
 use converge_shared::error::ErrorCode;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait};
 use uuid::Uuid;
 use validator::Validate;
 
-use super::{sessions, user_conflict};
+use super::{sessions, user_conflict, users};
 use crate::context::AppContext;
 use converge_shared::api_error::{ApiError, ApiResult};
 
@@ -19,10 +19,7 @@ pub async fn register(ctx: &AppContext, client_ip: &str, req: RegisterRequest) -
     req.validate()?;
     let username_key = req.username.to_lowercase();
     let email_key = req.email.trim().to_lowercase();
-    let password_lower = req.password.to_lowercase();
-    if password_lower == username_key || password_lower == email_key {
-        return Err(ApiError::field("password", "must not be your username or email"));
-    }
+    refuse_own_name("password", &req.password, [Some(&username_key), Some(&email_key)])?;
     let display_name = req.display_name.trim().to_owned();
     if display_name.is_empty() {
         return Err(ApiError::field("displayName", "must not be blank"));
@@ -77,4 +74,50 @@ pub async fn login(ctx: &AppContext, client_ip: &str, req: LoginRequest) -> ApiR
     let tokens = sessions::start(ctx, &ctx.db, &user).await?;
     tracing::Span::current().record("user.id", tracing::field::display(user.id));
     Ok(AuthResponse { user: user.to_me(), tokens })
+}
+
+/// Changes the signed-in user's password once the current one is confirmed, and ends every other
+/// session of the account, so whoever else held one is signed out; the caller's session `keep`
+/// stays signed in. A wrong current password is a field error, not a 401: the caller's token is
+/// fine, and clients sign out on 401. Attempts count against the account's login limit, so this
+/// cannot be used to guess the password faster than logging in.
+#[tracing::instrument(skip_all, fields(user.id = %user_id))]
+pub async fn change_password(
+    ctx: &AppContext,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    req: ChangePasswordRequest,
+) -> ApiResult<()> {
+    req.validate()?;
+    let user = users::find_active(ctx, user_id).await?;
+    if req.new_password == req.current_password {
+        return Err(ApiError::field("newPassword", "must differ from the current password"));
+    }
+    refuse_own_name("newPassword", &req.new_password, [user.username_key.as_deref(), user.email_key.as_deref()])?;
+    let account = user.username_key.clone().or_else(|| user.email_key.clone()).unwrap_or_else(|| user.id.to_string());
+    ctx.limits.check_account(&account)?;
+    if !ctx.passwords.verify(req.current_password, user.password_hash.clone()).await? {
+        return Err(ApiError::field("currentPassword", "is not your current password"));
+    }
+
+    let password_hash = ctx.passwords.hash(req.new_password).await?;
+    let txn = ctx.db.begin().await?;
+    // `updated_at` stays: it is the profile's version (`profile_at` in tokens), and the profile did
+    // not change.
+    let mut active = user.into_active_model();
+    active.password_hash = Set(Some(password_hash));
+    active.update(&txn).await?;
+    sessions::logout_all_but(&txn, user_id, keep).await?;
+    txn.commit().await?;
+    tracing::info!("password changed");
+    Ok(())
+}
+
+/// Refuses a password that is the account's username or email address, in any case.
+fn refuse_own_name(field: &str, password: &str, names: [Option<&str>; 2]) -> ApiResult<()> {
+    let password = password.to_lowercase();
+    if names.into_iter().flatten().any(|name| name == password) {
+        return Err(ApiError::field(field, "must not be your username or email"));
+    }
+    Ok(())
 }

@@ -100,12 +100,19 @@ pub async fn logout(ctx: &AppContext, presented: &str) -> ApiResult<()> {
 
 /// Ends every session of a user.
 pub async fn logout_all<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> ApiResult<()> {
-    refresh_token::Entity::update_many()
+    logout_all_but(conn, user_id, None).await
+}
+
+/// Ends every session of a user except `keep` (a session id, the `sid` of an access token).
+pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>) -> ApiResult<()> {
+    let mut revoke = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::UserId.eq(user_id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(conn)
-        .await?;
+        .filter(refresh_token::Column::RevokedAt.is_null());
+    if let Some(keep) = keep {
+        revoke = revoke.filter(refresh_token::Column::FamilyId.ne(keep));
+    }
+    revoke.exec(conn).await?;
     Ok(())
 }
 

@@ -5,6 +5,9 @@ use crate::helpers::{PASSWORD, TestApp, on_both_backends};
 const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id username email } } }";
 const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken user { id } } }";
 
+const CHANGE_PASSWORD: &str =
+    "mutation($current: String!, $new: String!) { changePassword(currentPassword: $current, newPassword: $new) }";
+
 fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("an error code in {body}"))
 }
@@ -80,5 +83,20 @@ on_both_backends! {
             Some(&token),
         ).await;
         assert_eq!(body["data"]["updateProfile"]["displayName"], "Ana Q");
+    }
+
+    async fn password_change_over_graphql(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        let new = "purple monkey dishwasher";
+
+        let wrong = app.graphql(CHANGE_PASSWORD, json!({ "current": "not the password", "new": new }), Some(&token)).await;
+        assert_eq!(error_code(&wrong), "validation_failed");
+        assert!(wrong["errors"][0]["extensions"]["fields"]["currentPassword"].is_string(), "{wrong}");
+
+        let changed = app.graphql(CHANGE_PASSWORD, json!({ "current": PASSWORD, "new": new }), Some(&token)).await;
+        assert_eq!(changed["data"]["changePassword"], true, "{changed}");
+        assert_eq!(app.login("ana", new).await.status().as_u16(), 200);
+        assert_eq!(app.login("ana", PASSWORD).await.status().as_u16(), 401);
     }
 }

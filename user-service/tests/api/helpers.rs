@@ -88,6 +88,16 @@ impl TestApp {
         self.post("/auth/login", &json!({ "login": login, "password": password })).await
     }
 
+    /// `POST /users/me/password` as the holder of `token`.
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> Response {
+        self.post_authed("/users/me/password", token, &json!({ "currentPassword": current, "newPassword": new })).await
+    }
+
+    /// `POST /auth/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &Value) -> Response {
+        self.post("/auth/refresh", &json!({ "refreshToken": refresh_token })).await
+    }
+
     /// Runs a GraphQL operation, with an access token when given.
     pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
         let mut req = self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));

@@ -7,6 +7,7 @@ mod errors;
 mod graphql;
 mod helpers;
 mod ops;
+mod passwords;
 mod schema;
 mod tokens;
 mod users;

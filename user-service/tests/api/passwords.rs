@@ -1,0 +1,88 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, assert_error, on_both_backends, register_body};
+
+const NEW_PASSWORD: &str = "purple monkey dishwasher";
+
+on_both_backends! {
+    async fn password_change_keeps_this_session_and_ends_the_others(backend) {
+        let app = TestApp::spawn(backend).await;
+        let this: Value = app.register("ana").await;
+        let other: Value = app.login("ana", PASSWORD).await.json().await.unwrap();
+        let token = this["accessToken"].as_str().unwrap();
+
+        let res = app.change_password(token, PASSWORD, NEW_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+        assert_error(app.login("ana", PASSWORD).await, 401, "invalid_credentials").await;
+        assert_eq!(app.login("ana", NEW_PASSWORD).await.status(), StatusCode::OK);
+        assert_eq!(app.refresh(&this["refreshToken"]).await.status(), StatusCode::OK, "this session stays");
+        assert_error(app.refresh(&other["refreshToken"]).await, 401, "invalid_refresh_token").await;
+    }
+
+    async fn wrong_current_password_is_a_field_error_and_changes_nothing(backend) {
+        let app = TestApp::spawn(backend).await;
+        let this = app.register("ana").await;
+        let other: Value = app.login("ana", PASSWORD).await.json().await.unwrap();
+
+        let res = app.change_password(this["accessToken"].as_str().unwrap(), "not the password", NEW_PASSWORD).await;
+        let err = assert_error(res, 422, "validation_failed").await;
+        assert!(err["error"]["fields"]["currentPassword"].is_string(), "{err}");
+
+        assert_eq!(app.login("ana", PASSWORD).await.status(), StatusCode::OK);
+        assert_error(app.login("ana", NEW_PASSWORD).await, 401, "invalid_credentials").await;
+        assert_eq!(app.refresh(&other["refreshToken"]).await.status(), StatusCode::OK, "other sessions stay");
+    }
+
+    async fn new_password_breaking_the_registration_rules_is_refused(backend) {
+        let app = TestApp::spawn(backend).await;
+        let registered: Value = app.post("/auth/register", &register_body("longusername")).await.json().await.unwrap();
+        let token = registered["accessToken"].as_str().unwrap();
+
+        for weak in ["short", &"x".repeat(129), "LongUserName", "LONGUSERNAME@example.com"] {
+            let err = assert_error(app.change_password(token, PASSWORD, weak).await, 422, "validation_failed").await;
+            assert!(err["error"]["fields"]["newPassword"].is_string(), "{weak}: {err}");
+        }
+        assert_eq!(app.login("longusername", PASSWORD).await.status(), StatusCode::OK);
+    }
+
+    async fn new_password_equal_to_the_current_one_is_refused(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        let err = assert_error(app.change_password(&token, PASSWORD, PASSWORD).await, 422, "validation_failed").await;
+        assert!(err["error"]["fields"]["newPassword"].is_string(), "{err}");
+    }
+
+    async fn password_change_needs_an_access_token(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.register("ana").await;
+        let body = json!({ "currentPassword": PASSWORD, "newPassword": NEW_PASSWORD });
+        assert_error(app.post("/users/me/password", &body).await, 401, "unauthorized").await;
+        assert_eq!(app.login("ana", PASSWORD).await.status(), StatusCode::OK);
+    }
+
+    async fn password_change_attempts_count_against_the_login_limit(backend) {
+        let app = TestApp::spawn_with(backend, |c| c.auth_rate_limit_per_account = 2).await;
+        let token = app.token_for("ana").await;
+        for _ in 0..2 {
+            let res = app.change_password(&token, "not the password", NEW_PASSWORD).await;
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+
+        // Even the right password waits, and so does logging in: the account is under attack.
+        let res = app.change_password(&token, PASSWORD, NEW_PASSWORD).await;
+        let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+        assert_error(res, 429, "rate_limited").await;
+        assert_error(app.login("ana", PASSWORD).await, 429, "rate_limited").await;
+    }
+
+    async fn deactivated_account_cannot_change_its_password(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        let res = app.post_authed("/users/me/deactivate", &token, &json!({})).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_error(app.change_password(&token, PASSWORD, NEW_PASSWORD).await, 403, "account_deactivated").await;
+    }
+}
