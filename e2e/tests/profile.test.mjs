@@ -1,11 +1,11 @@
 // Your name and picture, as others see them: changed in the profile dialog, they reach the people
-// you chat with at once, without anyone reloading.
+// you chat with at once, without anyone reloading. The same dialog changes the password.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openChat, twoInADirectChat } from '../lib/browser.mjs';
+import { openChat, openClient, register, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser();
 
@@ -51,4 +51,59 @@ test('a new name and picture reach the other side of a chat live, and stay after
   assert.deepEqual([...ana.page.errors, ...bob.page.errors], []);
   await ana.context.close();
   await bob.context.close();
+});
+
+/** POSTs JSON to user-service; answers {status, body}. */
+async function postUsers(path, body) {
+  const res = await fetch(`${env.stack.usersUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+test('a new password keeps this session, signs the other devices out, and is the one that signs in', async () => {
+  const [oldPassword, newPassword] = ['correct horse battery', 'purple monkey dishwasher'];
+  const username = uniqueName('pat');
+  const { context, page } = await openClient(env.browser, env.stack);
+  await register(page, { username, displayName: 'Pat Secret' });
+  const otherDevice = await postUsers('/auth/login', { login: username, password: oldPassword });
+  assert.equal(otherDevice.status, 200);
+
+  await page.getByRole('button', { name: 'Edit your profile' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Your profile' });
+  const form = dialog.getByRole('form', { name: 'Change password' });
+  const changeTo = async (current, next) => {
+    await form.getByLabel('Current password').fill(current);
+    await form.getByLabel('New password').fill(next);
+    await form.getByRole('button', { name: 'Change password' }).click();
+  };
+  await changeTo('not my password', newPassword);
+  await expect(form.getByRole('alert')).toHaveText('Your current password is not right.');
+  await changeTo(oldPassword, 'short');
+  await expect(form.getByRole('alert')).toHaveText('The new password must be 8 to 128 characters.');
+  await changeTo(oldPassword, newPassword);
+  await expect(form.getByRole('status')).toHaveText('Your password is changed. Your other devices are signed out.');
+  assert.equal(await form.getByLabel('Current password').inputValue(), '', 'the fields are emptied');
+
+  // The other device's session is over; this one goes on, across a reload.
+  const refreshed = await postUsers('/auth/refresh', { refreshToken: otherDevice.body.refreshToken });
+  assert.equal(refreshed.status, 401);
+  await page.reload();
+  await expect(page.locator('.side-me .me-name')).toHaveText('Pat Secret');
+
+  // Only the new password signs in.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  const signIn = async (password) => {
+    await page.getByRole('textbox', { name: 'Username or email' }).fill(username);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  };
+  await signIn(oldPassword);
+  await expect(page.getByRole('alert')).toHaveText('That username or password is not right.');
+  await signIn(newPassword);
+  await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+  assert.deepEqual(page.errors, []);
+  await context.close();
 });

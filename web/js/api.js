@@ -30,6 +30,15 @@ export class Api {
     return this.session.fetchJson(`${this.users}/users/me`, { method: 'PATCH', body: { displayName, avatarUrl } });
   }
 
+  /**
+   * Changes the signed-in user's password. The server signs out every other session and keeps
+   * this one, so the stored tokens stay good. Throws ApiError `validation_failed` naming
+   * `currentPassword` (wrong) or `newPassword` (too short, or the same), or `rate_limited`.
+   */
+  changePassword({ currentPassword, newPassword }) {
+    return this.session.fetchJson(`${this.users}/users/me/password`, { method: 'POST', body: { currentPassword, newPassword } });
+  }
+
   /** Creates a direct chat (or returns the existing one) or a group. */
   createChat({ kind, title, participantIds }) {
     const body = { kind, participantIds };

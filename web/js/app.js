@@ -282,6 +282,7 @@ function startChat() {
         me.textContent = displayName;
         await client.renewNow();
       },
+      onChangePassword: (passwords) => api.changePassword(passwords),
     });
   }
 

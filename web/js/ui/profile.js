@@ -1,4 +1,5 @@
-// profile.js — the "Your profile" dialog: the name and picture everyone in your chats sees.
+// profile.js — the "Your profile" dialog: the name and picture everyone in your chats sees, and
+// a form to change the password.
 
 import { h } from './dom.js';
 import { apiErrorText } from './format.js';
@@ -6,11 +7,12 @@ import { apiErrorText } from './format.js';
 /**
  * Opens the dialog.
  * @param {{displayName: string, avatarUrl: string|null,
- *          onSave: (profile: {displayName: string, avatarUrl: string}) => Promise<void>}} opts
- *   `onSave` makes the change (an empty `avatarUrl` removes the picture); it rejects with the
- *   API's error, which the dialog shows.
+ *          onSave: (profile: {displayName: string, avatarUrl: string}) => Promise<void>,
+ *          onChangePassword: (passwords: {currentPassword: string, newPassword: string}) => Promise<unknown>}} opts
+ *   `onSave` makes the change (an empty `avatarUrl` removes the picture); `onChangePassword`
+ *   changes the password. Both reject with the API's error, which the dialog shows.
  */
-export function openProfile({ displayName, avatarUrl, onSave }) {
+export function openProfile({ displayName, avatarUrl, onSave, onChangePassword }) {
   const error = h('p', { class: 'form-error', role: 'alert' });
   const name = h('input', { type: 'text', id: 'profile-name', value: displayName, maxlength: '64', autocomplete: 'name' });
   const picture = h('input', { type: 'url', id: 'profile-picture', value: avatarUrl ?? '', placeholder: 'https://…', autocomplete: 'photo' });
@@ -26,7 +28,14 @@ export function openProfile({ displayName, avatarUrl, onSave }) {
     error,
     h('div', { class: 'dialog-actions' }, h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel'), save),
   );
-  const dialog = h('dialog', { class: 'sheet', 'aria-labelledby': 'profile-title' }, h('h2', { id: 'profile-title' }, 'Your profile'), form);
+  const passwordForm = changePasswordForm(onChangePassword);
+  const dialog = h(
+    'dialog',
+    { class: 'sheet', 'aria-labelledby': 'profile-title' },
+    h('h2', { id: 'profile-title' }, 'Your profile'),
+    form,
+    passwordForm,
+  );
   dialog.addEventListener('close', () => dialog.remove());
   document.body.append(dialog);
   dialog.showModal();
@@ -48,4 +57,55 @@ export function openProfile({ displayName, avatarUrl, onSave }) {
       save.disabled = false;
     }
   }
+}
+
+/** The password part of the dialog: the current password, a new one, and what came of it. */
+function changePasswordForm(onChangePassword) {
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const done = h('p', { class: 'form-done', role: 'status' });
+  const current = h('input', { type: 'password', id: 'profile-current-password', autocomplete: 'current-password' });
+  const fresh = h('input', { type: 'password', id: 'profile-new-password', autocomplete: 'new-password', minlength: '8', maxlength: '128' });
+  const change = h('button', { type: 'submit' }, 'Change password');
+  const form = h(
+    'form',
+    { class: 'dialog-form password-form', novalidate: true, 'aria-labelledby': 'password-title', onsubmit: (e) => (e.preventDefault(), submit()) },
+    h('h3', { id: 'password-title' }, 'Change password'),
+    h('label', { for: 'profile-current-password' }, 'Current password'),
+    current,
+    h('label', { for: 'profile-new-password' }, 'New password'),
+    fresh,
+    h('p', { class: 'hint' }, 'At least 8 characters. Your other devices will be signed out.'),
+    error,
+    done,
+    h('div', { class: 'dialog-actions' }, change),
+  );
+  return form;
+
+  async function submit() {
+    const passwords = { currentPassword: current.value, newPassword: fresh.value };
+    done.textContent = '';
+    if (!passwords.currentPassword || !passwords.newPassword) {
+      error.textContent = 'Enter your current password and a new one.';
+      return;
+    }
+    change.disabled = true;
+    error.textContent = '';
+    try {
+      await onChangePassword(passwords);
+      current.value = '';
+      fresh.value = '';
+      done.textContent = 'Your password is changed. Your other devices are signed out.';
+    } catch (e) {
+      error.textContent = passwordErrorText(e);
+    } finally {
+      change.disabled = false;
+    }
+  }
+}
+
+/** The refusal of a password change in words: the field at fault, else the error's meaning. */
+function passwordErrorText(e) {
+  if (e.fields?.currentPassword) return 'Your current password is not right.';
+  if (e.fields?.newPassword) return `The new password ${e.fields.newPassword}.`;
+  return apiErrorText(e);
 }
