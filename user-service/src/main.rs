@@ -37,10 +37,16 @@ enum AppsCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config: Config = converge_shared::config::load().context("reading the configuration")?;
-    converge_shared::telemetry::init_tracing(config.log_format, "info");
-    converge_shared::process::raise_open_files_limit();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => Application::build(config).await?.run_until_stopped().await?,
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The printing commands' stdout is their output (`sdl > docs/user-service.graphql`): no logs.
+    if matches!(command, Command::Serve | Command::Apps { .. }) {
+        converge_shared::telemetry::init_tracing(config.log_format, "info");
+    }
+    match command {
+        Command::Serve => {
+            converge_shared::process::raise_open_files_limit();
+            Application::build(config).await?.run_until_stopped().await?
+        }
         Command::Apps { command: AppsCommand::Create { name } } => {
             let db = connect(&config.database_url(), 2).await?;
             ServiceDb::Users.migrate_up(&db).await?;
