@@ -4,7 +4,8 @@ use chrono::Utc;
 use converge_shared::dto::{AuthResponse, ChangePasswordRequest, LoginRequest, RegisterRequest};
 use converge_shared::entities::users::user;
 use converge_shared::error::ErrorCode;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 use uuid::Uuid;
 use validator::Validate;
 
@@ -102,11 +103,18 @@ pub async fn change_password(
 
     let password_hash = ctx.passwords.hash(req.new_password).await?;
     let txn = ctx.db.begin().await?;
-    // `updated_at` stays: it is the profile's version (`profile_at` in tokens), and the profile did
-    // not change.
-    let mut active = user.into_active_model();
-    active.password_hash = Set(Some(password_hash));
-    active.update(&txn).await?;
+    // Only over the hash just confirmed: of two changes at once (two devices), the second finds
+    // its current password gone rather than silently replacing the first's. `updated_at` stays:
+    // it is the profile's version (`profile_at` in tokens), and the profile did not change.
+    let changed = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::PasswordHash.eq(user.password_hash))
+        .exec(&txn)
+        .await?;
+    if changed.rows_affected == 0 {
+        return Err(ApiError::field("currentPassword", "is not your current password"));
+    }
     sessions::logout_all_but(&txn, user_id, keep).await?;
     txn.commit().await?;
     tracing::info!("password changed");

@@ -21,6 +21,22 @@ on_both_backends! {
         assert_error(app.refresh(&other["refreshToken"]).await, 401, "invalid_refresh_token").await;
     }
 
+    async fn of_two_changes_at_once_from_the_same_password_one_wins(backend) {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_for("ana").await;
+        // Both confirm the same current password (verified on the blocking pool side by side);
+        // only one may replace it, or the first device's new password is silently lost.
+        let (first, second) = tokio::join!(
+            app.change_password(&token, PASSWORD, NEW_PASSWORD),
+            app.change_password(&token, PASSWORD, "another new password"),
+        );
+        let mut statuses = [first.status(), second.status()];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::NO_CONTENT, StatusCode::UNPROCESSABLE_ENTITY]);
+        let winner = if first.status() == StatusCode::NO_CONTENT { NEW_PASSWORD } else { "another new password" };
+        assert_eq!(app.login("ana", winner).await.status(), StatusCode::OK);
+    }
+
     async fn wrong_current_password_is_a_field_error_and_changes_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let this = app.register("ana").await;
