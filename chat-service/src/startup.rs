@@ -77,18 +77,25 @@ impl Application {
             });
         }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let announcer = Announcer::spawn(scale.window.clone(), hub.relay().clone());
         // On PostgreSQL the writer's one statement gets connections that plan it once: planned at
         // every execution, it cost PostgreSQL more CPU than running it.
-        let writer_db = match db.get_database_backend() {
-            DbBackend::Postgres => connect_with_generic_plans(&config.database_url(), WRITER_CONNECTIONS)
+        let writer = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let url = config.database_url();
+                MessageWriter::spawn_on_own_thread(
+                    move || async move { connect_with_generic_plans(&url, WRITER_CONNECTIONS).await },
+                    announcer,
+                )
                 .await
-                .context("connecting the message writer to the database")?,
-            _ => db.clone(),
+                .context("connecting the message writer to the database")?
+            }
+            _ => MessageWriter::spawn(db.clone(), announcer),
         };
         let uploads = Uploads::open(&config).context("opening the uploads store")?;
         let context = AppContext {
             receipts: DeliveryReceipts::default(),
-            writer: MessageWriter::spawn(writer_db, Announcer::spawn(scale.window.clone(), hub.relay().clone())),
+            writer,
             arrivals: Arrivals::spawn(db.clone(), hub.clone()),
             db,
             hub,

@@ -69,6 +69,34 @@ impl MessageWriter {
         Self { queue }
     }
 
+    /// Starts the writer on a thread of its own, with the database connections `connect` makes
+    /// there, so that a batch's answer is read as soon as it arrives rather than once the main
+    /// thread's other tasks (the announcer, the relay) give way. Returns once connected.
+    pub async fn spawn_on_own_thread<F, Fut>(connect: F, announcer: Announcer) -> anyhow::Result<Self>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<DatabaseConnection, sea_orm::DbErr>>,
+    {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        let (connected, is_connected) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("message-writer".into()).spawn(move || {
+            runtime.block_on(async move {
+                match connect().await {
+                    Ok(db) => {
+                        let _ = connected.send(Ok(()));
+                        run(db, announcer, pending).await;
+                    }
+                    Err(e) => {
+                        let _ = connected.send(Err(e));
+                    }
+                }
+            })
+        })?;
+        is_connected.await.map_err(|_| anyhow::anyhow!("the message writer's thread stopped"))??;
+        Ok(Self { queue })
+    }
+
     /// Stores a validated send (with its attachment's `image`, checked to be the sender's) and
     /// returns the message with its seq, once committed and announced.
     pub async fn store(
