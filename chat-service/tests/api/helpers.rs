@@ -208,8 +208,14 @@ impl WsClient {
 
     /// The next text frame, as JSON. Pings are answered by the library.
     pub async fn next(&mut self) -> Value {
+        self.next_within(EVENT_TIMEOUT).await
+    }
+
+    /// The next text frame, as JSON, awaited for at most `wait`: for what the server does at a
+    /// deadline of its own, later than [`EVENT_TIMEOUT`].
+    pub async fn next_within(&mut self, wait: Duration) -> Value {
         // One deadline for the call: the server's pings, skipped below, must not keep it waiting.
-        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let message = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
@@ -346,8 +352,13 @@ impl WsClient {
 
     /// The payload of the next `next` message of subscription `id` (its `data` or `errors`).
     pub async fn next_payload(&mut self, id: &str) -> Value {
+        self.next_payload_within(id, EVENT_TIMEOUT).await
+    }
+
+    /// [`Self::next_payload`], each frame awaited for at most `wait`.
+    pub async fn next_payload_within(&mut self, id: &str, wait: Duration) -> Value {
         loop {
-            let message = self.next().await;
+            let message = self.next_within(wait).await;
             if message["id"] == id {
                 assert_eq!(message["type"], "next", "subscription {id} ended: {message}");
                 return message["payload"].clone();

@@ -3,7 +3,10 @@
 //! Tokens are signed with user-service's key (`TestStack::token_expiring`) to expire within a
 //! test; each test's timing is in seconds because a token's `exp` is.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use converge_shared::token::LEEWAY_SECS;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -183,9 +186,11 @@ on_both_backends! {
 async fn a_graphql_subscription_ends_with_its_token() {
     let stack = TestStack::spawn(Backend::Sqlite).await;
     let (ana, _bob, chat) = stack.ana_and_bob().await;
-    // Long enough for the message to arrive first on a box busy with the other tests (2 s was not,
-    // when the suite ran beside a build), short enough for a test.
-    let mut gql = stack.graphql_ws_raw(json!({ "token": stack.token_expiring(&ana, "ana Example", 10) })).await;
+    // Long enough for the message to arrive first on a box busy with the other tests (2 s was not
+    // when the suite ran beside a build, nor 10 s once in the whole suite on 2 cores), short enough
+    // for a test that waits for the expiry.
+    const TOKEN_SECS: i64 = 30;
+    let mut gql = stack.graphql_ws_raw(json!({ "token": stack.token_expiring(&ana, "ana Example", TOKEN_SECS) })).await;
     assert_eq!(gql.next().await["type"], "connection_ack");
     let query = "subscription($chat: UUID!) { messageAdded(chatId: $chat) { seq content } }";
     gql.subscribe("live", query, json!({ "chat": chat })).await;
@@ -193,9 +198,12 @@ async fn a_graphql_subscription_ends_with_its_token() {
     let ack =
         stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "g1", "content": "live" })).await;
     assert_eq!(ack.status().as_u16(), 201);
-    assert_eq!(gql.next_payload("live").await["data"]["messageAdded"]["seq"], 1);
+    let delivered = gql.next_payload("live").await;
+    assert_eq!(delivered["data"]["messageAdded"]["seq"], 1, "{delivered}");
 
-    let ended = gql.next_payload("live").await;
+    // The end comes at the token's expiry (plus the verifiers' leeway), later than a frame's usual wait.
+    let until_expiry = Duration::from_secs((TOKEN_SECS + LEEWAY_SECS) as u64) + EVENT_TIMEOUT;
+    let ended = gql.next_payload_within("live", until_expiry).await;
     assert_eq!(ended["errors"][0]["extensions"]["code"], "token_expired", "{ended}");
     assert_eq!(gql.next().await, json!({ "id": "live", "type": "complete" }));
     gql.subscribe("again", query, json!({ "chat": chat })).await;
