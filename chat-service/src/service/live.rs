@@ -58,11 +58,10 @@ pub async fn follow_chat(
     let (registration, inbox) = Registration::new(ctx, user_id).await?;
     let db = ctx.db.clone();
     super::arrivals::follow(&db, &registration.hub, registration.conn, chat_id).await?;
-    // Read after following: every message newer than this arrives live.
-    let mut last = match after_seq {
-        Some(seq) => seq,
-        None => find(&db, chat_id).await?.last_seq,
-    };
+    // Without afterSeq the subscription starts where the chat was before following, not after: a
+    // message stored while it was being set up reaches the hub before the stream reads its start,
+    // and was skipped as older. Now it comes from the backlog read below, or live.
+    let mut last = after_seq.unwrap_or(chat.last_seq);
 
     Ok(async_stream::stream! {
         let _registration = registration;
