@@ -186,9 +186,9 @@ on_both_backends! {
 async fn a_graphql_subscription_ends_with_its_token() {
     let stack = TestStack::spawn(Backend::Sqlite).await;
     let (ana, _bob, chat) = stack.ana_and_bob().await;
-    // Long enough for the message to arrive first on a box busy with the other tests (2 s was not
-    // when the suite ran beside a build, nor 10 s once in the whole suite on 2 cores), short enough
-    // for a test that waits for the expiry.
+    // Long enough for the message to arrive first on a box busy with the other tests, short enough
+    // for a test that waits for the expiry. (This test's failures in sessions 25 and 26, taken for
+    // too short a token, were messageAdded skipping a message stored while it was being set up.)
     const TOKEN_SECS: i64 = 30;
     let mut gql = stack.graphql_ws_raw(json!({ "token": stack.token_expiring(&ana, "ana Example", TOKEN_SECS) })).await;
     assert_eq!(gql.next().await["type"], "connection_ack");
