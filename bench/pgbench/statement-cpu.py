@@ -88,15 +88,20 @@ def variant(name):
 FUNCTION_CALL = "SELECT * FROM pg_temp.store_batch(" + ", ".join(f"%(p{i})s" for i in range(1, 10)) + ")"
 
 
-def main(url, variants, commits, sizes):
+def writer_connection(url):
+    """A connection set up as the writer's, and its backend's pid."""
     conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+    for setting in ("plan_cache_mode = force_generic_plan", "enable_seqscan = off", "synchronous_commit = off"):
+        conn.execute(f"SET {setting}".encode())
+    return conn, conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def main(url, variants, commits, sizes):
+    conn, pid = writer_connection(url)
     for setup in (ROOT / "bench/pgbench/setup.sql").read_text().split(";\n"):
         if setup.strip():
             conn.execute(setup.encode(), prepare=False)
     conn.execute(MEMBERS.encode(), prepare=False)
-    for setting in ("plan_cache_mode = force_generic_plan", "enable_seqscan = off", "synchronous_commit = off"):
-        conn.execute(f"SET {setting}".encode())
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
 
     def cpu_ticks(pid):
         fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -116,12 +121,7 @@ def main(url, variants, commits, sizes):
         cases += [("STORE, six sends", statement("STORE"), batch(6))]
         cases += [(f"distinct-chats variant, {n} send(s)", distinct, batch(n)) for n in (1, 3, 6)]
         cases += [(f"PL/pgSQL function, {n} send(s)", FUNCTION_CALL, batch(n)) for n in (1, 3, 6)]
-    connections = {None: (conn, pid)}
-    for commit in commits:
-        other = psycopg.connect(url, autocommit=True, prepare_threshold=0)
-        for setting in ("plan_cache_mode = force_generic_plan", "enable_seqscan = off", "synchronous_commit = off"):
-            other.execute(f"SET {setting}".encode())
-        connections[commit] = (other, other.execute("SELECT pg_backend_pid()").fetchone()[0])
+    connections = {None: (conn, pid), **{commit: writer_connection(url) for commit in commits}}
     for round_ in (1, 2):
         for name, sql, values in cases:
             commit, sql = sql if isinstance(sql, tuple) else (None, sql)
