@@ -34,7 +34,10 @@ def statement(name, commit=None):
         source = (ROOT / WRITER).read_text()
     else:
         show = ["git", "-C", str(ROOT), "show", f"{commit}:{WRITER}"]
-        source = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+        shown = subprocess.run(show, capture_output=True, text=True)
+        if shown.returncode != 0:
+            sys.exit(f"--commits: no {WRITER} at {commit}: {shown.stderr.strip()}")
+        source = shown.stdout
     text = re.search(rf'const {name}: &str = "(.*?)";\n', source, re.S).group(1)
     text = re.sub(r"\s+", " ", text.replace("\\\n", "").replace('\\"', '"'))
     return re.sub(r"\$(\d+)", r"%(p\1)s", text)
