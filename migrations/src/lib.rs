@@ -176,6 +176,8 @@ fn sqlite_dir(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::Statement;
+
     use super::*;
 
     #[test]
@@ -183,6 +185,45 @@ mod tests {
         assert_eq!(ServiceDb::Users.url(None, "./data/"), "sqlite://./data/users.db?mode=rwc");
         assert_eq!(ServiceDb::Users.url(Some(" "), "d"), "sqlite://d/users.db?mode=rwc");
         assert_eq!(ServiceDb::Users.url(Some("postgres://x/y"), "d"), "postgres://x/y");
+    }
+
+    /// Every connection to PostgreSQL sends what it writes at once (`TCP_NODELAY`). Under Nagle's
+    /// algorithm, a request written in two pieces — over TLS, any statement longer than one record
+    /// (16 KiB), such as a large batch of messages — held its second piece until the server
+    /// acknowledged the first, which the server delays by up to 40 ms: the writer fell behind and
+    /// stayed behind (docs/benchmarks-history.md). sqlx 0.9.0 stopped setting the option; 0.9.1
+    /// sets it again.
+    #[tokio::test]
+    async fn connections_to_postgres_send_without_waiting_to_fill_packets() {
+        let url = converge_testkit::fresh_postgres_database().await;
+        for (kind, db) in [
+            ("connect", connect(&url, 1).await.unwrap()),
+            ("connect_with_generic_plans", connect_with_generic_plans(&url, 1).await.unwrap()),
+        ] {
+            // The port the server sees this (the pool's only) connection come from.
+            let client_port = Statement::from_string(DbBackend::Postgres, "SELECT inet_client_port()");
+            let row = db.query_one_raw(client_port).await.unwrap().unwrap();
+            let port = u16::try_from(row.try_get_by_index::<i32>(0).unwrap()).unwrap();
+            assert_eq!(
+                tcp_nodelay_of_local_port(port),
+                Some(true),
+                "{kind}: TCP_NODELAY on the socket from port {port}"
+            );
+        }
+    }
+
+    /// `TCP_NODELAY` of this process's socket bound to `port`, if it has one.
+    fn tcp_nodelay_of_local_port(port: u16) -> Option<bool> {
+        use std::os::fd::{BorrowedFd, RawFd};
+        std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|entry| {
+            let fd: RawFd = entry.file_name().to_str()?.parse().ok()?;
+            std::fs::read_link(entry.path()).ok()?.to_str()?.starts_with("socket:").then_some(())?;
+            // SAFETY: only options are read, and the descriptor is this process's: should it be closed
+            // meanwhile, the reads fail and it is skipped.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let socket = socket2::SockRef::from(&fd);
+            (socket.local_addr().ok()?.as_socket()?.port() == port).then(|| socket.tcp_nodelay().ok())?
+        })
     }
 
     #[test]
