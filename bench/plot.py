@@ -170,12 +170,18 @@ def summary(results: str) -> str:
     if staged:
         out.append("chat-service's own stage histograms over the same windows (both instances; mean, and the "
                    "Prometheus bucket holding p50 / p99, \"≤\"):\n")
-        out.append("| window | batches | batch (statement + commit) ms | announce ms | stamp → hub ms | hub → socket ms |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| window | batches | batch (statement + commit) ms | of which the statement's round trip ms | "
+                   "announce ms | stamp → hub ms | hub → socket ms | WAL per message: flushes, bytes, full-page images | "
+                   "mean WAL flush ms |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for name, l in staged:
             st = l["server_stages"]
+            pg = l.get("postgres_per_message") or {}
+            flush = pg.get("wal_sync_ms_mean")
             out.append(f"| {name} | {st.get('batch', {}).get('count', 0):.0f} | " + " | ".join(
-                stage(st.get(key, {})) for key in ("batch", "announce", "stamp_to_hub", "hub_to_socket")) + " |")
+                stage(st.get(key, {})) for key in ("batch", "statement", "announce", "stamp_to_hub", "hub_to_socket"))
+                + f" | {pg.get('wal_syncs', '–')}, {pg.get('wal_bytes', '–')}, {pg.get('wal_full_pages', '–')}"
+                + f" | {'–' if flush is None else f'{flush:.2f}'} |")
         out.append("")
     idle = next((l for l in lines if l.get("scenario") == "idle" and l.get("phase") == "summary"), None)
     if idle:

@@ -121,32 +121,62 @@ pub fn analyze(url: &str) {
 }
 
 /// PostgreSQL's running totals of one database, read with `psql` (no driver in the generator).
+/// The WAL's are the server's (`pg_stat_wal` has no per-database rows); its times are counted only
+/// where `track_wal_io_timing` is on, and are zero otherwise.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgCounters {
     pub commits: i64,
-    pub wal_syncs: i64,
     pub rows_written: i64,
+    pub wal_bytes: f64,
+    /// Full-page images: the first change to a page after a checkpoint logs the whole page.
+    pub wal_full_pages: i64,
+    pub wal_writes: i64,
+    pub wal_syncs: i64,
+    /// Milliseconds spent writing and flushing the WAL.
+    pub wal_write_ms: f64,
+    pub wal_sync_ms: f64,
 }
 
 impl PgCounters {
     /// Reads the counters of `url`'s database; `None` when psql or the server does not answer.
     pub fn read(url: &str) -> Option<Self> {
-        let sql = "SELECT d.xact_commit, w.wal_sync, d.tup_inserted + d.tup_updated + d.tup_deleted \
+        let sql = "SELECT d.xact_commit, d.tup_inserted + d.tup_updated + d.tup_deleted, w.wal_bytes, w.wal_fpi, \
+                   w.wal_write, w.wal_sync, w.wal_write_time, w.wal_sync_time \
                    FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = current_database()";
         let output = std::process::Command::new("psql").args([url, "-XAtF", " ", "-c", sql]).output().ok()?;
-        let text = String::from_utf8(output.stdout).ok()?;
-        let mut fields = text.split_whitespace().map(|f| f.parse::<i64>().ok());
-        Some(Self { commits: fields.next()??, wal_syncs: fields.next()??, rows_written: fields.next()?? })
+        Self::parse(&String::from_utf8(output.stdout).ok()?)
     }
 
-    /// Per message between two readings: `{commits, wal_syncs, rows_written}`.
+    fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        let mut next = || fields.next()?.parse::<f64>().ok();
+        Some(Self {
+            commits: next()? as i64,
+            rows_written: next()? as i64,
+            wal_bytes: next()?,
+            wal_full_pages: next()? as i64,
+            wal_writes: next()? as i64,
+            wal_syncs: next()? as i64,
+            wal_write_ms: next()?,
+            wal_sync_ms: next()?,
+        })
+    }
+
+    /// Per message between two readings: `{commits, wal_syncs, rows_written, wal_bytes,
+    /// wal_full_pages}`, and the mean time of one WAL write and of one flush (`wal_write_ms_mean`,
+    /// `wal_sync_ms_mean`; null where `track_wal_io_timing` is off).
     pub fn per_message(from: Option<Self>, to: Option<Self>, messages: u64) -> Value {
         let (Some(from), Some(to)) = (from, to) else { return Value::Null };
-        let per = |a: i64, b: i64| round((b - a) as f64 / messages.max(1) as f64, 2);
+        let per = |a: f64, b: f64| round((b - a) / messages.max(1) as f64, 2);
+        let mean = |ms: f64, count: i64| (ms > 0.0 && count > 0).then(|| round(ms / count as f64, 3));
         json!({
-            "commits": per(from.commits, to.commits),
-            "wal_syncs": per(from.wal_syncs, to.wal_syncs),
-            "rows_written": per(from.rows_written, to.rows_written),
+            "commits": per(from.commits as f64, to.commits as f64),
+            "wal_syncs": per(from.wal_syncs as f64, to.wal_syncs as f64),
+            "rows_written": per(from.rows_written as f64, to.rows_written as f64),
+            "wal_bytes": per(from.wal_bytes, to.wal_bytes).round(),
+            "wal_full_pages": per(from.wal_full_pages as f64, to.wal_full_pages as f64),
+            "wal_write_ms_mean": mean(to.wal_write_ms - from.wal_write_ms, to.wal_writes - from.wal_writes),
+            "wal_sync_ms_mean": mean(to.wal_sync_ms - from.wal_sync_ms, to.wal_syncs - from.wal_syncs),
         })
     }
 }
@@ -220,5 +250,27 @@ mod tests {
         assert!(Procs::rss_kib(&sample, "bench") > 0);
         assert!("pg=12".parse::<Watched>().is_ok());
         assert!("pg".parse::<Watched>().is_err());
+    }
+
+    #[test]
+    fn postgres_counters_give_per_message_figures_and_mean_flush_times() {
+        let from = PgCounters::parse("100 400 81920 5 10 10 5.0 20.0").unwrap();
+        let to = PgCounters::parse("110 700 181920 55 30 30 9.0 80.0\n").unwrap();
+        let per = PgCounters::per_message(Some(from), Some(to), 100);
+        assert_eq!(per["commits"], 0.1);
+        assert_eq!(per["rows_written"], 3.0);
+        assert_eq!(per["wal_syncs"], 0.2);
+        assert_eq!(per["wal_bytes"], 1000.0);
+        assert_eq!(per["wal_full_pages"], 0.5);
+        assert_eq!(per["wal_write_ms_mean"], 0.2, "4 ms over 20 writes");
+        assert_eq!(per["wal_sync_ms_mean"], 3.0, "60 ms over 20 flushes");
+        let untimed = PgCounters::parse("110 700 181920 55 30 30 0 0").unwrap();
+        let without_timing = PgCounters::per_message(
+            Some(PgCounters { wal_sync_ms: 0.0, wal_write_ms: 0.0, ..from }),
+            Some(untimed),
+            100,
+        );
+        assert_eq!(without_timing["wal_sync_ms_mean"], Value::Null, "no time counted: track_wal_io_timing is off");
+        assert!(PgCounters::parse("").is_none());
     }
 }

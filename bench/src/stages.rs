@@ -12,9 +12,12 @@ use serde_json::{Value, json};
 use crate::procs::round;
 
 /// The histograms read, and the names they are reported under, in a message's order.
-const STAGES: [(&str, &str); 4] = [
+const STAGES: [(&str, &str); 5] = [
     // The writer's statement and commit of one batch.
     ("message_batch_seconds", "batch"),
+    // Of which the statement's round trip to PostgreSQL: execution, the commit's WAL flush and
+    // the rows back (the rest is this process building the parameters and reading the rows).
+    ("message_batch_statement_seconds", "statement"),
     // The committed batch written to the hot window and published to the relay.
     ("announce_seconds", "announce"),
     // The writer's stamp → the hub of the receiving instance fanning the message out.
@@ -98,7 +101,7 @@ impl ServerStages {
         }
     }
 
-    /// What happened between two readings: `{batch, announce, stamp_to_hub, hub_to_socket}`, each
+    /// What happened between two readings: `{batch, statement, announce, stamp_to_hub, hub_to_socket}`, each
     /// `{count, mean_ms, p50_le_ms, p90_le_ms, p99_le_ms}`.
     pub fn between(from: Option<Self>, to: Option<Self>) -> Value {
         let (Some(from), Some(to)) = (from, to) else { return Value::Null };

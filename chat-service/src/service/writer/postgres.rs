@@ -161,7 +161,12 @@ pub(super) async fn store_batch(db: &DatabaseConnection, sends: &[Pending]) -> R
         ),
         _ => Statement::from_sql_and_values(DbBackend::Postgres, STORE, batch_values(sends, &drafts, now)),
     };
-    let rows = db.query_all_raw(statement).await.map_err(|e| match e {
+    // The round trip alone (execution, the commit's WAL flush, the rows back), apart from the
+    // batch's whole time, to tell the database's share from this process's.
+    let sent = std::time::Instant::now();
+    let rows = db.query_all_raw(statement).await;
+    metrics::histogram!("message_batch_statement_seconds").record(sent.elapsed().as_secs_f64());
+    let rows = rows.map_err(|e| match e {
         // Nothing reached the database: every send gets this answer.
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Failed::Unchecked(e.into()),
         // The statement failed and was rolled back (a racing retry, a deadlock, a lost link after
