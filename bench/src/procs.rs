@@ -125,13 +125,13 @@ pub fn analyze(url: &str) {
 /// where `track_wal_io_timing` is on, and are zero otherwise.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgCounters {
-    pub commits: i64,
-    pub rows_written: i64,
+    pub commits: f64,
+    pub rows_written: f64,
     pub wal_bytes: f64,
     /// Full-page images: the first change to a page after a checkpoint logs the whole page.
-    pub wal_full_pages: i64,
-    pub wal_writes: i64,
-    pub wal_syncs: i64,
+    pub wal_full_pages: f64,
+    pub wal_writes: f64,
+    pub wal_syncs: f64,
     /// Milliseconds spent writing and flushing the WAL.
     pub wal_write_ms: f64,
     pub wal_sync_ms: f64,
@@ -151,12 +151,12 @@ impl PgCounters {
         let mut fields = line.split_whitespace();
         let mut next = || fields.next()?.parse::<f64>().ok();
         Some(Self {
-            commits: next()? as i64,
-            rows_written: next()? as i64,
+            commits: next()?,
+            rows_written: next()?,
             wal_bytes: next()?,
-            wal_full_pages: next()? as i64,
-            wal_writes: next()? as i64,
-            wal_syncs: next()? as i64,
+            wal_full_pages: next()?,
+            wal_writes: next()?,
+            wal_syncs: next()?,
             wal_write_ms: next()?,
             wal_sync_ms: next()?,
         })
@@ -168,13 +168,13 @@ impl PgCounters {
     pub fn per_message(from: Option<Self>, to: Option<Self>, messages: u64) -> Value {
         let (Some(from), Some(to)) = (from, to) else { return Value::Null };
         let per = |a: f64, b: f64| round((b - a) / messages.max(1) as f64, 2);
-        let mean = |ms: f64, count: i64| (ms > 0.0 && count > 0).then(|| round(ms / count as f64, 3));
+        let mean = |ms: f64, count: f64| (ms > 0.0 && count > 0.0).then(|| round(ms / count, 3));
         json!({
-            "commits": per(from.commits as f64, to.commits as f64),
-            "wal_syncs": per(from.wal_syncs as f64, to.wal_syncs as f64),
-            "rows_written": per(from.rows_written as f64, to.rows_written as f64),
+            "commits": per(from.commits, to.commits),
+            "wal_syncs": per(from.wal_syncs, to.wal_syncs),
+            "rows_written": per(from.rows_written, to.rows_written),
             "wal_bytes": per(from.wal_bytes, to.wal_bytes).round(),
-            "wal_full_pages": per(from.wal_full_pages as f64, to.wal_full_pages as f64),
+            "wal_full_pages": per(from.wal_full_pages, to.wal_full_pages),
             "wal_write_ms_mean": mean(to.wal_write_ms - from.wal_write_ms, to.wal_writes - from.wal_writes),
             "wal_sync_ms_mean": mean(to.wal_sync_ms - from.wal_sync_ms, to.wal_syncs - from.wal_syncs),
         })

@@ -222,7 +222,10 @@ mod tests {
             // meanwhile, the reads fail and it is skipped.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             let socket = socket2::SockRef::from(&fd);
-            (socket.local_addr().ok()?.as_socket()?.port() == port).then(|| socket.tcp_nodelay().ok())?
+            if socket.local_addr().ok()?.as_socket()?.port() != port {
+                return None;
+            }
+            socket.tcp_nodelay().ok()
         })
     }
 
