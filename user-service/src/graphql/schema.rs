@@ -96,7 +96,7 @@ impl Mutation {
 
     /// End every session of the signed-in user.
     async fn logout_all(&self, ctx: &Context<'_>) -> Result<bool> {
-        async { sessions::logout_all(&app(ctx).db, claims(ctx)?.sub).await }.await.map(|()| true).extend()
+        async { sessions::logout_all(app(ctx), claims(ctx)?.sub).await }.await.map(|()| true).extend()
     }
 
     /// Change the signed-in user's display name or avatar.

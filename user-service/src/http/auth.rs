@@ -65,9 +65,13 @@ pub async fn logout(ctx: web::Data<AppContext>, body: web::Json<RefreshRequest>)
 }
 
 /// End every session of the signed-in user.
-#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorEnvelope)))]
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope))
+)]
 #[post("/auth/logout-all")]
 pub async fn logout_all(ctx: web::Data<AppContext>, user: AuthUser) -> ApiResult<HttpResponse> {
-    sessions::logout_all(&ctx.db, user.claims.sub).await?;
+    sessions::logout_all(&ctx, user.claims.sub).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,13 +3,12 @@
 use chrono::Utc;
 use converge_shared::dto::{AuthResponse, ChangePasswordRequest, LoginRequest, RegisterRequest};
 use converge_shared::entities::users::user;
-use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 use uuid::Uuid;
 use validator::Validate;
 
-use super::{sessions, user_conflict, users};
+use super::{account_deactivated, invalid_credentials, sessions, user_conflict, users};
 use crate::context::AppContext;
 use converge_shared::api_error::{ApiError, ApiResult};
 
@@ -60,19 +59,20 @@ pub async fn login(ctx: &AppContext, client_ip: &str, req: LoginRequest) -> ApiR
     ctx.limits.check_ip(client_ip)?;
     req.validate()?;
     let login_key = req.login.trim().to_lowercase();
-    ctx.limits.check_account(&login_key)?;
 
     let column = if login_key.contains('@') { user::Column::EmailKey } else { user::Column::UsernameKey };
-    let user = user::Entity::find().filter(column.eq(login_key)).one(&ctx.db).await?;
+    let user = user::Entity::find().filter(column.eq(&login_key)).one(&ctx.db).await?;
+    // Counted per account, not per name typed: the username and the email are one account's.
+    ctx.limits.check_account(&user.as_ref().map_or(login_key, limit_key))?;
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     if !ctx.passwords.verify(req.password, stored_hash).await? {
-        return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong username, email or password"));
+        return Err(invalid_credentials());
     }
     let user = user.ok_or_else(|| anyhow::anyhow!("password matched without an account"))?;
     if !user.is_active() {
-        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
+        return Err(account_deactivated());
     }
-    let tokens = sessions::start(ctx, &ctx.db, &user).await?;
+    let tokens = sessions::start_after_login(ctx, &user).await?;
     tracing::Span::current().record("user.id", tracing::field::display(user.id));
     Ok(AuthResponse { user: user.to_me(), tokens })
 }
@@ -95,8 +95,7 @@ pub async fn change_password(
         return Err(ApiError::field("newPassword", "must differ from the current password"));
     }
     refuse_own_name("newPassword", &req.new_password, [user.username_key.as_deref(), user.email_key.as_deref()])?;
-    let account = user.username_key.clone().or_else(|| user.email_key.clone()).unwrap_or_else(|| user.id.to_string());
-    ctx.limits.check_account(&account)?;
+    ctx.limits.check_account(&limit_key(&user))?;
     if !ctx.passwords.verify(req.current_password, user.password_hash.clone()).await? {
         return Err(ApiError::field("currentPassword", "is not your current password"));
     }
@@ -119,6 +118,11 @@ pub async fn change_password(
     txn.commit().await?;
     tracing::info!("password changed");
     Ok(())
+}
+
+/// What attempts at `user`'s password are counted under.
+fn limit_key(user: &user::Model) -> String {
+    user.id.to_string()
 }
 
 /// Refuses a password that is the account's username or email address, in any case.

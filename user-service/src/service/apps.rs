@@ -12,6 +12,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTr
 use uuid::Uuid;
 use validator::Validate;
 
+use super::account_deactivated;
 use super::sessions::{access_token, hash_token};
 use crate::context::AppContext;
 use converge_shared::api_error::{ApiError, ApiResult};
@@ -114,7 +115,7 @@ pub async fn upsert_external_user(
         Err(e) => return Err(e.into()),
     };
     if !user.is_active() {
-        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
+        return Err(account_deactivated());
     }
     let (token, expires_in) = access_token(ctx, &user, None)?;
     Ok(ExternalUserResponse {

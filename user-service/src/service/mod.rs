@@ -12,6 +12,16 @@ use sea_orm::{DbErr, SqlErr};
 
 use converge_shared::api_error::ApiError;
 
+/// The answer to anything a deactivated account asks for.
+pub(crate) fn account_deactivated() -> ApiError {
+    ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated")
+}
+
+/// The answer to a login with a wrong password or an unknown account alike.
+pub(crate) fn invalid_credentials() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "wrong username, email or password")
+}
+
 /// Maps a unique-constraint violation on users to the 409 a client understands; anything else is
 /// internal. Checking the constraint, rather than looking first, is what makes it race-free.
 pub(crate) fn user_conflict(err: DbErr) -> ApiError {

@@ -20,7 +20,7 @@ impl AuthRateLimits {
         self.per_ip.check(&ip.to_owned())
     }
 
-    /// Counts one attempt at this account (a lowercased username or email).
+    /// Counts one attempt at this account (its id, or the lowercased name typed when no account has it).
     pub fn check_account(&self, account: &str) -> ApiResult<()> {
         self.per_account.check(&account.to_owned())
     }

@@ -12,10 +12,14 @@ use converge_shared::entities::users::{refresh_token, user};
 use converge_shared::error::ErrorCode;
 use converge_shared::token::{AUDIENCE, AccessClaims, ISSUER};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::{account_deactivated, invalid_credentials};
 use crate::context::AppContext;
 use converge_shared::api_error::{ApiError, ApiResult};
 
@@ -45,6 +49,23 @@ pub async fn start<C: ConnectionTrait>(ctx: &AppContext, conn: &C, user: &user::
     token_pair(ctx, user, family, refresh)
 }
 
+/// Starts a new session for `user`, whose password [`accounts::login`](super::accounts::login)
+/// has just checked against `user.password_hash`, unless the password was changed or the account
+/// deactivated since: a session started with the old password after the change would outlive the
+/// change that was meant to end every session.
+pub async fn start_after_login(ctx: &AppContext, user: &user::Model) -> ApiResult<TokenPair> {
+    let (txn, now) = begin_holding_user(&ctx.db, user.id, Hold::Shared).await?;
+    let Some(now) = now.filter(|now| now.password_hash == user.password_hash) else {
+        return Err(invalid_credentials());
+    };
+    if !now.is_active() {
+        return Err(account_deactivated());
+    }
+    let tokens = start(ctx, &txn, &now).await?;
+    txn.commit().await?;
+    Ok(tokens)
+}
+
 /// Spends `presented` and returns the next tokens of its session.
 pub async fn refresh(ctx: &AppContext, presented: &str) -> ApiResult<AuthResponse> {
     let invalid = || ApiError::new(ErrorCode::InvalidRefreshToken, "the refresh token is invalid or expired");
@@ -59,15 +80,18 @@ pub async fn refresh(ctx: &AppContext, presented: &str) -> ApiResult<AuthRespons
     if row.used_at.is_some() {
         return Err(reuse_detected(ctx, &row).await);
     }
-    let user = user::Entity::find_by_id(row.user_id).one(&ctx.db).await?.ok_or_else(invalid)?;
-    if !user.is_active() {
-        revoke_family(&ctx.db, row.family_id).await?;
-        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
-    }
 
-    let txn = ctx.db.begin().await?;
+    // Shared: refreshes of the user's sessions go side by side, but not beside ending them.
+    let (txn, user) = begin_holding_user(&ctx.db, row.user_id, Hold::Shared).await?;
+    let user = user.ok_or_else(invalid)?;
+    if !user.is_active() {
+        txn.rollback().await?;
+        revoke_family(ctx, &row).await?;
+        return Err(account_deactivated());
+    }
     // Spend the token only if nobody else did since we read it: of two concurrent refreshes with the
-    // same token exactly one wins, and the other is treated as the reuse it is.
+    // same token exactly one wins, and the other is treated as the reuse it is; a token whose
+    // session ended meanwhile is merely invalid.
     let spent = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::Id.eq(row.id))
@@ -78,7 +102,11 @@ pub async fn refresh(ctx: &AppContext, presented: &str) -> ApiResult<AuthRespons
         .rows_affected;
     if spent == 0 {
         txn.rollback().await?;
-        return Err(reuse_detected(ctx, &row).await);
+        let now = refresh_token::Entity::find_by_id(row.id).one(&ctx.db).await?;
+        return match now {
+            Some(now) if now.revoked_at.is_none() => Err(reuse_detected(ctx, &now).await),
+            _ => Err(invalid()),
+        };
     }
     let next = insert_refresh_token(ctx, &txn, user.id, row.family_id).await?;
     txn.commit().await?;
@@ -93,18 +121,26 @@ pub async fn logout(ctx: &AppContext, presented: &str) -> ApiResult<()> {
         .one(&ctx.db)
         .await?;
     if let Some(row) = row {
-        revoke_family(&ctx.db, row.family_id).await?;
+        revoke_family(ctx, &row).await?;
     }
     Ok(())
 }
 
-/// Ends every session of a user.
-pub async fn logout_all<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> ApiResult<()> {
-    logout_all_but(conn, user_id, None).await
+/// Ends every session of a user, who must still be active.
+pub async fn logout_all(ctx: &AppContext, user_id: Uuid) -> ApiResult<()> {
+    let (txn, user) = begin_holding_user(&ctx.db, user_id, Hold::Exclusive).await?;
+    if !user.is_some_and(|user| user.is_active()) {
+        return Err(account_deactivated());
+    }
+    logout_all_but(&txn, user_id, None).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
-/// Ends every session of a user except `keep` (a session id, the `sid` of an access token).
+/// Ends every session of a user except `keep` (a session id, the `sid` of an access token), within
+/// the caller's transaction, which this holds the user's row to the end of (see [`Hold`]).
 pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>) -> ApiResult<()> {
+    hold_user(conn, user_id, Hold::Exclusive).await?;
     let mut revoke = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::UserId.eq(user_id))
@@ -118,7 +154,7 @@ pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: O
 
 async fn reuse_detected(ctx: &AppContext, row: &refresh_token::Model) -> ApiError {
     tracing::warn!(user.id = %row.user_id, family = %row.family_id, "refresh token reused; revoking its session");
-    if let Err(e) = revoke_family(&ctx.db, row.family_id).await {
+    if let Err(e) = revoke_family(ctx, row).await {
         return e;
     }
     ApiError::new(
@@ -127,14 +163,58 @@ async fn reuse_detected(ctx: &AppContext, row: &refresh_token::Model) -> ApiErro
     )
 }
 
-async fn revoke_family<C: ConnectionTrait>(conn: &C, family: Uuid) -> ApiResult<()> {
+/// Ends the session (the token family) that `row` belongs to.
+async fn revoke_family(ctx: &AppContext, row: &refresh_token::Model) -> ApiResult<()> {
+    let (txn, _) = begin_holding_user(&ctx.db, row.user_id, Hold::Exclusive).await?;
     refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::FamilyId.eq(family))
+        .filter(refresh_token::Column::FamilyId.eq(row.family_id))
         .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(conn)
+        .exec(&txn)
         .await?;
+    txn.commit().await?;
     Ok(())
+}
+
+/// How a transaction holds the row of the user whose sessions it reads or changes.
+///
+/// A refresh inserts its session's next token; ending sessions revokes the tokens there are. Were
+/// they to run side by side, the revocation would not see a token inserted after it began, and a
+/// session ended (by logout, a password change, a deactivation, a detected theft) would live on
+/// through a refresh that was underway. Holding the user's row puts the two in order: the refresh
+/// either commits first, and its new token is revoked with the rest, or starts after, and finds
+/// its token revoked.
+#[derive(Clone, Copy)]
+enum Hold {
+    /// Refreshing: beside other refreshes, never beside ending sessions.
+    Shared,
+    /// Ending sessions: alone.
+    Exclusive,
+}
+
+/// Begins a transaction holding `user_id`'s row (see [`Hold`]), and returns it with the user as of
+/// now, if there is one. On SQLite, where the database has a single writer and row locks do not
+/// exist, the transaction takes the write lock at once instead (`BEGIN IMMEDIATE`), which also
+/// keeps what it reads first from being outdated by another writer before it writes.
+async fn begin_holding_user(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    hold: Hold,
+) -> ApiResult<(DatabaseTransaction, Option<user::Model>)> {
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    let txn = db.begin_with_options(options).await?;
+    let user = hold_user(&txn, user_id, hold).await?;
+    Ok((txn, user))
+}
+
+async fn hold_user<C: ConnectionTrait>(conn: &C, user_id: Uuid, hold: Hold) -> ApiResult<Option<user::Model>> {
+    let select = user::Entity::find_by_id(user_id);
+    let select = match hold {
+        Hold::Shared => select.lock_shared(),
+        Hold::Exclusive => select.lock_exclusive(),
+    };
+    Ok(select.one(conn).await?)
 }
 
 async fn insert_refresh_token<C: ConnectionTrait>(

@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 use validator::Validate;
 
-use super::sessions;
+use super::{account_deactivated, sessions};
 use crate::context::AppContext;
 use converge_shared::api_error::{ApiError, ApiResult};
 
@@ -86,7 +86,7 @@ pub async fn deactivate(ctx: &AppContext, user_id: Uuid) -> ApiResult<()> {
     active.deactivated_at = Set(Some(Utc::now()));
     active.updated_at = Set(Utc::now());
     active.update(&txn).await?;
-    sessions::logout_all(&txn, user_id).await?;
+    sessions::logout_all_but(&txn, user_id, None).await?;
     txn.commit().await?;
     tracing::info!(user.id = %user_id, "account deactivated");
     Ok(())
@@ -100,7 +100,7 @@ async fn find(ctx: &AppContext, id: Uuid) -> ApiResult<user::Model> {
 pub(crate) async fn find_active(ctx: &AppContext, id: Uuid) -> ApiResult<user::Model> {
     let user = find(ctx, id).await?;
     if !user.is_active() {
-        return Err(ApiError::new(ErrorCode::AccountDeactivated, "this account is deactivated"));
+        return Err(account_deactivated());
     }
     Ok(user)
 }

@@ -96,6 +96,16 @@ on_both_backends! {
         assert_eq!(app.login("bob", PASSWORD).await.status(), StatusCode::OK);
     }
 
+    async fn login_limit_counts_the_username_and_the_email_as_one_account(backend) {
+        let app = TestApp::spawn_with(backend, |c| c.auth_rate_limit_per_account = 2).await;
+        app.register("ana").await;
+        assert_eq!(app.login("ana", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.login("Ana@Example.com", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+        // Switching between the two names of one account does not buy more guesses.
+        assert_error(app.login("ana@example.com", PASSWORD).await, 429, "rate_limited").await;
+        assert_error(app.login("ana", PASSWORD).await, 429, "rate_limited").await;
+    }
+
     async fn deactivated_account_can_neither_log_in_nor_refresh(backend) {
         let app = TestApp::spawn(backend).await;
         let registered = app.register("ana").await;
@@ -107,5 +117,6 @@ on_both_backends! {
         let refresh = json!({ "refreshToken": registered["refreshToken"] });
         assert_error(app.post("/auth/refresh", &refresh).await, 401, "invalid_refresh_token").await;
         assert_error(app.get_authed("/users/me", token).await, 403, "account_deactivated").await;
+        assert_error(app.post_authed("/auth/logout-all", token, &json!({})).await, 403, "account_deactivated").await;
     }
 }

@@ -1,6 +1,7 @@
 //! `TestApp`: a real user-service on a random port, on a fresh PostgreSQL database or SQLite file,
 //! driven over HTTP like any client.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use converge_migrations::{ServiceDb, connect};
@@ -10,6 +11,7 @@ pub use converge_testkit::{
 use ed25519_dalek::SigningKey;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use user_service::keys::{self, SigningKeys};
 use user_service::{Application, Config};
 
@@ -119,4 +121,66 @@ pub fn register_body(username: &str) -> Value {
         "displayName": format!("{username} Example"),
         "password": PASSWORD,
     })
+}
+
+/// How many times the tests of a race run it: a device's request is at the racing point only some
+/// of the time, so one round alone would often pass without the race happening.
+pub const RACE_ROUNDS: usize = 12;
+
+/// What a second device keeps doing to stay signed in while a race test ends its session.
+pub enum Device {
+    /// Refreshing its session, from this refresh token on.
+    Refreshing(Value),
+    /// Logging in as this user with [`PASSWORD`], again and again.
+    LoggingIn(String),
+}
+
+impl TestApp {
+    /// Runs `end`, a request meant to end `device`'s session, while `device` keeps its session up,
+    /// then stops the device and checks that `end` answered 204 and that the newest refresh token
+    /// the device was given is refused. `end` starts after the device's first request and
+    /// `round % 4` more round trips, so that over the rounds it lands at every point of the
+    /// device's requests.
+    pub async fn assert_ends_session_kept_up(&self, round: usize, device: Device, end: impl Future<Output = Response>) {
+        let (started, running) = oneshot::channel();
+        let stop = AtomicBool::new(false);
+        let ender = async {
+            running.await.unwrap();
+            for _ in 0..round % 4 {
+                self.client.get(self.url("/ready")).send().await.expect("request sent");
+            }
+            let status = end.await.status();
+            stop.store(true, Ordering::SeqCst);
+            status
+        };
+        let (newest, status) = tokio::join!(self.keep_session(device, started, &stop), ender);
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_error(self.refresh(&newest).await, 401, "invalid_refresh_token").await;
+    }
+
+    /// Runs `device` until `stop` is set or its request is refused; signals `started` after the
+    /// first request. Returns the newest refresh token it was given.
+    async fn keep_session(&self, device: Device, started: oneshot::Sender<()>, stop: &AtomicBool) -> Value {
+        let mut newest = match &device {
+            Device::Refreshing(token) => token.clone(),
+            Device::LoggingIn(_) => Value::Null,
+        };
+        let mut started = Some(started);
+        loop {
+            let res = match &device {
+                Device::Refreshing(_) => self.refresh(&newest).await,
+                Device::LoggingIn(login) => self.login(login, PASSWORD).await,
+            };
+            if res.status() != StatusCode::OK {
+                return newest;
+            }
+            newest = res.json::<Value>().await.unwrap()["refreshToken"].clone();
+            if let Some(started) = started.take() {
+                started.send(()).unwrap();
+            }
+            if stop.load(Ordering::SeqCst) {
+                return newest;
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, on_both_backends, register_body};
+use crate::helpers::{Device, PASSWORD, RACE_ROUNDS, TestApp, assert_error, on_both_backends, register_body};
 
 const NEW_PASSWORD: &str = "purple monkey dishwasher";
 
@@ -19,6 +19,29 @@ on_both_backends! {
         assert_eq!(app.login("ana", NEW_PASSWORD).await.status(), StatusCode::OK);
         assert_eq!(app.refresh(&this["refreshToken"]).await.status(), StatusCode::OK, "this session stays");
         assert_error(app.refresh(&other["refreshToken"]).await, 401, "invalid_refresh_token").await;
+    }
+
+    async fn a_refresh_underway_during_a_password_change_does_not_outlive_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        for round in 0..RACE_ROUNDS {
+            let name = format!("ana{round}");
+            let this = app.register(&name).await;
+            let other: Value = app.login(&name, PASSWORD).await.json().await.unwrap();
+            let device = Device::Refreshing(other["refreshToken"].clone());
+            let change = app.change_password(this["accessToken"].as_str().unwrap(), PASSWORD, NEW_PASSWORD);
+            app.assert_ends_session_kept_up(round, device, change).await;
+        }
+    }
+
+    async fn a_login_underway_during_a_password_change_does_not_outlive_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        for round in 0..RACE_ROUNDS {
+            let name = format!("ana{round}");
+            let this = app.register(&name).await;
+            let device = Device::LoggingIn(name);
+            let change = app.change_password(this["accessToken"].as_str().unwrap(), PASSWORD, NEW_PASSWORD);
+            app.assert_ends_session_kept_up(round, device, change).await;
+        }
     }
 
     async fn of_two_changes_at_once_from_the_same_password_one_wins(backend) {

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use user_service::keys;
 
-use crate::helpers::{TestApp, assert_error, on_both_backends};
+use crate::helpers::{Device, RACE_ROUNDS, TestApp, assert_error, on_both_backends};
 
 fn claims_for(user_id: &str, nbf_offset: i64, exp_offset: i64) -> AccessClaims {
     let now = Utc::now().timestamp();
@@ -125,6 +125,31 @@ on_both_backends! {
         let mut statuses = [a.status().as_u16(), b.status().as_u16()];
         statuses.sort();
         assert_eq!(statuses, [200, 401]);
+    }
+
+    async fn a_refresh_underway_during_logout_does_not_outlive_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        for round in 0..RACE_ROUNDS {
+            // Logging out with the session's first token: any token of a session ends all of it.
+            let session = app.register(&format!("ana{round}")).await;
+            let device = Device::Refreshing(session["refreshToken"].clone());
+            let body = json!({ "refreshToken": session["refreshToken"] });
+            let logout = app.post("/auth/logout", &body);
+            app.assert_ends_session_kept_up(round, device, logout).await;
+        }
+    }
+
+    async fn a_refresh_underway_during_logout_all_does_not_outlive_it(backend) {
+        let app = TestApp::spawn(backend).await;
+        let body = json!({});
+        for round in 0..RACE_ROUNDS {
+            let name = format!("ana{round}");
+            let this = app.register(&name).await;
+            let other: Value = app.login(&name, crate::helpers::PASSWORD).await.json().await.unwrap();
+            let device = Device::Refreshing(other["refreshToken"].clone());
+            let logout_all = app.post_authed("/auth/logout-all", this["accessToken"].as_str().unwrap(), &body);
+            app.assert_ends_session_kept_up(round, device, logout_all).await;
+        }
     }
 
     async fn logout_ends_one_session_and_logout_all_ends_every_session(backend) {
