@@ -38,6 +38,10 @@ pub struct Config {
     pub max_message_chars: usize,
     /// Frames each connection may send per second (burst of twice that); beyond it closes with 1008.
     pub ws_frames_per_second: u32,
+    /// Message writes (sends, edits, deletions, reactions) each user may make per second, over all
+    /// their connections, REST and GraphQL together (burst of twice that); beyond it the write is
+    /// refused with `rate_limited` and the seconds to wait, and nothing is stored.
+    pub user_writes_per_second: u32,
     /// Frames queued for one connection; a client that lets it overflow is disconnected (4008).
     pub ws_outbound_queue: usize,
     /// Seconds a new connection has to send `auth`.
@@ -110,6 +114,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_message_chars: 4000,
             ws_frames_per_second: 50,
+            user_writes_per_second: 50,
             ws_outbound_queue: 2048,
             ws_auth_timeout_secs: 10,
             ws_heartbeat_secs: 20,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use converge_shared::rate_limit::PerKeyLimit;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct AppContext {
     pub presence: crate::presence::Presence,
     /// Uploaded images: their store, and the decoders' share of the CPUs.
     pub uploads: crate::service::attachments::Uploads,
+    /// Each user's budget of message writes (`USER_WRITES_PER_SECOND`), whichever door they use.
+    pub write_limits: Arc<PerKeyLimit<uuid::Uuid>>,
 }
 
 /// Who is acting: the subject of a verified access token, never an id a client sent.

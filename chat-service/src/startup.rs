@@ -11,6 +11,7 @@ use converge_migrations::{ServiceDb, connect, connect_with_generic_plans};
 use converge_shared::auth::{Authenticator, JwksClient};
 use converge_shared::http as errors;
 use converge_shared::http::listen;
+use converge_shared::rate_limit::PerKeyLimit;
 use converge_shared::telemetry::observe_request;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::mpsc;
@@ -99,6 +100,7 @@ impl Application {
             arrivals: Arrivals::spawn(db.clone(), hub.clone()),
             db,
             hub,
+            write_limits: Arc::new(PerKeyLimit::per_second(config.user_writes_per_second)),
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,
             config: Arc::new(config),
             shutdown: shutdown_rx,

@@ -50,6 +50,14 @@ impl ApiError {
         }
     }
 
+    /// The seconds to wait before trying again, when that is the whole of the error.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
     /// The same error for another waiter (an error is not `Clone`: an internal cause is shared as
     /// its text, still logged and still opaque to the client).
     pub fn duplicate(&self) -> Self {
@@ -148,14 +156,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         self.log("request failed");
         let mut response = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::RateLimited { retry_after_secs } => {
-                response.insert_header(("Retry-After", retry_after_secs.to_string()));
-            }
-            ApiError::Unavailable(_) => {
-                response.insert_header(("Retry-After", "1"));
-            }
-            _ => {}
+        if let Some(retry_after_secs) = self.retry_after_secs() {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        } else if let ApiError::Unavailable(_) = self {
+            response.insert_header(("Retry-After", "1"));
         }
         response.json(self.envelope())
     }
@@ -174,8 +178,8 @@ impl async_graphql::ErrorExtensions for ApiError {
             if let Some(fields) = &envelope.error.fields {
                 ext.set("fields", async_graphql::Value::from_json(serde_json::json!(fields)).unwrap_or_default());
             }
-            if let ApiError::RateLimited { retry_after_secs } = self {
-                ext.set("retryAfter", *retry_after_secs);
+            if let Some(retry_after_secs) = self.retry_after_secs() {
+                ext.set("retryAfter", retry_after_secs);
             }
         })
     }

@@ -170,6 +170,9 @@ pub enum ServerFrame {
         /// With `validation_failed`: each refused field (camelCase) and why, as REST gives them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fields: Option<FieldErrors>,
+        /// With `rate_limited`: the seconds to wait before trying again (REST's `Retry-After`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     NewMessage {
         message: MessageDto,

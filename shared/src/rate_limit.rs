@@ -12,16 +12,27 @@ use crate::api_error::{ApiError, ApiResult};
 /// Forget keys idle long enough to be full again once the map holds this many.
 const HOUSEKEEPING_THRESHOLD: usize = 10_000;
 
-/// A budget of attempts per minute for each key, with a burst of the whole minute's budget.
+/// A budget of attempts for each key, refilled continuously (GCRA).
 pub struct PerKeyLimit<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
 }
 
 impl<K: Hash + Eq + Clone> PerKeyLimit<K> {
-    /// `per_minute` attempts per key (0 is taken as 1).
+    /// `per_minute` attempts per key, with a burst of the whole minute's budget (0 is taken as 1).
     pub fn per_minute(per_minute: u32) -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        Self::with_quota(Quota::per_minute(at_least_one(per_minute)))
+    }
+
+    /// `per_second` attempts per key, with a burst of twice that (0 is taken as 1).
+    pub fn per_second(per_second: u32) -> Self {
+        let per_second = at_least_one(per_second);
+        Self::with_quota(
+            Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+        )
+    }
+
+    fn with_quota(quota: Quota) -> Self {
         Self { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
     }
 
@@ -35,4 +46,8 @@ impl<K: Hash + Eq + Clone> PerKeyLimit<K> {
             ApiError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
         })
     }
+}
+
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }

@@ -85,14 +85,16 @@ export function uuid() {
 
 /**
  * A send that failed for good; `code` is the server's error code, or `timeout`; `fields`, with
- * `validation_failed`, each refused field and why.
+ * `validation_failed`, each refused field and why; `retryAfter`, with `rate_limited`, the seconds
+ * the server asked to wait.
  */
 export class SendError extends Error {
-  constructor(code, message, fields) {
+  constructor(code, message, fields, retryAfter) {
     super(message);
     this.name = 'SendError';
     this.code = code;
     if (fields) this.fields = fields;
+    if (retryAfter != null) this.retryAfter = retryAfter;
   }
 }
 
@@ -458,6 +460,13 @@ export class ConvergeClient extends EventTarget {
       (answer) => this.settle(item, answer.message),
       (error) => {
         if (this.outbox.get(item.clientMsgId) !== item) return; // settled meanwhile by new_message
+        if (error.code === 'rate_limited') {
+          // Nothing was stored and nothing failed: the user is sending faster than the server
+          // allows, so this one waits as long as asked, without using up an attempt.
+          item.attempts -= 1;
+          item.timer = setTimeout(() => this.transmit(item), 1000 * (error.retryAfter ?? 1));
+          return;
+        }
         const retryable = !FINAL_CODES.has(error.code);
         if (retryable && item.attempts < this.maxSendAttempts) {
           // Disconnects are retried by `flushOutbox` after the reconnect; timeouts, `internal` and
@@ -516,7 +525,7 @@ export class ConvergeClient extends EventTarget {
           const w = this.waiting.get(frame.req);
           this.waiting.delete(frame.req);
           clearTimeout(w.timer);
-          w.reject(new SendError(frame.code, frame.message, frame.fields));
+          w.reject(new SendError(frame.code, frame.message, frame.fields, frame.retryAfter));
         } else {
           this.emit('server-error', { code: frame.code, message: frame.message, fields: frame.fields });
         }

@@ -134,7 +134,8 @@ pub async fn history(
 
 /// Send a message; a retry with the same `clientMsgId` returns the original.
 #[utoipa::path(tag = "messages", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = SendMessageRequest,
-    responses((status = 201, body = MessageDto), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = MessageDto), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope)))]
 #[post("/chats/{id}/messages")]
 pub async fn send(
     ctx: web::Data<AppContext>,
@@ -152,6 +153,7 @@ pub async fn send(
     (status = 200, description = "the message as it is now", body = MessageDto),
     (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+    (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope),
 ))]
 #[patch("/chats/{id}/messages/{seq}")]
 pub async fn edit(
@@ -170,6 +172,7 @@ pub async fn edit(
     responses(
     (status = 200, description = "what is left of the message", body = MessageDto),
     (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope),
 ))]
 #[delete("/chats/{id}/messages/{seq}")]
 pub async fn delete_message(
@@ -186,7 +189,8 @@ pub async fn delete_message(
     params(("id" = Uuid, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
     responses((status = 200, description = "the message as it is now", body = MessageDto),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope)))]
 #[put("/chats/{id}/messages/{seq}/reactions/{emoji}")]
 pub async fn add_reaction(
     ctx: web::Data<AppContext>,
@@ -202,7 +206,8 @@ pub async fn add_reaction(
     params(("id" = Uuid, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
     responses((status = 200, description = "the message as it is now", body = MessageDto),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope)))]
 #[delete("/chats/{id}/messages/{seq}/reactions/{emoji}")]
 pub async fn remove_reaction(
     ctx: web::Data<AppContext>,

@@ -69,6 +69,7 @@ pub async fn react(
 }
 
 async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: Change) -> ApiResult<MessageDto> {
+    ctx.write_limits.check(&caller)?;
     let chat = find(&ctx.db, chat_id).await?;
     let member = require_participant(&ctx.db, chat_id, caller).await?;
     let current = stored(&ctx.db, chat_id, seq).await?;

@@ -29,8 +29,10 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 /// message: the row lock orders concurrent senders, a rolled-back send gives its number back, so
 /// seqs are gap-free; and the message is acknowledged (returned) only once committed. Sends are
 /// committed in batches by the [`super::writer`]. A retry with the same `clientMsgId` returns the
-/// stored message, from any door and any instance, and publishes nothing.
+/// stored message, from any door and any instance, and publishes nothing. Each counts against the
+/// sender's `USER_WRITES_PER_SECOND`.
 pub async fn send(ctx: &AppContext, sender: Uuid, chat_id: Uuid, req: SendMessageRequest) -> ApiResult<MessageDto> {
+    ctx.write_limits.check(&sender)?;
     validate_send(ctx, &req)?;
     let image = match req.attachment_id {
         Some(id) => Some(super::attachments::for_message(ctx, sender, id).await?),

@@ -289,9 +289,9 @@ async fn next_answer(writes: &mut Option<Writes>) -> Option<Box<Answer>> {
 
 /// An `error` frame on a connection about to close.
 async fn send_before_close(session: &mut Session, req: Option<Value>, error: ApiError) {
-    let envelope = error.envelope();
-    let body = envelope.error;
-    let frame = ServerFrame::Error { req, code: body.code, message: body.message, fields: body.fields };
+    let body = error.envelope().error;
+    let retry_after = error.retry_after_secs();
+    let frame = ServerFrame::Error { req, code: body.code, message: body.message, fields: body.fields, retry_after };
     if let Ok(text) = serde_json::to_string(&frame) {
         let _ = session.text(text).await;
     }
@@ -893,7 +893,8 @@ impl Connection {
             message = format!("{message}: {}", details.join("; "));
         }
         metrics::counter!("ws_errors_total", "code" => envelope.error.code.as_str()).increment(1);
-        self.send_frame(&ServerFrame::Error { req, code: envelope.error.code, message, fields }).await
+        let retry_after = error.retry_after_secs();
+        self.send_frame(&ServerFrame::Error { req, code: envelope.error.code, message, fields, retry_after }).await
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), Close> {

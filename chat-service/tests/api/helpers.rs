@@ -71,6 +71,7 @@ impl TestStack {
             database_url: chat_db,
             user_service_url: users_url.clone(),
             ws_frames_per_second: 10_000,
+            user_writes_per_second: 10_000,
             ..Default::default()
         };
         tweak(&mut config);

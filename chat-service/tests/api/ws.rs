@@ -276,6 +276,41 @@ on_both_backends! {
         assert_eq!(flood.closed_with().await, 1008);
     }
 
+    async fn message_writes_are_limited_per_user_whichever_door_they_come_through(backend) {
+        // One write a second, a burst of two: every refusal below comes within the first second.
+        let stack = TestStack::spawn_with(backend, |c| c.user_writes_per_second = 1).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut ws = stack.connect(&ana).await;
+        assert_eq!(ws.send_message(chat, "one", "one").await["message"]["seq"], 1);
+        let res = stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "two", "content": "two" })).await;
+        assert_eq!(res.status(), 201);
+
+        // The budget is Ana's, not her connection's: REST, the WebSocket and GraphQL all refuse.
+        let res = stack.post(&ana, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "three", "content": "three" })).await;
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+        ws.send(json!({ "type": "send_message", "req": "r", "chatId": chat, "clientMsgId": "four", "content": "four" })).await;
+        let refused = ws.next_of("error").await;
+        assert_eq!((&refused["req"], &refused["code"], &refused["retryAfter"]), (&json!("r"), &json!("rate_limited"), &json!(1)));
+        let edit = stack.client.patch(format!("{}/chats/{chat}/messages/1", stack.chat_url)).bearer_auth(&ana.token);
+        assert_eq!(edit.json(&json!({ "content": "one, edited" })).send().await.unwrap().status(), 429);
+        let react = "mutation($chat: UUID!) { addReaction(chatId: $chat, seq: 1, emoji: \"👍\") { seq } }";
+        let answer = stack.graphql(Some(&ana), react, json!({ "chat": chat })).await;
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "rate_limited", "{answer}");
+        assert_eq!(answer["errors"][0]["extensions"]["retryAfter"], 1, "{answer}");
+
+        // Others write on; the connection stays usable; nothing refused was stored.
+        let res = stack.post(&bob, &format!("/chats/{chat}/messages"), &json!({ "clientMsgId": "b", "content": "bob's" })).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["seq"], 3);
+        ws.send(json!({ "type": "ping", "req": "p" })).await;
+        assert_eq!(ws.next_of("pong").await["req"], "p");
+        let history: Value = stack.get(&bob, &format!("/chats/{chat}/messages")).await.json().await.unwrap();
+        let contents: Vec<&Value> = history["messages"].as_array().unwrap().iter().map(|m| &m["content"]).collect();
+        assert_eq!(contents, [&json!("one"), &json!("two"), &json!("bob's")]);
+        assert_eq!(history["messages"][0].get("reactions"), None, "no reaction was stored");
+    }
+
     async fn presence_is_shared_only_in_chats_up_to_the_size_limit(backend) {
         let stack = TestStack::spawn_with(backend, |c| c.presence_max_chat_members = 2).await;
         let ([ana, bob, carla], _group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;
