@@ -204,29 +204,9 @@ mod tests {
             let client_port = Statement::from_string(DbBackend::Postgres, "SELECT inet_client_port()");
             let row = db.query_one_raw(client_port).await.unwrap().unwrap();
             let port = u16::try_from(row.try_get_by_index::<i32>(0).unwrap()).unwrap();
-            assert_eq!(
-                tcp_nodelay_of_local_port(port),
-                Some(true),
-                "{kind}: TCP_NODELAY on the socket from port {port}"
-            );
+            let nodelay = converge_testkit::tcp_nodelay_of_sockets(|local, _| local.port() == port);
+            assert_eq!(nodelay, [true], "{kind}: TCP_NODELAY on the socket from port {port}");
         }
-    }
-
-    /// `TCP_NODELAY` of this process's socket bound to `port`, if it has one.
-    fn tcp_nodelay_of_local_port(port: u16) -> Option<bool> {
-        use std::os::fd::{BorrowedFd, RawFd};
-        std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|entry| {
-            let fd: RawFd = entry.file_name().to_str()?.parse().ok()?;
-            std::fs::read_link(entry.path()).ok()?.to_str()?.starts_with("socket:").then_some(())?;
-            // SAFETY: only options are read, and the descriptor is this process's: should it be closed
-            // meanwhile, the reads fail and it is skipped.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            let socket = socket2::SockRef::from(&fd);
-            if socket.local_addr().ok()?.as_socket()?.port() != port {
-                return None;
-            }
-            socket.tcp_nodelay().ok()
-        })
     }
 
     #[test]

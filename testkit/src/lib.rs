@@ -1,12 +1,15 @@
 //! What every Converge integration test needs: the backend it runs on, a fresh PostgreSQL
 //! database per test so no test sees another's rows, assertions on the error envelope, and a link
-//! to PostgreSQL that a test can break ([`PgLink`]).
+//! to PostgreSQL that a test can break ([`PgLink`]), and a look at this process's sockets
+//! ([`tcp_nodelay_of_sockets`]).
 
 mod pglink;
+mod sockets;
 
 pub use pglink::{Cut, PgLink};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
+pub use sockets::tcp_nodelay_of_sockets;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy)]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_redis::{Pool, Runtime};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::io::tcp::TcpSettings;
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -95,13 +96,19 @@ impl Keys {
 
 /// A deadpool-redis pool whose connections fail fast when Redis is away.
 pub fn pool(url: &str) -> anyhow::Result<Pool> {
-    let mut config = deadpool_redis::Config::from_url(url);
-    let mut pool = deadpool_redis::PoolConfig::new(16);
-    pool.timeouts.wait = Some(COMMAND_TIMEOUT);
-    pool.timeouts.create = Some(COMMAND_TIMEOUT);
-    pool.timeouts.recycle = Some(COMMAND_TIMEOUT);
-    config.pool = Some(pool);
-    config.create_pool(Some(Runtime::Tokio1)).context("creating the Redis pool")
+    let manager = deadpool_redis::Manager::new(connection_info(url)?).context("REDIS_URL")?;
+    let mut config = deadpool_redis::PoolConfig::new(16);
+    config.timeouts.wait = Some(COMMAND_TIMEOUT);
+    config.timeouts.create = Some(COMMAND_TIMEOUT);
+    config.timeouts.recycle = Some(COMMAND_TIMEOUT);
+    Pool::builder(manager).config(config).runtime(Runtime::Tokio1).build().context("creating the Redis pool")
+}
+
+/// `url`'s connection settings, with Nagle's algorithm off (redis-rs leaves it on): commands share
+/// a connection, and one written while the last one's answer is on its way must not wait for it.
+fn connection_info(url: &str) -> anyhow::Result<redis::ConnectionInfo> {
+    let info = url.into_connection_info().context("parsing REDIS_URL")?;
+    Ok(info.set_tcp_settings(TcpSettings::default().set_nodelay(true)))
 }
 
 /// One connection taken from the pool and shared by every command of a hot path (publishing, the
@@ -204,7 +211,7 @@ impl RedisRelay {
         instance: Uuid,
         inbound: Inbound,
     ) -> anyhow::Result<(Self, mpsc::Receiver<()>)> {
-        let info = url.into_connection_info().context("parsing REDIS_URL")?;
+        let info = connection_info(url)?;
         // Push messages (pub/sub without a dedicated blocking connection) need RESP3.
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings)).context("REDIS_URL")?;
@@ -534,5 +541,27 @@ mod tests {
         assert_eq!(keys.topic_of("t2:chat:{x}"), None);
         assert_eq!(keys.topic_of("t1:chat:{not-a-uuid}"), None);
         assert_eq!(keys.topic_of("t1:room:{00000000-0000-0000-0000-000000000000}"), None);
+    }
+
+    /// Every connection to Redis, the pool's and the relay's pub/sub one, sends what it writes at
+    /// once (`TCP_NODELAY`): under Nagle's algorithm, a command written while an earlier one's
+    /// answer is still on its way waits for that answer.
+    #[tokio::test]
+    async fn connections_to_redis_send_without_waiting_to_fill_packets() {
+        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis::ConnectionAddr::Tcp(_, redis_port) = *url.as_str().into_connection_info().unwrap().addr() else {
+            panic!("TEST_REDIS_URL is a redis:// URL");
+        };
+        let pool = pool(&url).unwrap();
+        let mut pooled = pool.get().await.expect("Redis is reachable at TEST_REDIS_URL");
+        let _: String = redis::cmd("PING").query_async(&mut *pooled).await.unwrap();
+        let (inbound, _events) = mpsc::channel(1);
+        let (_relay, mut connected) =
+            RedisRelay::start(&url, Keys::new("nodelay-test:"), pool.clone(), Uuid::now_v7(), inbound).unwrap();
+        connected.recv().await.expect("the relay connects");
+
+        let nodelay = converge_testkit::tcp_nodelay_of_sockets(|_, peer| peer.port() == redis_port);
+        assert!(nodelay.len() >= 2, "the pool's and the relay's connections, found {}", nodelay.len());
+        assert!(nodelay.iter().all(|&on| on), "TCP_NODELAY of each: {nodelay:?}");
     }
 }
