@@ -15,27 +15,33 @@ impl Mutation {
     }
 
     /// Stores a message and returns it with its seq once committed. A retry with the same
-    /// `clientMsgId` returns the original message.
+    /// `clientMsgId` returns the original message. Sends, edits, deletions and reactions count
+    /// against your `USER_WRITES_PER_SECOND`; beyond it the error's code is `rate_limited` and its
+    /// `retryAfter` the seconds to wait.
     async fn send_message(&self, ctx: &Context<'_>, chat_id: Uuid, input: SendMessageRequest) -> Result<MessageDto> {
         messages::send(app(ctx), caller(ctx)?.user_id, chat_id, input).await.extend()
     }
 
-    /// Replaces the content of one of your messages; returns it as it is now.
+    /// Replaces the content of one of your messages; returns it as it is now. Rate limited like
+    /// `sendMessage`.
     async fn edit_message(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, content: String) -> Result<MessageDto> {
         edits::edit(app(ctx), caller(ctx)?.user_id, chat_id, seq, content).await.extend()
     }
 
     /// Deletes a message (yours, or any in a group you own or administer); returns what is left of it.
+    /// Rate limited like `sendMessage`.
     async fn delete_message(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64) -> Result<MessageDto> {
         edits::delete(app(ctx), caller(ctx)?.user_id, chat_id, seq).await.extend()
     }
 
-    /// Adds your reaction `emoji` to a message; returns it as it is now.
+    /// Adds your reaction `emoji` to a message; returns it as it is now. Rate limited like
+    /// `sendMessage`.
     async fn add_reaction(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, emoji: String) -> Result<MessageDto> {
         edits::react(app(ctx), caller(ctx)?.user_id, chat_id, seq, &emoji, true).await.extend()
     }
 
-    /// Takes your reaction `emoji` back; returns the message as it is now.
+    /// Takes your reaction `emoji` back; returns the message as it is now. Rate limited like
+    /// `sendMessage`.
     async fn remove_reaction(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, emoji: String) -> Result<MessageDto> {
         edits::react(app(ctx), caller(ctx)?.user_id, chat_id, seq, &emoji, false).await.extend()
     }
