@@ -10,7 +10,7 @@
 //!   mapping, request extractors, and access-token authentication.
 //! - [`config`], [`telemetry`] (feature `server`): typed configuration loading, logs and metrics.
 //! - [`process`] (feature `server`): process set-up, the open-files limit.
-//! - [`rate_limit`] (feature `server`): attempts per minute per key.
+//! - [`rate_limit`] (feature `server`): attempts per key, per minute or per second.
 //!
 //! Without features this crate builds without a database or a web server, so the benchmark, the tests
 //! and other clients can speak the API with the very types the servers use.
