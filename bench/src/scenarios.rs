@@ -144,7 +144,8 @@ pub struct ResumeStormArgs {
     /// Messages sent to each chat while its members are away.
     #[arg(long, default_value_t = 100)]
     messages: u64,
-    /// Messages/s of each sender (chat-service allows 50 frames/s per connection).
+    /// Messages/s of each sender (chat-service allows 50 frames/s per connection and, by default,
+    /// 50 writes/s per user).
     #[arg(long, default_value_t = 40.0)]
     sender_rate: f64,
 }
