@@ -42,6 +42,10 @@ pub struct Config {
     /// their connections, REST and GraphQL together (burst of twice that); beyond it the write is
     /// refused with `rate_limited` and the seconds to wait, and nothing is stored.
     pub user_writes_per_second: u32,
+    /// Chats each user may create, and calls adding participants to groups they may make, per
+    /// minute (a burst of as many): beyond it `rate_limited`, so that nobody can fill another's chat
+    /// list with chats.
+    pub chat_invites_per_minute: u32,
     /// Frames queued for one connection; a client that lets it overflow is disconnected (4008).
     pub ws_outbound_queue: usize,
     /// Seconds a new connection has to send `auth`.
@@ -115,6 +119,7 @@ impl Default for Config {
             max_message_chars: 4000,
             ws_frames_per_second: 50,
             user_writes_per_second: 50,
+            chat_invites_per_minute: 60,
             ws_outbound_queue: 2048,
             ws_auth_timeout_secs: 10,
             ws_heartbeat_secs: 20,

@@ -36,6 +36,8 @@ pub struct AppContext {
     pub uploads: crate::service::attachments::Uploads,
     /// Each user's budget of message writes (`USER_WRITES_PER_SECOND`), whichever door they use.
     pub write_limits: Arc<PerKeyLimit<uuid::Uuid>>,
+    /// Each user's budget of chats created and participants added (`CHAT_INVITES_PER_MINUTE`).
+    pub invite_limits: Arc<PerKeyLimit<uuid::Uuid>>,
 }
 
 /// Who is acting: the subject of a verified access token, never an id a client sent.

@@ -101,6 +101,7 @@ impl Application {
             db,
             hub,
             write_limits: Arc::new(PerKeyLimit::per_second(config.user_writes_per_second)),
+            invite_limits: Arc::new(PerKeyLimit::per_minute(config.chat_invites_per_minute)),
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?,
             config: Arc::new(config),
             shutdown: shutdown_rx,

@@ -98,8 +98,10 @@ export async function startStack(env = {}) {
   try {
     await waitForListening(usersUrl, users, 'user-service');
     const chat = run('chat-service', {
-      // Tests seed long chats over REST faster than anyone types (a test may set its own).
+      // Tests seed long chats over REST faster than anyone types, and make chats for every test
+      // (a test may set its own limits).
       USER_WRITES_PER_SECOND: '10000',
+      CHAT_INVITES_PER_MINUTE: '10000',
       ...common,
       CHAT_SERVICE_PORT: String(chatPort),
       USER_SERVICE_URL: usersUrl,

@@ -10,6 +10,8 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates a group, or a direct chat (returning the existing one if the pair already has one).
+    /// Chats made and members added count against your `CHAT_INVITES_PER_MINUTE`; beyond it the
+    /// error's code is `rate_limited` and its `retryAfter` the seconds to wait.
     async fn create_chat(&self, ctx: &Context<'_>, input: CreateChatRequest) -> Result<ChatDto> {
         Ok(chats::create(app(ctx), caller(ctx)?, input).await.extend()?.0)
     }
@@ -68,7 +70,7 @@ impl Mutation {
         chats::set_role(app(ctx), caller(ctx)?, chat_id, user_id, role).await.extend()
     }
 
-    /// Adds users to a group (owners and admins).
+    /// Adds users to a group (owners and admins). Rate limited like `createChat`.
     async fn add_participants(&self, ctx: &Context<'_>, chat_id: Uuid, user_ids: Vec<Uuid>) -> Result<ChatDto> {
         chats::add_participants(app(ctx), caller(ctx)?, chat_id, user_ids).await.extend()
     }

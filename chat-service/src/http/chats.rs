@@ -23,6 +23,7 @@ fn caller(user: AuthUser) -> Caller {
     (status = 201, description = "created", body = ChatDto),
     (status = 200, description = "the existing direct chat", body = ChatDto),
     (status = 422, body = ErrorEnvelope),
+    (status = 429, description = "rate_limited: over CHAT_INVITES_PER_MINUTE; see Retry-After", body = ErrorEnvelope),
 ))]
 #[post("/chats")]
 pub async fn create(
@@ -83,7 +84,8 @@ pub async fn set_role(
 
 /// Add users to a group (owners and admins).
 #[utoipa::path(tag = "chats", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AddParticipantsRequest,
-    responses((status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = ChatDto), (status = 403, body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: over CHAT_INVITES_PER_MINUTE; see Retry-After", body = ErrorEnvelope)))]
 #[post("/chats/{id}/participants")]
 pub async fn add_participants(
     ctx: web::Data<AppContext>,

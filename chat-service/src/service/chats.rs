@@ -24,6 +24,7 @@ const MAX_TITLE_CHARS: usize = 128;
 
 /// Creates a chat, or returns the existing direct chat of the two users. `bool` is whether it was created.
 pub async fn create(ctx: &AppContext, caller: &Caller, req: CreateChatRequest) -> ApiResult<(ChatDto, bool)> {
+    ctx.invite_limits.check(&caller.user_id)?;
     req.validate()?;
     let mut others: Vec<Uuid> = req.participant_ids.iter().copied().filter(|id| *id != caller.user_id).collect();
     others.sort();
@@ -140,6 +141,7 @@ pub async fn add_participants(
     chat_id: Uuid,
     user_ids: Vec<Uuid>,
 ) -> ApiResult<ChatDto> {
+    ctx.invite_limits.check(&caller.user_id)?;
     if user_ids.is_empty() || user_ids.len() > 999 {
         return Err(ApiError::field("userIds", "must name 1 to 999 users"));
     }

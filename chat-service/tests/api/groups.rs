@@ -25,6 +25,29 @@ fn roles(pairs: &[(&User, &str)]) -> BTreeMap<String, String> {
 }
 
 on_both_backends! {
+    async fn chats_made_and_members_added_are_limited_per_user(backend) {
+        // Two a minute: the direct chat and the group use Ana's budget up.
+        let stack = TestStack::spawn_with(backend, |c| c.chat_invites_per_minute = 2).await;
+        let (ana, bob, _direct) = stack.ana_and_bob().await;
+        let carla = stack.user("carla").await;
+        let group = stack.group(&ana, &[&bob]).await;
+
+        let res = stack.post(&ana, &format!("/chats/{group}/participants"), &json!({ "userIds": [carla.id] })).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+        let res = stack.post(&ana, "/chats", &json!({ "kind": "direct", "participantIds": [carla.id] })).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+        let create = "mutation($with: [UUID!]!) { createChat(input: { kind: GROUP, title: \"More\", participantIds: $with }) { id } }";
+        let answer = stack.graphql(Some(&ana), create, json!({ "with": [carla.id] })).await;
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "rate_limited", "{answer}");
+
+        // Nothing was made or changed, and others make chats as before.
+        let chats: Value = stack.get(&ana, "/chats").await.json().await.unwrap();
+        assert_eq!(chats.as_array().map(Vec::len), Some(2), "{chats}");
+        assert_eq!(stack.roles(&ana, group).await.len(), 2, "Ana and Bob only");
+        assert_eq!(stack.post(&carla, "/chats", &json!({ "kind": "direct", "participantIds": [bob.id] })).await.status(), StatusCode::CREATED);
+    }
+
     async fn a_group_renamed_by_its_owner_or_an_admin_is_shown_renamed_to_every_member(backend) {
         let stack = TestStack::spawn(backend).await;
         let ([ana, bob, carla], group, direct) = stack.trio_in_a_group_and_a_direct_chat().await;

@@ -72,6 +72,7 @@ impl TestStack {
             user_service_url: users_url.clone(),
             ws_frames_per_second: 10_000,
             user_writes_per_second: 10_000,
+            chat_invites_per_minute: 10_000,
             ..Default::default()
         };
         tweak(&mut config);

@@ -87,6 +87,8 @@ export function changeErrorText(error, action, maxChars) {
       return action === 'edit' ? 'Only its sender can edit this message.' : 'You are not allowed to delete this message.';
     case 'not_found':
       return 'This message no longer exists.';
+    case 'rate_limited':
+      return `Not ${verb}: you are making changes too fast. Wait a moment, then try again.`;
     case 'disconnected':
     case 'stopped':
       return `Not ${verb}: you are offline. Try again when the connection is back.`;
@@ -114,6 +116,8 @@ export function reactionErrorText(error, on) {
       return 'You are no longer a member of this chat.';
     case 'not_found':
       return 'This message no longer exists.';
+    case 'rate_limited':
+      return `${what}: you are reacting too fast. Wait a moment, then try again.`;
     case 'disconnected':
     case 'stopped':
       return `${what}: you are offline. Try again when the connection is back.`;
