@@ -46,6 +46,10 @@ pub struct Config {
     /// minute (a burst of as many): beyond it `rate_limited`, so that nobody can fill another's chat
     /// list with chats.
     pub chat_invites_per_minute: u32,
+    /// WebSocket connections and GraphQL subscriptions one user may hold on one instance: each gets
+    /// every delivery of the user's chats, so one user's thousand sockets would cost everyone.
+    /// Past it a new one is refused with `rate_limited` (and, on the WebSocket, close 4029).
+    pub max_connections_per_user: usize,
     /// Frames queued for one connection; a client that lets it overflow is disconnected (4008).
     pub ws_outbound_queue: usize,
     /// Seconds a new connection has to send `auth`.
@@ -120,6 +124,7 @@ impl Default for Config {
             ws_frames_per_second: 50,
             user_writes_per_second: 50,
             chat_invites_per_minute: 60,
+            max_connections_per_user: 50,
             ws_outbound_queue: 2048,
             ws_auth_timeout_secs: 10,
             ws_heartbeat_secs: 20,

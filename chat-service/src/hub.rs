@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytestring::ByteString;
+use converge_shared::api_error::ApiError;
 use converge_shared::dto::MessageDto;
+use converge_shared::error::ErrorCode;
 use converge_shared::protocol::ServerFrame;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -99,6 +101,27 @@ pub struct Watermark {
     pub user_id: Uuid,
     pub read: i64,
     pub delivered: i64,
+}
+
+/// Why [`Hub::register`] refused a connection.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// The user holds `at_most` connections on this instance already.
+    TooMany { at_most: usize },
+    /// The relay could not subscribe to the user's events.
+    Relay(anyhow::Error),
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(err: RegisterError) -> Self {
+        match err {
+            RegisterError::TooMany { at_most } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("one user may hold {at_most} connections and subscriptions here; close one first"),
+            ),
+            RegisterError::Relay(cause) => cause.into(),
+        }
+    }
 }
 
 pub struct Hub {
@@ -192,15 +215,30 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection of `user_id` that receives through `tx`.
-    pub async fn register(&self, user_id: Uuid, tx: DeliverySender) -> anyhow::Result<ConnId> {
-        self.relay.subscribe(Topic::User(user_id)).await?;
+    /// Adds a connection of `user_id` that receives through `tx`, unless the user holds `at_most`
+    /// on this instance already.
+    pub async fn register(&self, user_id: Uuid, tx: DeliverySender, at_most: usize) -> Result<ConnId, RegisterError> {
+        let at_most = at_most.max(1);
+        self.relay.subscribe(Topic::User(user_id)).await.map_err(RegisterError::Relay)?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.state();
-        state.conns.insert(id, Conn { user_id, tx: Some(tx), following: Vec::new() });
-        state.by_user.entry(user_id).or_default().insert(id);
-        metrics::gauge!("ws_connections").set(state.conns.len() as f64);
-        drop(state);
+        // Counted and added under one lock, so connections opened at once cannot all slip in.
+        let added = {
+            let mut state = self.state();
+            let held = state.by_user.entry(user_id).or_default();
+            let room = held.len() < at_most;
+            if room {
+                held.insert(id);
+                state.conns.insert(id, Conn { user_id, tx: Some(tx), following: Vec::new() });
+                metrics::gauge!("ws_connections").set(state.conns.len() as f64);
+            } else if held.is_empty() {
+                state.by_user.remove(&user_id);
+            }
+            room
+        };
+        if !added {
+            self.unsubscribe_quietly(Topic::User(user_id)).await;
+            return Err(RegisterError::TooMany { at_most });
+        }
         self.changed.notify_waiters();
         Ok(id)
     }

@@ -102,6 +102,7 @@ export async function startStack(env = {}) {
       // (a test may set its own limits).
       USER_WRITES_PER_SECOND: '10000',
       CHAT_INVITES_PER_MINUTE: '10000',
+      MAX_CONNECTIONS_PER_USER: '10000',
       ...common,
       CHAT_SERVICE_PORT: String(chatPort),
       USER_SERVICE_URL: usersUrl,

@@ -279,4 +279,7 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
     /// The client did not read fast enough: its queue overflowed. Reconnect and resume.
     pub const TOO_SLOW: u16 = 4008;
+    /// The user already holds as many connections and subscriptions on this instance as one user
+    /// may (`MAX_CONNECTIONS_PER_USER`): close one, or reconnect later with backoff.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4029;
 }

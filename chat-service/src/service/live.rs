@@ -181,7 +181,7 @@ impl Registration {
     async fn new(ctx: &AppContext, user_id: Uuid) -> ApiResult<(Self, DeliveryReceiver)> {
         let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
         let hub = Arc::clone(&ctx.hub);
-        let conn = hub.register(user_id, tx).await?;
+        let conn = hub.register(user_id, tx, ctx.config.max_connections_per_user).await?;
         Ok((Self { hub, conn }, inbox))
     }
 }

@@ -24,7 +24,7 @@ use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
 use crate::context::AppContext;
-use crate::hub::{ConnId, Delivery, DeliveryReceiver, delivery_queue};
+use crate::hub::{ConnId, Delivery, DeliveryReceiver, RegisterError, delivery_queue};
 use crate::service::{arrivals, chats, edits, history, messages, users};
 
 /// One clock for every connection's frame limiter: making a clock probes the CPU (`cpuid`, which
@@ -120,9 +120,14 @@ async fn open(
         }
     };
     let (tx, inbox) = delivery_queue(ctx.config.ws_outbound_queue);
-    let conn_id = match ctx.hub.register(claims.sub, tx).await {
+    let conn_id = match ctx.hub.register(claims.sub, tx, ctx.config.max_connections_per_user).await {
         Ok(id) => id,
-        Err(e) => {
+        Err(too_many @ RegisterError::TooMany { .. }) => {
+            send_before_close(&mut session, None, too_many.into()).await;
+            close(session, close_code::TOO_MANY_CONNECTIONS, "too many connections").await;
+            return None;
+        }
+        Err(RegisterError::Relay(e)) => {
             tracing::warn!(error = format!("{e:#}"), "cannot register a connection");
             close(session, close_code::SERVICE_RESTART, "relay unavailable").await;
             return None;

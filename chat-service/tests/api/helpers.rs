@@ -73,6 +73,7 @@ impl TestStack {
             ws_frames_per_second: 10_000,
             user_writes_per_second: 10_000,
             chat_invites_per_minute: 10_000,
+            max_connections_per_user: 10_000,
             ..Default::default()
         };
         tweak(&mut config);
@@ -324,6 +325,13 @@ impl TestStack {
         tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.connections_become(user.id, |n| n >= count))
             .await
             .unwrap_or_else(|_| panic!("{count} connections of {} in time", user.id));
+    }
+
+    /// Waits until `user` has exactly `count` local connections and subscriptions (others closed).
+    pub async fn wait_for_exactly_connections(&self, user: &User, count: usize) {
+        tokio::time::timeout(EVENT_TIMEOUT, self.chat.hub.connections_become(user.id, |n| n == count))
+            .await
+            .unwrap_or_else(|_| panic!("exactly {count} connections of {} in time", user.id));
     }
 
     /// Changes `user`'s profile in user-service and signs them in again (as `login`): the returned

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestStack, on_both_backends, store_unannounced};
+use crate::helpers::{TestStack, error_code, on_both_backends, store_unannounced};
 
 on_both_backends! {
     async fn two_users_chat_both_ways(backend) {
@@ -309,6 +309,32 @@ on_both_backends! {
         let contents: Vec<&Value> = history["messages"].as_array().unwrap().iter().map(|m| &m["content"]).collect();
         assert_eq!(contents, [&json!("one"), &json!("two"), &json!("bob's")]);
         assert_eq!(history["messages"][0].get("reactions"), None, "no reaction was stored");
+    }
+
+    async fn a_user_holds_only_so_many_connections_and_subscriptions_on_an_instance(backend) {
+        let stack = TestStack::spawn_with(backend, |c| c.max_connections_per_user = 2).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let first = stack.connect(&ana).await;
+        let mut gql = stack.graphql_ws(&ana).await;
+        let typing = "subscription($chat: UUID!) { typing(chatId: $chat) { userId typing } }";
+        gql.subscribe("typing", typing, json!({ "chat": chat })).await;
+        stack.wait_for_connections(&ana, 2).await;
+
+        // A third, of either kind, is refused; Bob's are not.
+        let mut third = stack.connect_raw().await;
+        third.send(json!({ "type": "auth", "token": ana.token })).await;
+        assert_eq!(third.next_of("error").await["code"], "rate_limited");
+        assert_eq!(third.closed_with().await, 4029);
+        gql.subscribe("more", typing, json!({ "chat": chat })).await;
+        assert_eq!(error_code(&gql.next_payload("more").await), "rate_limited");
+        let _bob = stack.connect(&bob).await;
+
+        // Closing one makes room again.
+        drop(first);
+        stack.wait_for_exactly_connections(&ana, 1).await;
+        let mut again = stack.connect(&ana).await;
+        again.send(json!({ "type": "ping", "req": "p" })).await;
+        assert_eq!(again.next_of("pong").await["req"], "p");
     }
 
     async fn presence_is_shared_only_in_chats_up_to_the_size_limit(backend) {

@@ -361,6 +361,7 @@ impl Cluster {
                 ("WS_FRAMES_PER_SECOND".into(), "10000".into()),
                 ("USER_WRITES_PER_SECOND".into(), "10000".into()),
                 ("CHAT_INVITES_PER_MINUTE".into(), "10000".into()),
+                ("MAX_CONNECTIONS_PER_USER".into(), "10000".into()),
                 // A directory of its own, as on a machine of its own: what instances share, they
                 // share through PostgreSQL, Redis and the uploads store.
                 ("DATA_DIR".into(), cluster.data_dir(i).display().to_string()),
