@@ -224,14 +224,13 @@ impl Hub {
         // Counted and added under one lock, so connections opened at once cannot all slip in.
         let added = {
             let mut state = self.state();
+            // Never left empty: `at_most` is at least 1, so a refusal finds connections there.
             let held = state.by_user.entry(user_id).or_default();
             let room = held.len() < at_most;
             if room {
                 held.insert(id);
                 state.conns.insert(id, Conn { user_id, tx: Some(tx), following: Vec::new() });
                 metrics::gauge!("ws_connections").set(state.conns.len() as f64);
-            } else if held.is_empty() {
-                state.by_user.remove(&user_id);
             }
             room
         };
