@@ -68,6 +68,19 @@ function run(name, env, cwd) {
  * @returns {Promise<{url: string, usersUrl: string, stop: () => Promise<void>}>}
  */
 export async function startStack(env = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(env);
+    } catch (e) {
+      // A port found free can be taken before the service binds it (any outgoing connection may
+      // get it as its local port, and the test files start stacks side by side): pick others.
+      if (attempt < 3 && /Address already in use/.test(e.message)) continue;
+      throw e;
+    }
+  }
+}
+
+async function startStackOnce(env) {
   const dir = mkdtempSync(join(tmpdir(), 'converge-e2e-'));
   const [usersPort, chatPort] = [await freePort(), await freePort()];
   const usersUrl = `http://127.0.0.1:${usersPort}`;
