@@ -32,10 +32,7 @@ impl<K: Hash + Eq + Clone> PerKeyLimit<K> {
 
     /// `per_second` attempts per key, with a burst of twice that (0 is taken as 1).
     pub fn per_second(per_second: u32) -> Self {
-        let per_second = at_least_one(per_second);
-        Self::with_quota(
-            Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
-        )
+        Self::with_quota(per_second_with_double_burst(per_second))
     }
 
     fn with_quota(quota: Quota) -> Self {
@@ -57,6 +54,12 @@ impl<K: Hash + Eq + Clone> PerKeyLimit<K> {
             ApiError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
         })
     }
+}
+
+/// `per_second` a second, with bursts of twice that (0 is taken as 1).
+pub fn per_second_with_double_burst(per_second: u32) -> Quota {
+    let per_second = at_least_one(per_second);
+    Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)))
 }
 
 fn at_least_one(n: u32) -> NonZeroU32 {

@@ -2,7 +2,6 @@
 //! hub deliveries in one task until either side ends.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -14,9 +13,10 @@ use converge_shared::auth::Authenticator;
 use converge_shared::dto::{ChatDto, MessageDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
+use converge_shared::rate_limit::per_second_with_double_burst;
 use converge_shared::token::{AccessClaims, TokenError};
 use governor::clock::DefaultClock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -133,10 +133,9 @@ async fn open(
             return None;
         }
     };
-    let per_second = NonZeroU32::new(ctx.config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN);
     let connection = Connection {
         limiter: RateLimiter::direct_with_clock(
-            Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+            per_second_with_double_burst(ctx.config.ws_frames_per_second),
             LIMITER_CLOCK.clone(),
         ),
         ctx,

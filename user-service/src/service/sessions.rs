@@ -138,9 +138,9 @@ pub async fn logout_all(ctx: &AppContext, user_id: Uuid) -> ApiResult<()> {
 }
 
 /// Ends every session of a user except `keep` (a session id, the `sid` of an access token), within
-/// the caller's transaction, which this holds the user's row to the end of (see [`Hold`]).
+/// the caller's transaction, which must hold the user's row (see [`Hold`]): by updating it, as a
+/// password change and a deactivation do, or by [`begin_holding_user`].
 pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>) -> ApiResult<()> {
-    hold_user(conn, user_id, Hold::Exclusive).await?;
     let mut revoke = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::UserId.eq(user_id))
@@ -204,17 +204,13 @@ async fn begin_holding_user(
     let options =
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     let txn = db.begin_with_options(options).await?;
-    let user = hold_user(&txn, user_id, hold).await?;
-    Ok((txn, user))
-}
-
-async fn hold_user<C: ConnectionTrait>(conn: &C, user_id: Uuid, hold: Hold) -> ApiResult<Option<user::Model>> {
     let select = user::Entity::find_by_id(user_id);
     let select = match hold {
         Hold::Shared => select.lock_shared(),
         Hold::Exclusive => select.lock_exclusive(),
     };
-    Ok(select.one(conn).await?)
+    let user = select.one(&txn).await?;
+    Ok((txn, user))
 }
 
 async fn insert_refresh_token<C: ConnectionTrait>(
