@@ -121,7 +121,8 @@ export const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}
  * send and receive (as `{out}` or `{in}`); while `__cutNetwork` is set makes new connections fail,
  * so a test can hold the page offline; and while `__dropUpdates` is set loses every
  * `message_updated` on the way in (recorded as `{dropped}`), so a test can see what the page does
- * with an ack alone.
+ * with an ack alone; and closes the connection right after sending the next frame of type
+ * `__cutAfter` (then clears it), so that frame's answer is lost.
  */
 export function recordFrames() {
   const Native = window.WebSocket;
@@ -129,6 +130,7 @@ export function recordFrames() {
   window.__sockets = [];
   window.__cutNetwork = false;
   window.__dropUpdates = false;
+  window.__cutAfter = null;
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
       super(window.__cutNetwork ? String(url).replace(/\/ws$/, '/no-websocket-here') : url, protocols);
@@ -136,8 +138,13 @@ export function recordFrames() {
     }
 
     send(data) {
-      window.__frames.push({ out: JSON.parse(data) });
+      const frame = JSON.parse(data);
+      window.__frames.push({ out: frame });
       super.send(data);
+      if (frame.type === window.__cutAfter) {
+        window.__cutAfter = null;
+        this.close();
+      }
     }
 
     get onmessage() {

@@ -281,3 +281,92 @@ test('changes made while Bob is offline reach him when he reconnects, through ed
   await bobAway.context.close();
   await anaHere.context.close();
 });
+
+test('an edit saved while Ana is offline is saved when she is back, and Bob sees it', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Offline', 'Bob Online', { init: recordFrames });
+  await send(ana.page, 'meet at noon');
+  await openChat(bob.page, 'Ana Offline');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('meet at noon');
+
+  await cut(ana.page);
+  const mark = await frameCount(ana.page);
+  await messageAt(ana.page, 1).getByRole('button', { name: 'Edit message: meet at noon' }).click();
+  await composer(ana.page).fill('meet at one');
+  await composer(ana.page).press('Enter');
+  await expect(ana.page.getByText('Offline: your edit will be saved when the connection is back.')).toBeVisible();
+  await expect(ana.page.locator('.editing-bar')).toBeVisible();
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('meet at noon');
+
+  await reconnect(ana.page);
+  await expect(ana.page.locator('.editing-bar')).toBeHidden();
+  for (const page of [ana.page, bob.page]) {
+    await expect(messageAt(page, 1).locator('.text')).toHaveText('meet at one');
+    await expect(messageAt(page, 1).locator('.edited')).toHaveText('(edited)');
+  }
+  // It went out once the connection was back, naming the text it replaces.
+  const edits = (await framesSince(ana.page, mark)).filter((f) => f.out?.type === 'edit_message').map((f) => f.out);
+  assert.deepEqual(edits.map(({ content, replaces }) => ({ content, replaces })), [{ content: 'meet at one', replaces: 'meet at noon' }]);
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+test('an edit of a message changed on another device meanwhile is not saved over that change', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Laptop', 'Bob Reader');
+  await send(ana.page, 'the plan: A');
+  await openChat(bob.page, 'Ana Laptop');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('the plan: A');
+  const { chatId, token } = await whereAmI(ana.page);
+
+  // Ana begins an edit on her laptop; her phone (here, the REST API with her token) changes the
+  // message first.
+  await messageAt(ana.page, 1).getByRole('button', { name: 'Edit message: the plan: A' }).click();
+  await composer(ana.page).fill('the plan: C');
+  const res = await fetch(`${env.stack.url}/chats/${chatId}/messages/1`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ content: 'the plan: B', replaces: 'the plan: A' }),
+  });
+  assert.equal(res.status, 200);
+  await expect(messageAt(ana.page, 1).locator('.text')).toHaveText('the plan: B');
+
+  // Saving the laptop's edit would undo the phone's: it is refused, and Ana is told.
+  await composer(ana.page).press('Enter');
+  await expect(ana.page.getByText('Not saved: this message was changed elsewhere while you edited it.', { exact: false })).toBeVisible();
+  await expect(composer(ana.page)).toHaveValue('the plan: C');
+  await expect(ana.page.locator('.editing-bar .editing-original')).toHaveText('the plan: B');
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.text')).toHaveText('the plan: B');
+
+  // Having seen it, she saves again: now her text replaces what it says.
+  await composer(ana.page).press('Enter');
+  await expect(ana.page.locator('.editing-bar')).toBeHidden();
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.text')).toHaveText('the plan: C');
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+test('an edit whose answer was lost is sent again after the reconnect and saved once', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Retry', 'Bob Retry', { init: recordFrames });
+  await send(ana.page, 'version one');
+  await openChat(bob.page, 'Ana Retry');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('version one');
+  const mark = await frameCount(ana.page);
+
+  // The connection drops as soon as the edit is out: its ack cannot arrive.
+  await ana.page.evaluate(() => (window.__cutAfter = 'edit_message'));
+  await edit(ana.page, 1, 'version two');
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.text')).toHaveText('version two');
+
+  const sent = (await framesSince(ana.page, mark)).filter((f) => f.out?.type === 'edit_message').map((f) => f.out);
+  assert.equal(sent.length, 2, 'sent, and sent again on the new connection');
+  for (const frame of sent) assert.deepEqual([frame.content, frame.replaces], ['version two', 'version one']);
+  // Saved once, whichever attempt made it: the chat counts one change.
+  const { chatId, token } = await whereAmI(ana.page);
+  const chat = await (await fetch(`${env.stack.url}/chats/${chatId}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  assert.equal(chat.lastEditSeq, 1);
+  await expect(ana.page.getByText('Not saved', { exact: false })).toHaveCount(0);
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});

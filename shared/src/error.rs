@@ -59,6 +59,9 @@ pub enum ErrorCode {
     Conflict,
     /// 409: the message was deleted; it cannot be edited any more.
     MessageDeleted,
+    /// 409: an edit's `replaces` is no longer the message's content: it was changed meanwhile
+    /// (on another device, say), and the edit would undo that change.
+    EditConflict,
     /// 413: the body or frame is larger than allowed.
     PayloadTooLarge,
     /// 415: the body is not `application/json` (or the media type the route expects).
@@ -83,7 +86,7 @@ impl ErrorCode {
             AccountDeactivated | Forbidden => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
-            UsernameTaken | EmailTaken | Conflict | MessageDeleted => 409,
+            UsernameTaken | EmailTaken | Conflict | MessageDeleted | EditConflict => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,
@@ -119,6 +122,7 @@ impl ErrorCode {
             EmailTaken => "email_taken",
             Conflict => "conflict",
             MessageDeleted => "message_deleted",
+            EditConflict => "edit_conflict",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited => "rate_limited",
@@ -193,6 +197,7 @@ mod tests {
             EmailTaken,
             Conflict,
             MessageDeleted,
+            EditConflict,
             PayloadTooLarge,
             UnsupportedMediaType,
             RateLimited,

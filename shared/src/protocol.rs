@@ -47,6 +47,10 @@ pub enum ClientFrame {
         chat_id: Uuid,
         seq: i64,
         content: String,
+        /// The content the edit replaces: refused with `edit_conflict` if the message reads
+        /// otherwise (see [`crate::dto::EditMessageRequest::replaces`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     /// Deletes a message: the user's own, or any in a group they own or administer (answered by
     /// `ack` with what is left of it).

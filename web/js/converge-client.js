@@ -53,8 +53,10 @@
 //   // An image: upload it first (POST /attachments), then send its id; `content` is its caption.
 //   await client.sendMessage({ chatId, content: '', attachmentId: upload.id });
 //   // Edits and deletions resolve with the message as it is now; the chat's connections, this one
-//   // included, also get a `message-updated` event. Not queued: offline, they reject at once.
-//   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there' });
+//   // included, also get a `message-updated` event. An edit that names the content it `replaces`
+//   // is queued while offline and retried like a send (refused with `edit_conflict` if the message
+//   // was edited meanwhile); other changes are not queued: offline, they reject at once.
+//   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there', replaces: stored.content });
 //   await client.deleteMessage({ chatId, seq: stored.seq });
 //   // Reactions too: one per user and emoji (giving it again, or taking back one not given, changes
 //   // nothing). Any participant may react to any message that is not deleted.
@@ -67,7 +69,7 @@ const RENEW_MARGIN_MS = 30_000;
 /** Error codes for which resending the same frame cannot succeed. */
 const FINAL_CODES = new Set([
   'invalid_frame', 'unknown_type', 'payload_too_large', 'validation_failed', 'empty_message',
-  'content_too_long', 'invalid_seq', 'not_found', 'forbidden',
+  'content_too_long', 'invalid_seq', 'not_found', 'forbidden', 'message_deleted', 'edit_conflict',
 ]);
 
 /**
@@ -132,7 +134,10 @@ export class ConvergeClient extends EventTarget {
     this.nextReq = 1;
     /** req → {resolve, reject, timer} for frames the server answers (send, ping). */
     this.waiting = new Map();
-    /** clientMsgId → the outgoing message and its promise callbacks, until acked or failed. */
+    /**
+     * Frames that are safe to send again, until answered or refused: sends by `clientMsgId`, and
+     * edits that name the content they replace. key → {key, frame, attempts, timer, promise…}.
+     */
     this.outbox = new Map();
     this.failures = 0;
     this.authRejected = false;
@@ -192,25 +197,26 @@ export class ConvergeClient extends EventTarget {
    */
   sendMessage({ chatId, content, clientMsgId = uuid(), replyTo, attachmentId }) {
     if (this.outbox.has(clientMsgId)) return this.outbox.get(clientMsgId).promise;
-    const item = { chatId, content, clientMsgId, replyTo, attachmentId, attempts: 0, timer: null };
-    item.promise = new Promise((resolve, reject) => {
-      item.resolve = resolve;
-      item.reject = reject;
-    });
-    this.outbox.set(clientMsgId, item);
-    this.transmit(item);
-    return item.promise;
+    const frame = { type: 'send_message', chatId, clientMsgId, content };
+    if (replyTo != null) frame.replyTo = replyTo;
+    if (attachmentId != null) frame.attachmentId = attachmentId;
+    return this.enqueue(clientMsgId, frame);
   }
 
   /**
    * Replaces the content of one of the user's messages. Resolves with the message as it is now
    * (`editedAt`, `editSeq`); rejects with a SendError: `forbidden` (not theirs), `message_deleted`,
-   * `empty_message`, `content_too_long`, `not_found`, or `disconnected`/`timeout` (not retried: an
-   * edit sent again later could undo a newer one).
+   * `empty_message`, `content_too_long`, `not_found`, `edit_conflict` (the message no longer reads
+   * `replaces`: it was edited meanwhile). With `replaces` — the content the user edited — the edit
+   * waits while offline and is retried after timeouts and dropped connections, like a send: the
+   * server refuses it rather than undo a newer edit. Without it, `disconnected`/`timeout` reject at
+   * once (such an edit sent again later could undo a newer one).
    * @returns {Promise<object>} the MessageDto
    */
-  editMessage({ chatId, seq, content }) {
-    return this.request({ type: 'edit_message', chatId, seq, content }, this.ackTimeoutMs).then((answer) => answer.message);
+  editMessage({ chatId, seq, content, replaces }) {
+    const frame = { type: 'edit_message', chatId, seq, content };
+    if (replaces === undefined) return this.request(frame, this.ackTimeoutMs).then((answer) => answer.message);
+    return this.enqueue(`edit ${uuid()}`, { ...frame, replaces });
   }
 
   /**
@@ -449,17 +455,29 @@ export class ConvergeClient extends EventTarget {
 
   // --- sending --------------------------------------------------------------------------------
 
+  /**
+   * Puts `frame` in the outbox under `key` and sends it when connected; resolves with the message
+   * of its `ack`. Only for frames the server answers the same way when they come twice.
+   */
+  enqueue(key, frame) {
+    const item = { key, frame, attempts: 0, timer: null };
+    item.promise = new Promise((resolve, reject) => {
+      item.resolve = resolve;
+      item.reject = reject;
+    });
+    this.outbox.set(key, item);
+    this.transmit(item);
+    return item.promise;
+  }
+
   /** One attempt of an outbox item, if connected; otherwise it waits for the next `online`. */
   transmit(item) {
-    if (this.state !== 'online' || this.outbox.get(item.clientMsgId) !== item) return;
+    if (this.state !== 'online' || this.outbox.get(item.key) !== item) return;
     item.attempts += 1;
-    const frame = { type: 'send_message', chatId: item.chatId, clientMsgId: item.clientMsgId, content: item.content };
-    if (item.replyTo != null) frame.replyTo = item.replyTo;
-    if (item.attachmentId != null) frame.attachmentId = item.attachmentId;
-    this.request(frame, this.ackTimeoutMs).then(
+    this.request(item.frame, this.ackTimeoutMs).then(
       (answer) => this.settle(item, answer.message),
       (error) => {
-        if (this.outbox.get(item.clientMsgId) !== item) return; // settled meanwhile by new_message
+        if (this.outbox.get(item.key) !== item) return; // settled meanwhile by new_message
         if (error.code === 'rate_limited') {
           // Nothing was stored and nothing failed: the user is sending faster than the server
           // allows, so this one waits as long as asked, without using up an attempt.
@@ -476,7 +494,7 @@ export class ConvergeClient extends EventTarget {
           }
           return;
         }
-        this.outbox.delete(item.clientMsgId);
+        this.outbox.delete(item.key);
         clearTimeout(item.timer);
         item.reject(error instanceof SendError ? error : new SendError('internal', String(error)));
       },
@@ -486,8 +504,8 @@ export class ConvergeClient extends EventTarget {
   settle(item, message) {
     // By identity, not by id: a late ack of an earlier send with the same clientMsgId must not
     // settle (and drop) a newer send of it that is still waiting for its own answer.
-    if (this.outbox.get(item.clientMsgId) !== item) return;
-    this.outbox.delete(item.clientMsgId);
+    if (this.outbox.get(item.key) !== item) return;
+    this.outbox.delete(item.key);
     clearTimeout(item.timer);
     item.resolve(message);
   }
@@ -611,7 +629,7 @@ export class ConvergeClient extends EventTarget {
     if (message.seq <= position) return; // already delivered: never twice
     this.positions.set(message.chatId, message.seq);
     const item = this.outbox.get(message.clientMsgId);
-    if (item && item.chatId === message.chatId && this.user && message.senderId === this.user.id) {
+    if (item?.frame.type === 'send_message' && item.frame.chatId === message.chatId && this.user && message.senderId === this.user.id) {
       this.settle(item, message);
     }
     this.emit('message', { message });

@@ -1,5 +1,5 @@
 use async_graphql::{Context, Object, Result, ResultExt};
-use converge_shared::dto::{ChatDto, CreateChatRequest, MessageDto, Role, SendMessageRequest};
+use converge_shared::dto::{ChatDto, CreateChatRequest, EditMessageRequest, MessageDto, Role, SendMessageRequest};
 use uuid::Uuid;
 
 use super::{app, caller};
@@ -24,10 +24,19 @@ impl Mutation {
         messages::send(app(ctx), caller(ctx)?.user_id, chat_id, input).await.extend()
     }
 
-    /// Replaces the content of one of your messages; returns it as it is now. Rate limited like
-    /// `sendMessage`.
-    async fn edit_message(&self, ctx: &Context<'_>, chat_id: Uuid, seq: i64, content: String) -> Result<MessageDto> {
-        edits::edit(app(ctx), caller(ctx)?.user_id, chat_id, seq, content).await.extend()
+    /// Replaces the content of one of your messages; returns it as it is now. With `replaces` (the
+    /// content you last saw), it is refused with `edit_conflict` if the message was changed
+    /// meanwhile, rather than undo that change. Rate limited like `sendMessage`.
+    async fn edit_message(
+        &self,
+        ctx: &Context<'_>,
+        chat_id: Uuid,
+        seq: i64,
+        content: String,
+        replaces: Option<String>,
+    ) -> Result<MessageDto> {
+        let request = EditMessageRequest { content, replaces };
+        edits::edit(app(ctx), caller(ctx)?.user_id, chat_id, seq, request).await.extend()
     }
 
     /// Deletes a message (yours, or any in a group you own or administer); returns what is left of it.

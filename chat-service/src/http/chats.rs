@@ -154,7 +154,8 @@ pub async fn send(
     request_body = EditMessageRequest, responses(
     (status = 200, description = "the message as it is now", body = MessageDto),
     (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-    (status = 409, description = "message_deleted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+    (status = 409, description = "message_deleted, or edit_conflict: the message no longer reads `replaces`", body = ErrorEnvelope),
+    (status = 422, body = ErrorEnvelope),
     (status = 429, description = "rate_limited: over USER_WRITES_PER_SECOND; see Retry-After", body = ErrorEnvelope),
 ))]
 #[patch("/chats/{id}/messages/{seq}")]
@@ -165,7 +166,7 @@ pub async fn edit(
     body: web::Json<EditMessageRequest>,
 ) -> ApiResult<web::Json<MessageDto>> {
     let (chat_id, seq) = path.into_inner();
-    Ok(web::Json(edits::edit(&ctx, user.claims.sub, chat_id, seq, body.into_inner().content).await?))
+    Ok(web::Json(edits::edit(&ctx, user.claims.sub, chat_id, seq, body.into_inner()).await?))
 }
 
 /// Delete a message (mine, or any in a group I own or administer): its content and image go, its

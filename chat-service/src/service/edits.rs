@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{SubsecRound, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
-use converge_shared::dto::{ChatKind, MessageDto, ReactionDto, Role};
+use converge_shared::dto::{ChatKind, EditMessageRequest, MessageDto, ReactionDto, Role};
 use converge_shared::entities::chat::{chat, message};
 use converge_shared::error::ErrorCode;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -26,7 +26,7 @@ pub const MAX_REACTIONS: usize = 20;
 
 /// What is done to a message.
 enum Change {
-    Edit(String),
+    Edit(EditMessageRequest),
     Delete,
     /// `emoji` (fully qualified) added by the caller, or taken back.
     React {
@@ -42,9 +42,16 @@ enum Outcome {
     Unchanged(MessageDto),
 }
 
-/// Replaces the content of `editor`'s message at `seq`; returns the message as it is now.
-pub async fn edit(ctx: &AppContext, editor: Uuid, chat_id: Uuid, seq: i64, content: String) -> ApiResult<MessageDto> {
-    apply(ctx, editor, chat_id, seq, Change::Edit(content)).await
+/// Replaces the content of `editor`'s message at `seq`, if it still reads what the edit
+/// `replaces` (when given); returns the message as it is now.
+pub async fn edit(
+    ctx: &AppContext,
+    editor: Uuid,
+    chat_id: Uuid,
+    seq: i64,
+    request: EditMessageRequest,
+) -> ApiResult<MessageDto> {
+    apply(ctx, editor, chat_id, seq, Change::Edit(request)).await
 }
 
 /// Deletes the message at `seq` (the caller's own, or any in a group they own or administer);
@@ -74,11 +81,11 @@ async fn apply(ctx: &AppContext, caller: Uuid, chat_id: Uuid, seq: i64, change: 
     let member = require_participant(&ctx.db, chat_id, caller).await?;
     let current = stored(&ctx.db, chat_id, seq).await?;
     match &change {
-        Change::Edit(content) => {
+        Change::Edit(edit) => {
             if current.sender_id != caller {
                 return Err(ApiError::new(ErrorCode::Forbidden, "only its sender can edit a message"));
             }
-            messages::validate_content(ctx, content, current.attachment_id.is_some())?;
+            messages::validate_content(ctx, &edit.content, current.attachment_id.is_some())?;
         }
         Change::Delete => {
             let moderates =
@@ -129,8 +136,15 @@ fn decide(row: &message::Model, caller: Uuid, change: &Change) -> ApiResult<Deci
         };
     }
     let write = match change {
-        Change::Edit(content) if *content == row.content => return Ok(Decision::Nothing(row.to_dto())),
-        Change::Edit(content) => Write::Edit(content.clone()),
+        // Before the precondition: a retry of an edit that was applied meets its own content.
+        Change::Edit(edit) if edit.content == row.content => return Ok(Decision::Nothing(row.to_dto())),
+        Change::Edit(EditMessageRequest { replaces: Some(seen), .. }) if *seen != row.content => {
+            return Err(ApiError::new(
+                ErrorCode::EditConflict,
+                "the message was changed since you saw it; nothing was saved: edit it as it is now",
+            ));
+        }
+        Change::Edit(edit) => Write::Edit(edit.content.clone()),
         Change::Delete => Write::Delete,
         Change::React { emoji, on } => {
             let mut reactions = row.reactions();

@@ -10,7 +10,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use converge_shared::api_error::ApiError;
 use converge_shared::auth::Authenticator;
-use converge_shared::dto::{ChatDto, MessageDto, ResumePoints, SendMessageRequest};
+use converge_shared::dto::{ChatDto, EditMessageRequest, MessageDto, ResumePoints, SendMessageRequest};
 use converge_shared::error::ErrorCode;
 use converge_shared::protocol::{CLIENT_FRAME_TYPES, ClientFrame, ReadyUser, ServerFrame, close_code};
 use converge_shared::rate_limit::per_second_with_double_burst;
@@ -157,7 +157,7 @@ async fn open(
 /// A database write queued by a connection, done in order by its [`write_worker`].
 enum Write {
     Send { req: Option<Value>, chat_id: Uuid, request: SendMessageRequest },
-    Edit { req: Option<Value>, chat_id: Uuid, seq: i64, content: String },
+    Edit { req: Option<Value>, chat_id: Uuid, seq: i64, request: EditMessageRequest },
     Delete { req: Option<Value>, chat_id: Uuid, seq: i64 },
     React { req: Option<Value>, chat_id: Uuid, seq: i64, emoji: String, on: bool },
     Read { req: Option<Value>, chat_id: Uuid, seq: i64 },
@@ -205,8 +205,8 @@ async fn write_worker(
                     Err(e) => Answer::Error(req, e),
                 }
             }
-            Write::Edit { req, chat_id, seq, content } => {
-                answer_with_message(req, Box::pin(edits::edit(&ctx, user_id, chat_id, seq, content)).await)
+            Write::Edit { req, chat_id, seq, request } => {
+                answer_with_message(req, Box::pin(edits::edit(&ctx, user_id, chat_id, seq, request)).await)
             }
             Write::Delete { req, chat_id, seq } => {
                 answer_with_message(req, Box::pin(edits::delete(&ctx, user_id, chat_id, seq)).await)
@@ -574,8 +574,9 @@ impl Connection {
                 let request = SendMessageRequest { client_msg_id, content, attachment_id, reply_to };
                 self.queue_write(Write::Send { req, chat_id, request }).await
             }
-            ClientFrame::EditMessage { req, chat_id, seq, content } => {
-                self.queue_write(Write::Edit { req, chat_id, seq, content }).await
+            ClientFrame::EditMessage { req, chat_id, seq, content, replaces } => {
+                let request = EditMessageRequest { content, replaces };
+                self.queue_write(Write::Edit { req, chat_id, seq, request }).await
             }
             ClientFrame::DeleteMessage { req, chat_id, seq } => {
                 self.queue_write(Write::Delete { req, chat_id, seq }).await

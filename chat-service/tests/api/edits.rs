@@ -169,6 +169,53 @@ on_both_backends! {
         assert_eq!((ack["type"].as_str(), ack["message"]["editSeq"].as_i64()), (Some("ack"), Some(2)), "{ack}");
     }
 
+    async fn an_edit_of_content_changed_since_its_editor_saw_it_is_refused_whichever_door_it_comes_through(backend) {
+        let stack = TestStack::spawn(backend).await;
+        let (ana, bob, chat) = stack.ana_and_bob().await;
+        let mut bob_ws = stack.connect(&bob).await;
+        let mut ana_ws = stack.connect(&ana).await;
+        ana_ws.send_message(chat, "m1", "see you at 3").await;
+        assert_eq!(bob_ws.collect_seqs(chat, 1).await, [1]);
+
+        // Ana's phone changes the message while her laptop still shows "see you at 3".
+        let phone = json!({ "content": "see you at 4", "replaces": "see you at 3" });
+        let changed = ok_json(stack.patch_message(&ana, chat, 1, &phone).await).await;
+        assert_eq!((changed["content"].as_str(), changed["editSeq"].as_i64()), (Some("see you at 4"), Some(1)));
+        assert_eq!(bob_ws.next_of("message_updated").await["message"], changed);
+
+        // The laptop's edits, made on what it saw, would undo the phone's: each door refuses them.
+        let stale = json!({ "content": "see you at 5", "replaces": "see you at 3" });
+        assert_error(stack.patch_message(&ana, chat, 1, &stale).await, 409, "edit_conflict").await;
+        ana_ws.send(json!({ "type": "edit_message", "req": "e1", "chatId": chat, "seq": 1, "content": "see you at 5", "replaces": "see you at 3" })).await;
+        let refused = ana_ws.answer_to("e1").await;
+        assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("edit_conflict")), "{refused}");
+        let mutation = "mutation($chat: UUID!, $replaces: String) { editMessage(chatId: $chat, seq: 1, content: \"see you at 5\", replaces: $replaces) { content } }";
+        let answer = stack.graphql(Some(&ana), mutation, json!({ "chat": chat, "replaces": "see you at 3" })).await;
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "edit_conflict", "{answer}");
+        // Nothing of them was stored or counted.
+        assert_eq!(stack.history(&bob, chat).await, std::slice::from_ref(&changed));
+        assert_eq!(stack.last_edit_seq(&bob, chat).await, 1);
+
+        // The phone's edit sent again (its answer lost, say) meets its own content: answered as the
+        // first time, whatever it says it replaces, and nothing announced.
+        assert_eq!(ok_json(stack.patch_message(&ana, chat, 1, &phone).await).await, changed);
+        // A reaction is not an edit of the content: an edit made on the content it left applies.
+        bob_ws.send(json!({ "type": "add_reaction", "req": "r1", "chatId": chat, "seq": 1, "emoji": "👍" })).await;
+        assert_eq!(bob_ws.answer_to("r1").await["message"]["editSeq"], 2);
+        ana_ws.send(json!({ "type": "edit_message", "req": "e2", "chatId": chat, "seq": 1, "content": "see you at 5", "replaces": "see you at 4" })).await;
+        let ack = ana_ws.answer_to("e2").await;
+        assert_eq!((ack["type"].as_str(), ack["message"]["content"].as_str(), ack["message"]["editSeq"].as_i64()), (Some("ack"), Some("see you at 5"), Some(3)), "{ack}");
+        // Bob heard the reaction and then this edit: nothing of the refused or repeated ones.
+        assert_eq!(bob_ws.next_of("message_updated").await["message"]["editSeq"], 2);
+        assert_eq!(bob_ws.next_of("message_updated").await["message"], ack["message"]);
+        // Without `replaces` an edit applies whatever the message reads, as before.
+        let plain = ok_json(stack.patch_message(&ana, chat, 1, &json!({ "content": "see you at 6" })).await).await;
+        assert_eq!(plain["editSeq"], 4);
+        // And `replaces` must be text.
+        let wrong = json!({ "content": "x", "replaces": 3 });
+        assert_error(stack.patch_message(&ana, chat, 1, &wrong).await, 422, "validation_failed").await;
+    }
+
     async fn a_deleted_image_message_no_longer_shows_its_image_to_the_chat(backend) {
         let stack = TestStack::spawn(backend).await;
         let (ana, bob, chat) = stack.ana_and_bob().await;

@@ -229,6 +229,13 @@ pub struct SendMessageRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EditMessageRequest {
     pub content: String,
+    /// The content this edit replaces, as the editor last saw it. If the message no longer reads
+    /// so (it was edited meanwhile, on another device say), the edit is refused with
+    /// `edit_conflict` instead of undoing that change. Without it the edit applies whatever the
+    /// message reads. An edit whose `content` the message already has succeeds either way, so a
+    /// retry of an edit that was applied is answered like the first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// `PATCH /chats/{id}`: a group's new title (trimmed; 1 to 128 characters).

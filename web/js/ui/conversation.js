@@ -724,8 +724,10 @@ export class ConversationView {
   }
 
   /**
-   * Sends the edit. The server has the last word on what a message may hold (an empty text is
-   * fine for an image's caption, not otherwise): a refusal is shown, and the text stays to fix.
+   * Sends the edit, naming the text it replaces: offline it waits for the connection, and if the
+   * message was edited elsewhere meanwhile the server refuses it rather than undo that edit. The
+   * server has the last word on what a message may hold (an empty text is fine for an image's
+   * caption, not otherwise): a refusal is shown, and the text stays to fix.
    */
   async saveEdit() {
     const editing = this.editing;
@@ -736,13 +738,21 @@ export class ConversationView {
       return;
     }
     editing.saving = true;
-    this.say('');
+    this.say(this.client.online ? '' : 'Offline: your edit will be saved when the connection is back.');
+    const { chatId, seq, original } = editing;
     try {
-      const message = await this.client.editMessage({ chatId: editing.chatId, seq: editing.seq, content });
+      const message = await this.client.editMessage({ chatId, seq, content, replaces: original });
       this.store.updateMessage(message);
       if (this.editing === editing) this.endEditing();
     } catch (error) {
-      if (this.editing === editing) this.say(changeErrorText(error, 'edit', this.maxChars));
+      if (this.editing !== editing) return;
+      if (error?.code === 'edit_conflict') {
+        // What it reads now is in the log (its update came before this answer); saving again
+        // replaces that, knowingly.
+        editing.original = this.store.history(chatId).bySeq.get(seq)?.content ?? original;
+        this.renderEditing();
+      }
+      this.say(changeErrorText(error, 'edit', this.maxChars));
     } finally {
       editing.saving = false;
     }
