@@ -338,7 +338,7 @@ function startChat() {
     e.dataTransfer.dropEffect = 'none';
   }
 
-  function showStatus({ state, retryAt }) {
+  function showStatus({ state, retryAt, closeCode }) {
     clearInterval(showStatus.timer);
     if (state === 'online' || state === 'stopped') {
       banner.hidden = true;
@@ -354,11 +354,14 @@ function startChat() {
     if (state === 'connecting' && banner.hidden) return; // the first connect: no alarm yet
     document.body.classList.add('offline');
     banner.hidden = false;
+    // The server turned this connection away: the account holds as many as it may (other tabs,
+    // other devices). Waiting does not help until one of them closes, so say which.
+    const why = closeCode === 4029 ? 'You are offline: your account has too many open tabs or devices; close one.' : 'You are offline.';
     const draw = () => {
       const secs = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
       replaceChildren(
         banner,
-        h('span', {}, state === 'connecting' || secs === 0 ? 'You are offline. Reconnecting…' : `You are offline. Reconnecting in ${secs} s…`),
+        h('span', {}, state === 'connecting' || secs === 0 ? `${why} Reconnecting…` : `${why} Reconnecting in ${secs} s…`),
         ' ',
         state === 'offline' ? h('button', { type: 'button', class: 'link', onclick: () => client.reconnectNow() }, 'Retry now') : null,
       );

@@ -15,7 +15,8 @@
 //     copies are complete up to) and sends those points as `editsAfter` when it reconnects.
 //
 // Events (an EventTarget; each event's `detail` is shown):
-//   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?}
+//   status     {state: 'connecting'|'online'|'offline'|'stopped', retryAt?: ms epoch, attempt?,
+//               closeCode?: the server's close code (4029: the user has too many connections open)}
 //   ready      {user, chats, online, resumed, readReceiptsMaxChatMembers}
 //                                                chats as in the `ready` frame; `online`: ids of the
 //                                                chats' members online now (null if the server has no presence);
@@ -322,7 +323,7 @@ export class ConvergeClient extends EventTarget {
         this.connect();
         return;
       }
-      this.scheduleReconnect();
+      this.scheduleReconnect({ closeCode: event.code });
     };
   }
 
@@ -342,7 +343,8 @@ export class ConvergeClient extends EventTarget {
     return token;
   }
 
-  scheduleReconnect() {
+  /** `closeCode`: how the server closed the last connection, if it did (4029: too many of the user's). */
+  scheduleReconnect({ closeCode } = {}) {
     if (this.state === 'stopped') return;
     this.failures += 1;
     // 0.5 s, 1 s, 2 s … capped at 30 s, with full jitter on the upper half.
@@ -350,7 +352,7 @@ export class ConvergeClient extends EventTarget {
     const delay = this.nudged ? 0 : base / 2 + Math.random() * (base / 2);
     this.nudged = false;
     const retryAt = Date.now() + delay;
-    this.setState('offline', { retryAt, attempt: this.failures });
+    this.setState('offline', { retryAt, attempt: this.failures, closeCode });
     clearTimeout(this.timers.retry);
     this.timers.retry = setTimeout(() => this.connect(), delay);
   }
