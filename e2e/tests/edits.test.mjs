@@ -58,6 +58,25 @@ async function reconnect(page) {
   await expect(offlineBanner(page)).toBeHidden();
 }
 
+/**
+ * Ana, in a direct chat with Bob, sends `original`; then, with her connection cut, edits it to
+ * `content` and saves. Returns the count of her page's frames before the edit.
+ */
+async function saveAnEditOffline(names, original, content) {
+  [ana, bob] = await twoInADirectChat(env, names[0], names[1], { init: recordFrames });
+  await send(ana.page, original);
+  await openChat(bob.page, names[0]);
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText(original);
+
+  await cut(ana.page);
+  const mark = await frameCount(ana.page);
+  await messageAt(ana.page, 1).getByRole('button', { name: `Edit message: ${original}` }).click();
+  await composer(ana.page).fill(content);
+  await composer(ana.page).press('Enter');
+  await expect(ana.page.getByText('Offline: your edit will be saved when the connection is back.')).toBeVisible();
+  return mark;
+}
+
 test('Ana edits her message: Bob sees the new text and "(edited)" live, and so does she', async () => {
   [ana, bob] = await twoInADirectChat(env, 'Ana Edit', 'Bob Edit', { init: recordFrames });
   await send(ana.page, 'See you at 3pm');
@@ -283,17 +302,7 @@ test('changes made while Bob is offline reach him when he reconnects, through ed
 });
 
 test('an edit saved while Ana is offline is saved when she is back, and Bob sees it', async () => {
-  [ana, bob] = await twoInADirectChat(env, 'Ana Offline', 'Bob Online', { init: recordFrames });
-  await send(ana.page, 'meet at noon');
-  await openChat(bob.page, 'Ana Offline');
-  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('meet at noon');
-
-  await cut(ana.page);
-  const mark = await frameCount(ana.page);
-  await messageAt(ana.page, 1).getByRole('button', { name: 'Edit message: meet at noon' }).click();
-  await composer(ana.page).fill('meet at one');
-  await composer(ana.page).press('Enter');
-  await expect(ana.page.getByText('Offline: your edit will be saved when the connection is back.')).toBeVisible();
+  const mark = await saveAnEditOffline(['Ana Offline', 'Bob Online'], 'meet at noon', 'meet at one');
   await expect(ana.page.locator('.editing-bar')).toBeVisible();
   await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('meet at noon');
 
@@ -306,6 +315,28 @@ test('an edit saved while Ana is offline is saved when she is back, and Bob sees
   // It went out once the connection was back, naming the text it replaces.
   const edits = (await framesSince(ana.page, mark)).filter((f) => f.out?.type === 'edit_message').map((f) => f.out);
   assert.deepEqual(edits.map(({ content, replaces }) => ({ content, replaces })), [{ content: 'meet at one', replaces: 'meet at noon' }]);
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+test('an edit saved offline and then cancelled with Escape is never sent', async () => {
+  const mark = await saveAnEditOffline(['Ana Undecided', 'Bob Waiting'], 'keep this', 'on second thought');
+  await composer(ana.page).press('Escape');
+  await expect(ana.page.locator('.editing-bar')).toBeHidden();
+  await expect(ana.page.getByText('Offline: your edit will be saved', { exact: false })).toHaveCount(0);
+
+  await reconnect(ana.page);
+  // A message sent after the reconnect goes out after anything the outbox still held.
+  await send(ana.page, 'back online');
+  await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('back online');
+  const out = (await framesSince(ana.page, mark)).filter((f) => f.out).map((f) => f.out.type);
+  assert.ok(out.includes('send_message'), `${out}`);
+  assert.ok(!out.includes('edit_message'), `the withdrawn edit went out: ${out}`);
+  for (const page of [ana.page, bob.page]) {
+    await expect(messageAt(page, 1).locator('.text')).toHaveText('keep this');
+    await expect(messageAt(page, 1).locator('.edited')).toHaveCount(0);
+  }
   assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
   await ana.context.close();
   await bob.context.close();

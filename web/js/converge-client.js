@@ -211,13 +211,17 @@ export class ConvergeClient extends EventTarget {
    * `replaces`: it was edited meanwhile). With `replaces` — the content the user edited — the edit
    * waits while offline and is retried after timeouts and dropped connections, like a send: the
    * server refuses it rather than undo a newer edit. Without it, `disconnected`/`timeout` reject at
-   * once (such an edit sent again later could undo a newer one).
+   * once (such an edit sent again later could undo a newer one). `signal` (an AbortSignal)
+   * withdraws a queued edit that has not gone out yet (rejecting with `aborted`); one on its way
+   * to the server is not called back.
    * @returns {Promise<object>} the MessageDto
    */
-  editMessage({ chatId, seq, content, replaces }) {
+  editMessage({ chatId, seq, content, replaces, signal }) {
     const frame = { type: 'edit_message', chatId, seq, content };
     if (replaces === undefined) return this.request(frame, this.ackTimeoutMs).then((answer) => answer.message);
-    return this.enqueue(`edit ${uuid()}`, { ...frame, replaces });
+    const promise = this.enqueue(`edit ${uuid()}`, { ...frame, replaces });
+    signal?.addEventListener('abort', () => this.withdraw(promise), { once: true });
+    return promise;
   }
 
   /**
@@ -472,13 +476,25 @@ export class ConvergeClient extends EventTarget {
     return item.promise;
   }
 
+  /** Takes the outbox item of `promise` back if it is waiting, not on its way to the server. */
+  withdraw(promise) {
+    for (const item of this.outbox.values()) {
+      if (item.promise !== promise || item.inFlight) continue;
+      this.outbox.delete(item.key);
+      clearTimeout(item.timer);
+      item.reject(new SendError('aborted', 'withdrawn before it was sent'));
+    }
+  }
+
   /** One attempt of an outbox item, if connected; otherwise it waits for the next `online`. */
   transmit(item) {
     if (this.state !== 'online' || this.outbox.get(item.key) !== item) return;
     item.attempts += 1;
+    item.inFlight = true;
     this.request(item.frame, this.ackTimeoutMs).then(
       (answer) => this.settle(item, answer.message),
       (error) => {
+        item.inFlight = false;
         if (this.outbox.get(item.key) !== item) return; // settled meanwhile by new_message
         if (error.code === 'rate_limited') {
           // Nothing was stored and nothing failed: the user is sending faster than the server

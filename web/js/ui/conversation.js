@@ -660,7 +660,7 @@ export class ConversationView {
       this.submit();
     } else if (event.key === 'Escape' && this.editing && !event.isComposing) {
       event.preventDefault(); // cancels the edit only: the chat stays open
-      this.endEditing();
+      this.cancelEditing();
     }
   }
 
@@ -740,8 +740,9 @@ export class ConversationView {
     editing.saving = true;
     this.say(this.client.online ? '' : 'Offline: your edit will be saved when the connection is back.');
     const { chatId, seq, original } = editing;
+    editing.withdraw = new AbortController();
     try {
-      const message = await this.client.editMessage({ chatId, seq, content, replaces: original });
+      const message = await this.client.editMessage({ chatId, seq, content, replaces: original, signal: editing.withdraw.signal });
       this.store.updateMessage(message);
       if (this.editing === editing) this.endEditing();
     } catch (error) {
@@ -756,6 +757,15 @@ export class ConversationView {
     } finally {
       editing.saving = false;
     }
+  }
+
+  /**
+   * Escape or ×: leaves editing, and an edit saved while offline that has not gone out yet is not
+   * sent (one already on its way is saved).
+   */
+  cancelEditing() {
+    this.editing?.withdraw?.abort();
+    this.endEditing();
   }
 
   /** Leaves editing, saved or not: the draft comes back, and focus stays in the composer. */
@@ -794,7 +804,7 @@ export class ConversationView {
               h('span', { class: 'editing-original' }, editing.original || 'An image without a caption'),
               h('span', { class: 'editing-hint' }, 'Enter saves, Escape cancels'),
             ),
-            h('button', { type: 'button', class: 'editing-cancel', 'aria-label': 'Cancel editing', onclick: () => this.endEditing() }, '×'),
+            h('button', { type: 'button', class: 'editing-cancel', 'aria-label': 'Cancel editing', onclick: () => this.cancelEditing() }, '×'),
           ]
         : [],
     );
