@@ -212,8 +212,8 @@ export class ConvergeClient extends EventTarget {
    * waits while offline and is retried after timeouts and dropped connections, like a send: the
    * server refuses it rather than undo a newer edit. Without it, `disconnected`/`timeout` reject at
    * once (such an edit sent again later could undo a newer one). `signal` (an AbortSignal)
-   * withdraws a queued edit that has not gone out yet (rejecting with `aborted`); one on its way
-   * to the server is not called back.
+   * withdraws a queued edit that has not gone out yet (rejecting with `aborted`); one that has
+   * is not called back.
    * @returns {Promise<object>} the MessageDto
    */
   editMessage({ chatId, seq, content, replaces, signal }) {
@@ -476,10 +476,13 @@ export class ConvergeClient extends EventTarget {
     return item.promise;
   }
 
-  /** Takes the outbox item of `promise` back if it is waiting, not on its way to the server. */
+  /**
+   * Takes the outbox item of `promise` back if it never went out. One that did (also on a
+   * connection that dropped since) may have been applied, so it goes on until answered.
+   */
   withdraw(promise) {
     for (const item of this.outbox.values()) {
-      if (item.promise !== promise || item.inFlight) continue;
+      if (item.promise !== promise || item.attempts > 0) continue;
       this.outbox.delete(item.key);
       clearTimeout(item.timer);
       item.reject(new SendError('aborted', 'withdrawn before it was sent'));
@@ -490,11 +493,9 @@ export class ConvergeClient extends EventTarget {
   transmit(item) {
     if (this.state !== 'online' || this.outbox.get(item.key) !== item) return;
     item.attempts += 1;
-    item.inFlight = true;
     this.request(item.frame, this.ackTimeoutMs).then(
       (answer) => this.settle(item, answer.message),
       (error) => {
-        item.inFlight = false;
         if (this.outbox.get(item.key) !== item) return; // settled meanwhile by new_message
         if (error.code === 'rate_limited') {
           // Nothing was stored and nothing failed: the user is sending faster than the server
