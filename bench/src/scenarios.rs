@@ -699,6 +699,12 @@ async fn resume_storm(ctx: &Ctx<'_>, args: &ResumeStormArgs, out: &mut Output) -
         bail!("{} of {expected} messages acknowledged; errors {:?}", sending.acked, sending.errors);
     }
     let send_s = send_started.elapsed().as_secs_f64();
+    // A sender's own copy of its last messages can trail their acks: once every sender has its
+    // copies, the next report counts the returning clients' deliveries alone.
+    for echoes in fleet.watch_caught_up(&senders, &sending.acked_max).await? {
+        tokio::time::timeout(Duration::from_secs(60), echoes).await.context("senders' own copies")??;
+    }
+    fleet.report().await?;
     note(format!("storm: {expected} messages stored in {send_s:.1}s; {} clients reconnect", away.len()));
 
     let before = ctx.procs.sample();
