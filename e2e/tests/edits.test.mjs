@@ -401,3 +401,25 @@ test('an edit whose answer was lost is sent again after the reconnect and saved 
   await ana.context.close();
   await bob.context.close();
 });
+
+test('a message deleted while Ana is offline is deleted for both when she is back', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Tidy', 'Bob Sees', { init: recordFrames });
+  await send(ana.page, 'sent to the wrong chat');
+  await openChat(bob.page, 'Ana Tidy');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('sent to the wrong chat');
+
+  await cut(ana.page);
+  const mark = await frameCount(ana.page);
+  await remove(ana.page, 1);
+  await expect(ana.page.getByText('Offline: the message will be deleted when the connection is back.')).toBeVisible();
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('sent to the wrong chat');
+
+  await reconnect(ana.page);
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.tombstone')).toHaveText('Message deleted');
+  await expect(ana.page.getByText('Offline: the message will be deleted', { exact: false })).toHaveCount(0);
+  const deletions = (await framesSince(ana.page, mark)).filter((f) => f.out?.type === 'delete_message');
+  assert.equal(deletions.length, 1, 'sent once, after the reconnect');
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});

@@ -56,7 +56,8 @@
 //   // Edits and deletions resolve with the message as it is now; the chat's connections, this one
 //   // included, also get a `message-updated` event. An edit that names the content it `replaces`
 //   // is queued while offline and retried like a send (refused with `edit_conflict` if the message
-//   // was edited meanwhile); other changes are not queued: offline, they reject at once.
+//   // was edited meanwhile), and so is a deletion (deleting twice answers the same); reactions
+//   // are not queued: offline, they reject at once.
 //   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there', replaces: stored.content });
 //   await client.deleteMessage({ chatId, seq: stored.seq });
 //   // Reactions too: one per user and emoji (giving it again, or taking back one not given, changes
@@ -136,8 +137,9 @@ export class ConvergeClient extends EventTarget {
     /** req → {resolve, reject, timer} for frames the server answers (send, ping). */
     this.waiting = new Map();
     /**
-     * Frames that are safe to send again, until answered or refused: sends by `clientMsgId`, and
-     * edits that name the content they replace. key → {key, frame, attempts, timer, promise…}.
+     * Frames that are safe to send again, until answered or refused: sends by `clientMsgId`,
+     * deletions, and edits that name the content they replace. key → {key, frame, attempts,
+     * timer, promise…}.
      */
     this.outbox = new Map();
     this.failures = 0;
@@ -227,10 +229,11 @@ export class ConvergeClient extends EventTarget {
   /**
    * Deletes a message: the user's own, or anyone's in a group they own or administer. Resolves
    * with what is left of it (`deletedAt` set, `content` ""); rejects like {@link editMessage}.
+   * Waits while offline and is retried like a send: deleting a deleted message answers the same.
    * @returns {Promise<object>} the MessageDto
    */
   deleteMessage({ chatId, seq }) {
-    return this.request({ type: 'delete_message', chatId, seq }, this.ackTimeoutMs).then((answer) => answer.message);
+    return this.enqueue(`delete ${uuid()}`, { type: 'delete_message', chatId, seq });
   }
 
   /**

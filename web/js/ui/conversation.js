@@ -824,8 +824,22 @@ export class ConversationView {
       // The Delete button goes with the message: focus then goes to the conversation.
       findReturn: () => this.control({ clientMsgId: m.clientMsgId, kind: 'delete-message' }) ?? this.log,
       onConfirm: async () => {
-        const message = await this.client.deleteMessage({ chatId: chat.id, seq: m.seq });
-        this.store.updateMessage(message);
+        const deletion = this.client.deleteMessage({ chatId: chat.id, seq: m.seq });
+        if (this.client.online) {
+          this.store.updateMessage(await deletion);
+          return;
+        }
+        // It waits for the connection: the dialog has done its part, the conversation says so.
+        this.say('Offline: the message will be deleted when the connection is back.');
+        deletion.then(
+          (message) => {
+            this.store.updateMessage(message);
+            if (this.chatId === chat.id) this.say('');
+          },
+          (error) => {
+            if (this.chatId === chat.id) this.say(changeErrorText(error, 'delete', this.maxChars));
+          },
+        );
       },
     });
   }
