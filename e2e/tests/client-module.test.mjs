@@ -128,3 +128,37 @@ test('the message view shows image messages that have only imageUrl, and only fr
   await ana.context.close();
   await bob.context.close();
 });
+
+test('the store redraws an open chat whose last message comes newer in a ready than its history held', async () => {
+  // On a reconnect, `ready` carries each chat's last message as it is now; a change made while
+  // the client was away arrives after it, no newer than that copy, and changes nothing — so the
+  // copy from `ready` must itself tell the open conversation to redraw.
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${env.stack.url}/web/config.json`);
+  const result = await page.evaluate(async () => {
+    const { Store } = await import('/web/js/store.js');
+    const me = { id: crypto.randomUUID(), displayName: 'Ana' };
+    const chatId = crypto.randomUUID();
+    const message = (content, editSeq) => ({
+      id: 'm1', chatId, seq: 1, senderId: me.id, clientMsgId: 'c1', content, createdAt: '2026-12-07T20:00:00Z', editSeq,
+    });
+    const chat = (lastMessage) => ({
+      id: chatId, kind: 'direct', createdAt: '2026-12-07T20:00:00Z', lastSeq: 1, lastMessage, unreadCount: 0,
+      lastEditSeq: lastMessage.editSeq ?? 0, participants: [{ userId: me.id, displayName: 'Ana', role: 'member', lastDeliveredSeq: 1, lastReadSeq: 1 }],
+    });
+    const store = new Store();
+    store.setChats(me, [chat(message('plan A'))]);
+    store.addPage(chatId, { messages: [message('plan A')], hasMore: false }, { older: false });
+    const told = [];
+    store.addEventListener('change', (e) => told.push(e.detail.chatId ?? null));
+    store.setChats(me, [chat(message('plan B', 1))]);
+    const shown = store.history(chatId).bySeq.get(1).content;
+    // The resumed change itself, after `ready`.
+    const before = told.length;
+    store.updateMessage(message('plan B', 1));
+    return { toldChat: told.includes(chatId), shown, toldByRepeat: told.length - before };
+  });
+  assert.deepEqual(result, { toldChat: true, shown: 'plan B', toldByRepeat: 0 });
+  await context.close();
+});

@@ -49,6 +49,17 @@ async function cut(page) {
   await expect(offlineBanner(page)).toBeVisible();
 }
 
+/** Ana's other device (here the REST API with her page's token) edits message `seq` of the open chat. */
+async function editElsewhere(page, seq, body) {
+  const { chatId, token } = await whereAmI(page);
+  const res = await fetch(`${env.stack.url}/chats/${chatId}/messages/${seq}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
 /** Lets connections through again; the browser's `online` skips the backoff wait. */
 async function reconnect(page) {
   await page.evaluate(() => {
@@ -301,6 +312,23 @@ test('changes made while Bob is offline reach him when he reconnects, through ed
   await anaHere.context.close();
 });
 
+test('the chat’s last message changed while Ana was away shows changed when she is back', async () => {
+  // Her `ready` carries the chat's last message as it is now, before the resumed change does.
+  [ana, bob] = await twoInADirectChat(env, 'Ana Away', 'Bob Here', { init: recordFrames });
+  await send(ana.page, 'plan A');
+  await openChat(bob.page, 'Ana Away');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('plan A');
+  // Bob has read it, and Ana has been told: no receipt is still to come to redraw her view.
+  await expect(messageAt(ana.page, 1).locator('.status-text')).toHaveText('Read');
+  await cut(ana.page);
+  await editElsewhere(ana.page, 1, { content: 'plan B' });
+  await reconnect(ana.page);
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.text')).toHaveText('plan B');
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
 test('an edit saved while Ana is offline is saved when she is back, and Bob sees it', async () => {
   const mark = await saveAnEditOffline(['Ana Offline', 'Bob Online'], 'meet at noon', 'meet at one');
   await expect(ana.page.locator('.editing-bar')).toBeVisible();
@@ -342,23 +370,35 @@ test('an edit saved offline and then cancelled with Escape is never sent', async
   await bob.context.close();
 });
 
+test('an offline edit refused on reconnect is told even after Ana left the edit', async () => {
+  const mark = await saveAnEditOffline(['Ana Roaming', 'Bob Still'], 'plan A', 'plan C');
+  // She opens the chat again, which leaves the edit (it still waits to go out) …
+  await ana.page.evaluate(() => (location.hash = ''));
+  await openChat(ana.page, 'Bob Still');
+  await expect(ana.page.locator('.editing-bar')).toBeHidden();
+  // … while her phone changes the message.
+  await editElsewhere(ana.page, 1, { content: 'plan B' });
+
+  await reconnect(ana.page);
+  await expect(ana.page.getByText('Not saved: this message was changed elsewhere while you edited it.', { exact: false })).toBeVisible();
+  for (const page of [ana.page, bob.page]) await expect(messageAt(page, 1).locator('.text')).toHaveText('plan B');
+  const edits = (await framesSince(ana.page, mark)).filter((f) => f.out?.type === 'edit_message').map((f) => f.out.replaces);
+  assert.deepEqual(edits, ['plan A']);
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
 test('an edit of a message changed on another device meanwhile is not saved over that change', async () => {
   [ana, bob] = await twoInADirectChat(env, 'Ana Laptop', 'Bob Reader');
   await send(ana.page, 'the plan: A');
   await openChat(bob.page, 'Ana Laptop');
   await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('the plan: A');
-  const { chatId, token } = await whereAmI(ana.page);
 
-  // Ana begins an edit on her laptop; her phone (here, the REST API with her token) changes the
-  // message first.
+  // Ana begins an edit on her laptop; her phone changes the message first.
   await messageAt(ana.page, 1).getByRole('button', { name: 'Edit message: the plan: A' }).click();
   await composer(ana.page).fill('the plan: C');
-  const res = await fetch(`${env.stack.url}/chats/${chatId}/messages/1`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ content: 'the plan: B', replaces: 'the plan: A' }),
-  });
-  assert.equal(res.status, 200);
+  await editElsewhere(ana.page, 1, { content: 'the plan: B', replaces: 'the plan: A' });
   await expect(messageAt(ana.page, 1).locator('.text')).toHaveText('the plan: B');
 
   // Saving the laptop's edit would undo the phone's: it is refused, and Ana is told.

@@ -55,6 +55,10 @@ export class Store extends EventTarget {
     for (const id of [...this.chats.keys()]) if (!ids.has(id)) this.removeChat(id, false);
     for (const chat of chats) this.upsertChat(chat, false);
     this.changed({ chats: true });
+    // Each chat's last message may be a newer copy than its history showed (changed while this
+    // client was away): an open conversation is drawn again. The change that made it comes after
+    // this, as no newer than that copy, and changes nothing.
+    for (const chat of chats) this.changed({ chatId: chat.id });
   }
 
   upsertChat(chat, notify = true) {

@@ -746,7 +746,12 @@ export class ConversationView {
       this.store.updateMessage(message);
       if (this.editing === editing) this.endEditing();
     } catch (error) {
-      if (this.editing !== editing) return;
+      if (this.editing !== editing) {
+        // Left meanwhile (another chat opened and back, say): a refusal is still told, a
+        // withdrawal was the user's own doing.
+        if (error?.code !== 'aborted' && this.chatId === chatId) this.say(changeErrorText(error, 'edit', this.maxChars));
+        return;
+      }
       if (error?.code === 'edit_conflict') {
         // What it reads now is in the log (its update came before this answer); saving again
         // replaces that, knowingly.
