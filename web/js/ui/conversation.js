@@ -757,6 +757,8 @@ export class ConversationView {
         // replaces that, knowingly.
         editing.original = this.store.history(chatId).bySeq.get(seq)?.content ?? original;
         this.renderEditing();
+        this.say(`${changeErrorText(error, 'edit')} Your text is still here; save again to replace what it says now.`);
+        return;
       }
       this.say(changeErrorText(error, 'edit', this.maxChars));
     } finally {

@@ -84,7 +84,7 @@ export function changeErrorText(error, action, maxChars) {
     case 'message_deleted':
       return 'This message has been deleted, so it cannot be edited.';
     case 'edit_conflict':
-      return 'Not saved: this message was changed elsewhere while you edited it. Your text is still here; save again to replace what it says now.';
+      return 'Not saved: this message was changed elsewhere while you edited it.';
     case 'forbidden':
       return action === 'edit' ? 'Only its sender can edit this message.' : 'You are not allowed to delete this message.';
     case 'not_found':
