@@ -162,6 +162,27 @@ export function recordFrames() {
   };
 }
 
+/** The banner a page shows while its connection is down. */
+export const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
+
+/** Closes the page's connection and keeps new ones failing (`recordFrames`), until `reconnect`. */
+export async function cut(page) {
+  await page.evaluate(() => {
+    window.__cutNetwork = true;
+    window.__sockets.at(-1).close();
+  });
+  await expect(offlineBanner(page)).toBeVisible();
+}
+
+/** Lets connections through again; the browser's `online` skips the backoff wait. */
+export async function reconnect(page) {
+  await page.evaluate(() => {
+    window.__cutNetwork = false;
+    window.dispatchEvent(new Event('online'));
+  });
+  await expect(offlineBanner(page)).toBeHidden();
+}
+
 /** The frames a page recorded (`recordFrames`) from the `from`th on, and how many so far. */
 export const framesSince = (page, from = 0) => page.evaluate((n) => window.__frames.slice(n), from);
 export const frameCount = (page) => page.evaluate(() => window.__frames.length);

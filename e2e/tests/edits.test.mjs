@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
 import {
-  frameCount, framesSince, focused, messageAt, messageTexts, openChat, recordFrames, send, twoInADirectChat, whereAmI,
+  cut, frameCount, framesSince, focused, messageAt, messageTexts, openChat, reconnect, recordFrames, send, twoInADirectChat,
+  whereAmI,
 } from '../lib/browser.mjs';
 import { createGroup } from '../lib/rest.mjs';
 
@@ -21,7 +22,6 @@ let bob;
 const composer = (page) => page.getByRole('textbox', { name: /^Message / });
 const chatItem = (page, title) =>
   page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) });
-const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
 const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });
 
 /** Edits message `seq` in the composer, as a person does: Edit, new text, Enter. */
@@ -40,15 +40,6 @@ async function remove(page, seq) {
   await expect(deleteDialog(page)).toBeHidden();
 }
 
-/** Closes the page's connection and keeps new ones failing, until `reconnect`. */
-async function cut(page) {
-  await page.evaluate(() => {
-    window.__cutNetwork = true;
-    window.__sockets.at(-1).close();
-  });
-  await expect(offlineBanner(page)).toBeVisible();
-}
-
 /** Ana's other device (here the REST API with her page's token) edits message `seq` of the open chat. */
 async function editElsewhere(page, seq, body) {
   const { chatId, token } = await whereAmI(page);
@@ -58,15 +49,6 @@ async function editElsewhere(page, seq, body) {
     body: JSON.stringify(body),
   });
   assert.equal(res.status, 200, await res.text());
-}
-
-/** Lets connections through again; the browser's `online` skips the backoff wait. */
-async function reconnect(page) {
-  await page.evaluate(() => {
-    window.__cutNetwork = false;
-    window.dispatchEvent(new Event('online'));
-  });
-  await expect(offlineBanner(page)).toBeHidden();
 }
 
 /**

@@ -2,15 +2,18 @@
 // him only; clicking a chip adds or takes back one's own reaction, for both, and the reactor's page
 // shows it from the ack alone; the picker is reached and used by keyboard, and Escape closes it
 // with focus back on React; a reaction given while Ana is offline reaches her when she reconnects
-// (`editsAfter`); a deleted message shows no reactions; a reaction the server refuses says why; and
-// all of it fits a 375 px screen.
+// (`editsAfter`); a deleted message shows no reactions; a reaction the server refuses says why;
+// all of it fits a 375 px screen; and a reaction given offline shows at once and waits for the
+// connection, changes of one reaction go out in the order made, only the last of those that have
+// not gone out.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
 import {
-  PHONE, frameCount, framesSince, focused, messageAt, openChat, recordFrames, screenshot, send, twoInADirectChat, whereAmI,
+  PHONE, cut, frameCount, framesSince, focused, messageAt, offlineBanner, openChat, reconnect, recordFrames, screenshot, send,
+  twoInADirectChat, whereAmI,
 } from '../lib/browser.mjs';
 import { addReaction } from '../lib/rest.mjs';
 
@@ -24,7 +27,6 @@ const chip = (page, seq, emoji) => messageAt(page, seq).locator(`.reaction[data-
 const picker = (page) => page.getByRole('toolbar', { name: /^React to / });
 const reactButton = (page, seq) => messageAt(page, seq).getByRole('button', { name: /^React to / });
 const notice = (page) => page.locator('.composer-notice');
-const offlineBanner = (page) => page.getByRole('status').filter({ hasText: 'You are offline' });
 const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });
 
 /** Reacts to message `seq` as a person does: React, then the emoji's button in the picker. */
@@ -159,21 +161,13 @@ test('a reaction given while Ana is offline shows when she reconnects, through e
   await send(ana.page, 'See you there');
   await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('See you there');
 
-  await ana.page.evaluate(() => {
-    window.__cutNetwork = true;
-    window.__sockets.at(-1).close();
-  });
-  await expect(offlineBanner(ana.page)).toBeVisible();
+  await cut(ana.page);
   const mark = await frameCount(ana.page);
   await reactWith(bob.page, 1, 'Party popper');
   await expectChip(bob.page, 1, '🎉', { text: '🎉 1', pressed: true, name: '🎉: 1 reaction, yours' });
   assert.equal(await chip(ana.page, 1, '🎉').count(), 0, 'Ana is away');
 
-  await ana.page.evaluate(() => {
-    window.__cutNetwork = false;
-    window.dispatchEvent(new Event('online'));
-  });
-  await expect(offlineBanner(ana.page)).toBeHidden();
+  await reconnect(ana.page);
   await expectChip(ana.page, 1, '🎉', { text: '🎉 1', pressed: false, name: '🎉: 1 reaction' });
   assert.deepEqual(await chips(ana.page, 1).allTextContents(), ['👍 1', '🎉 1']);
 
@@ -274,6 +268,91 @@ test('reactions and the picker fit a 375 px screen', async () => {
   await reactWith(page, 5, 'Eyes');
   await expectChip(page, 5, '👀', { text: '👀 1', pressed: true, name: '👀: 1 reaction, yours' });
   await inside(chips(page, 5));
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+  await ana.context.close();
+  await bob.context.close();
+});
+
+const OFFLINE_NOTICE = 'Offline: your reaction will be sent when the connection is back.';
+
+/** The reaction frames a page sent since `mark`: [type, emoji, req]. */
+async function reactionsSent(page, mark) {
+  return (await framesSince(page, mark))
+    .filter((f) => f.out?.type === 'add_reaction' || f.out?.type === 'remove_reaction')
+    .map((f) => [f.out.type, f.out.emoji, f.out.req]);
+}
+
+test('a reaction given offline shows at once and is sent when Ana is back; clicked twice meanwhile, it never goes out', async () => {
+  [ana, bob] = await twoInADirectChat(env, 'Ana Away', 'Bob Here', { init: recordFrames });
+  await send(ana.page, 'Pizza tonight?');
+  await openChat(bob.page, 'Ana Away');
+  await expect(messageAt(bob.page, 1).locator('.text')).toHaveText('Pizza tonight?');
+
+  await cut(ana.page);
+  const mark = await frameCount(ana.page);
+  await reactWith(ana.page, 1, 'Thumbs up');
+  await expectChip(ana.page, 1, '👍', { text: '👍 1', pressed: true, name: '👍: 1 reaction, yours, your change not sent yet' });
+  await expect(chip(ana.page, 1, '👍')).toHaveAttribute('title', 'You reacted with 👍 (your change is not sent yet)');
+  await expect(notice(ana.page)).toHaveText(OFFLINE_NOTICE);
+  // A second one, taken back again before the connection is back.
+  await reactWith(ana.page, 1, 'Red heart');
+  await expectChip(ana.page, 1, '❤️', { text: '❤️ 1', pressed: true, name: '❤️: 1 reaction, yours, your change not sent yet' });
+  await chip(ana.page, 1, '❤️').click();
+  await expect(chip(ana.page, 1, '❤️')).toHaveCount(0);
+  assert.deepEqual(await reactionsSent(ana.page, mark), [], 'nothing goes out offline');
+  await expect(messageAt(bob.page, 1).locator('.reaction')).toHaveCount(0);
+
+  await reconnect(ana.page);
+  await expectChip(ana.page, 1, '👍', { text: '👍 1', pressed: true, name: '👍: 1 reaction, yours' });
+  await expectChip(bob.page, 1, '👍', { text: '👍 1', pressed: false, name: '👍: 1 reaction' });
+  await expect(notice(ana.page)).toHaveText('');
+  // 👍 went out once; of ❤️ only the last click, the take-back (which finds nothing to take).
+  const sent = await expect.poll(
+    () => reactionsSent(ana.page, mark),
+    (s) => assert.equal(s.length, 2, JSON.stringify(s)),
+  );
+  assert.deepEqual(sent.map(([type, emoji]) => [type, emoji]).sort(), [['add_reaction', '👍'], ['remove_reaction', '❤️']]);
+  for (const page of [ana.page, bob.page]) assert.deepEqual(await chips(page, 1).allTextContents(), ['👍 1']);
+  assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
+});
+
+test('a reaction whose answer was lost is sent again, and taking it back meanwhile goes out after that answer', async () => {
+  await send(ana.page, 'Movie after?');
+  await expect(messageAt(bob.page, 2).locator('.text')).toHaveText('Movie after?');
+  const mark = await frameCount(ana.page);
+
+  // The connection drops as soon as the reaction is out, and stays down: its ack cannot arrive.
+  await ana.page.evaluate(() => {
+    window.__cutAfter = 'add_reaction';
+    window.__cutNetwork = true;
+  });
+  await reactWith(ana.page, 2, 'Party popper');
+  await expect(offlineBanner(ana.page)).toBeVisible();
+  await expectChip(ana.page, 2, '🎉', { text: '🎉 1', pressed: true, name: '🎉: 1 reaction, yours, your change not sent yet' });
+  // The server had it: Bob sees it.
+  await expectChip(bob.page, 2, '🎉', { text: '🎉 1', pressed: false, name: '🎉: 1 reaction' });
+  // Ana changes her mind before she is back.
+  await chip(ana.page, 2, '🎉').click();
+  await expect(chip(ana.page, 2, '🎉')).toHaveCount(0);
+
+  await reconnect(ana.page);
+  const sent = await expect.poll(
+    () => reactionsSent(ana.page, mark),
+    (s) => assert.equal(s.length, 3, JSON.stringify(s)),
+  );
+  // The add again (it may not have been applied), and the take-back only once that is answered:
+  // sent together, the retry could be applied last and give the reaction back.
+  assert.deepEqual(sent.map(([type, emoji]) => [type, emoji]), [['add_reaction', '🎉'], ['add_reaction', '🎉'], ['remove_reaction', '🎉']]);
+  const frames = await framesSince(ana.page, mark);
+  const retryAnswered = frames.findIndex((f) => f.in?.type === 'ack' && f.in.req === sent[1][2]);
+  const takeBackSent = frames.findIndex((f) => f.out?.req === sent[2][2]);
+  assert.ok(retryAnswered !== -1 && retryAnswered < takeBackSent, `the retry's ack (${retryAnswered}) before the take-back (${takeBackSent})`);
+  const takeBackAck = await expect.poll(
+    async () => (await framesSince(ana.page, mark)).find((f) => f.in?.type === 'ack' && f.in.req === sent[2][2])?.in,
+    (ack) => assert.ok(ack, 'the take-back is answered'),
+  );
+  assert.equal(takeBackAck.message.reactions, undefined, 'no reaction is left');
+  for (const page of [ana.page, bob.page]) await expect(chips(page, 2)).toHaveCount(0);
   assert.deepEqual([...ana.page.errors, ...bob.page.errors], [], 'no script errors');
   await ana.context.close();
   await bob.context.close();

@@ -56,12 +56,13 @@
 //   // Edits and deletions resolve with the message as it is now; the chat's connections, this one
 //   // included, also get a `message-updated` event. An edit that names the content it `replaces`
 //   // is queued while offline and retried like a send (refused with `edit_conflict` if the message
-//   // was edited meanwhile), and so is a deletion (deleting twice answers the same); reactions
-//   // are not queued: offline, they reject at once.
+//   // was edited meanwhile), and so is a deletion (deleting twice answers the same).
 //   await client.editMessage({ chatId, seq: stored.seq, content: 'hi there', replaces: stored.content });
 //   await client.deleteMessage({ chatId, seq: stored.seq });
 //   // Reactions too: one per user and emoji (giving it again, or taking back one not given, changes
-//   // nothing). Any participant may react to any message that is not deleted.
+//   // nothing). Any participant may react to any message that is not deleted. They are queued
+//   // while offline and retried; of changes to one emoji of one message only the latest that has
+//   // not gone out is sent, after the answer to the one before, so they apply in the user's order.
 //   await client.addReaction({ chatId, seq: stored.seq, emoji: '👍' });
 //   await client.removeReaction({ chatId, seq: stored.seq, emoji: '👍' });
 
@@ -73,6 +74,16 @@ const FINAL_CODES = new Set([
   'invalid_frame', 'unknown_type', 'payload_too_large', 'validation_failed', 'empty_message',
   'content_too_long', 'invalid_seq', 'not_found', 'forbidden', 'message_deleted', 'edit_conflict',
 ]);
+
+/** An outbox entry: `frame` under `key`, and the promise its answer settles. */
+function outboxItem(key, frame) {
+  const item = { key, frame, attempts: 0, timer: null, next: null };
+  item.promise = new Promise((resolve, reject) => {
+    item.resolve = resolve;
+    item.reject = reject;
+  });
+  return item;
+}
 
 /**
  * A random UUID (v4) for `clientMsgId`. `crypto.randomUUID` exists only in secure contexts
@@ -138,8 +149,9 @@ export class ConvergeClient extends EventTarget {
     this.waiting = new Map();
     /**
      * Frames that are safe to send again, until answered or refused: sends by `clientMsgId`,
-     * deletions, and edits that name the content they replace. key → {key, frame, attempts,
-     * timer, promise…}.
+     * deletions, edits that name the content they replace, and reactions (one key per message and
+     * emoji). key → {key, frame, attempts, timer, promise, next…}: `next`, the change of the same
+     * reaction that waits for this one's answer.
      */
     this.outbox = new Map();
     this.failures = 0;
@@ -172,7 +184,7 @@ export class ConvergeClient extends EventTarget {
     if (ws) ws.close(1000);
     for (const [id, item] of this.outbox) {
       clearTimeout(item.timer);
-      item.reject(new SendError('stopped', 'the client was stopped'));
+      for (let waiting = item; waiting; waiting = waiting.next) waiting.reject(new SendError('stopped', 'the client was stopped'));
       this.outbox.delete(id);
     }
     this.rejectWaiting('stopped');
@@ -240,16 +252,19 @@ export class ConvergeClient extends EventTarget {
    * Adds the user's reaction `emoji` (exactly one emoji) to a message. Resolves with the message as
    * it is now (`reactions`, `editSeq`); rejects like {@link editMessage}, with `validation_failed`
    * (`fields.emoji`: not one emoji, or one more different emoji than a message may carry),
-   * `message_deleted`, `forbidden` (not a participant) or `not_found`.
+   * `message_deleted`, `forbidden` (not a participant) or `not_found`. Waits while offline and is
+   * retried like a send (giving a reaction twice answers the same). A later change of the same
+   * emoji on the same message replaces this one if it has not gone out yet (both then resolve
+   * with its answer), and otherwise goes out once this one is answered.
    * @returns {Promise<object>} the MessageDto
    */
   addReaction({ chatId, seq, emoji }) {
-    return this.request({ type: 'add_reaction', chatId, seq, emoji }, this.ackTimeoutMs).then((answer) => answer.message);
+    return this.enqueueLatest(`react ${chatId} ${seq} ${emoji}`, { type: 'add_reaction', chatId, seq, emoji });
   }
 
-  /** Takes the user's reaction `emoji` back; resolves and rejects like {@link addReaction}. */
+  /** Takes the user's reaction `emoji` back; resolves, rejects and waits like {@link addReaction}. */
   removeReaction({ chatId, seq, emoji }) {
-    return this.request({ type: 'remove_reaction', chatId, seq, emoji }, this.ackTimeoutMs).then((answer) => answer.message);
+    return this.enqueueLatest(`react ${chatId} ${seq} ${emoji}`, { type: 'remove_reaction', chatId, seq, emoji });
   }
 
   /** Says the user has read `chatId` up to `seq`. Fire and forget; a `read` event follows. */
@@ -469,14 +484,28 @@ export class ConvergeClient extends EventTarget {
    * of its `ack`. Only for frames the server answers the same way when they come twice.
    */
   enqueue(key, frame) {
-    const item = { key, frame, attempts: 0, timer: null };
-    item.promise = new Promise((resolve, reject) => {
-      item.resolve = resolve;
-      item.reject = reject;
-    });
+    const item = outboxItem(key, frame);
     this.outbox.set(key, item);
     this.transmit(item);
     return item.promise;
+  }
+
+  /**
+   * Like {@link enqueue}, for frames of which only the latest of a key counts (a reaction given or
+   * taken back). One of the key that has not gone out yet takes the new frame. One that has may
+   * still be applied (a retry after a lost answer), so the new frame waits for its answer: sent at
+   * once, it could be applied first and then undone.
+   */
+  enqueueLatest(key, frame) {
+    const current = this.outbox.get(key);
+    if (!current) return this.enqueue(key, frame);
+    const unsent = current.attempts === 0 ? current : current.next;
+    if (unsent) {
+      unsent.frame = frame;
+      return unsent.promise;
+    }
+    current.next = outboxItem(key, frame);
+    return current.next.promise;
   }
 
   /**
@@ -486,8 +515,7 @@ export class ConvergeClient extends EventTarget {
   withdraw(promise) {
     for (const item of this.outbox.values()) {
       if (item.promise !== promise || item.attempts > 0) continue;
-      this.outbox.delete(item.key);
-      clearTimeout(item.timer);
+      this.finish(item);
       item.reject(new SendError('aborted', 'withdrawn before it was sent'));
     }
   }
@@ -516,8 +544,7 @@ export class ConvergeClient extends EventTarget {
           }
           return;
         }
-        this.outbox.delete(item.key);
-        clearTimeout(item.timer);
+        this.finish(item);
         item.reject(error instanceof SendError ? error : new SendError('internal', String(error)));
       },
     );
@@ -527,9 +554,17 @@ export class ConvergeClient extends EventTarget {
     // By identity, not by id: a late ack of an earlier send with the same clientMsgId must not
     // settle (and drop) a newer send of it that is still waiting for its own answer.
     if (this.outbox.get(item.key) !== item) return;
+    this.finish(item);
+    item.resolve(message);
+  }
+
+  /** Takes an answered item out of the outbox; the frame of its key that waited for it goes next. */
+  finish(item) {
     this.outbox.delete(item.key);
     clearTimeout(item.timer);
-    item.resolve(message);
+    if (!item.next) return;
+    this.outbox.set(item.key, item.next);
+    this.transmit(item.next);
   }
 
   flushOutbox() {

@@ -10,7 +10,7 @@ import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
 import { imageBox, openImageViewer } from './image.js';
 import { openConfirm } from './confirm.js';
-import { COMMON_EMOJI, myReactions, reactionChips, reactionPicker } from './reactions.js';
+import { COMMON_EMOJI, myReactions, reactionChips, reactionPicker, withWishes } from './reactions.js';
 import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
 import {
   FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, reactionErrorText, sendErrorText,
@@ -26,6 +26,7 @@ const TYPING_REPEAT_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 /** How much of a message an action's name quotes, so a screen reader says which message it is. */
 const SUMMARY_CHARS = 40;
+const OFFLINE_REACTION = 'Offline: your reaction will be sent when the connection is back.';
 
 export class ConversationView {
   /**
@@ -57,8 +58,11 @@ export class ConversationView {
     this.editing = null;
     /** The message whose reaction picker is open: {chatId, seq, clientMsgId, active}, `active` its Tab stop. */
     this.picking = null;
-    /** Reactions on their way ("chatId seq emoji"): a second click waits for the first's answer. */
-    this.reacting = new Set();
+    /**
+     * My reactions on their way, shown before the server answers: "chatId seq" → emoji → {on}
+     * (given or taken back); each goes when its answer comes and no newer change of it is waiting.
+     */
+    this.wishes = new Map();
     this.loadingOlder = false;
     /** The message shown for a search: {chatId, seq, flash}; it flashes until its animation ends. */
     this.found = null;
@@ -445,12 +449,14 @@ export class ConversationView {
     parts.push(meta);
     if (!m.pending) {
       parts.push(this.emojiPicker(chat, m));
+      const unsent = this.wishes.get(`${chat.id} ${m.seq}`);
       parts.push(
         reactionChips({
-          reactions: m.reactions,
+          reactions: this.reactionsShown(chat, m),
           me: this.store.me?.id,
           nameOf: (id) => this.store.participant(chat.id, id)?.displayName ?? this.store.nameOf(id),
           onToggle: (emoji, on) => this.react(chat.id, m.seq, emoji, on),
+          unsent: unsent && new Set(unsent.keys()),
         }),
       );
     }
@@ -861,7 +867,7 @@ export class ConversationView {
   emojiPicker(chat, m) {
     if (!this.isPicking(chat, m)) return null;
     const whose = m.senderId === this.store.me?.id ? 'your message' : `the message from ${this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId)}`;
-    const given = myReactions(m, this.store.me?.id);
+    const given = myReactions(this.reactionsShown(chat, m), this.store.me?.id);
     return reactionPicker({
       id: 'reaction-picker',
       label: `React to ${whose}`,
@@ -917,23 +923,41 @@ export class ConversationView {
     });
   }
 
+  /** A message's reactions with my changes on their way applied. */
+  reactionsShown(chat, m) {
+    const wishes = this.wishes.get(`${chat.id} ${m.seq}`);
+    if (!wishes) return m.reactions;
+    return withWishes(m.reactions, new Map([...wishes].map(([emoji, wish]) => [emoji, wish.on])), this.store.me?.id);
+  }
+
   /**
-   * Adds my reaction `emoji` to message `seq` (`on`) or takes it back. The answer is applied at once
-   * (the chat's echo of it then changes nothing); a refusal is said above the composer.
+   * Adds my reaction `emoji` to message `seq` (`on`) or takes it back. The chip shows it at once;
+   * offline it waits for the connection (clicked again meanwhile, only the last click goes out).
+   * The answer is applied when it comes (the chat's echo of it then changes nothing); a refusal is
+   * said above the composer.
    */
   async react(chatId, seq, emoji, on) {
-    const key = `${chatId} ${seq} ${emoji}`;
-    if (this.reacting.has(key)) return;
-    this.reacting.add(key);
-    this.say('');
+    const key = `${chatId} ${seq}`;
+    const wishes = this.wishes.get(key) ?? new Map();
+    this.wishes.set(key, wishes);
+    const wish = { on };
+    wishes.set(emoji, wish);
+    const offline = !this.client.online;
+    this.say(offline ? OFFLINE_REACTION : '');
+    this.render();
     try {
       const request = { chatId, seq, emoji };
       const message = await (on ? this.client.addReaction(request) : this.client.removeReaction(request));
+      if (offline && this.chatId === chatId && this.notice?.textContent === OFFLINE_REACTION) this.say('');
       this.store.updateMessage(message);
     } catch (error) {
       if (this.chatId === chatId) this.say(reactionErrorText(error, on));
     } finally {
-      this.reacting.delete(key);
+      if (wishes.get(emoji) === wish) {
+        wishes.delete(emoji);
+        if (wishes.size === 0 && this.wishes.get(key) === wishes) this.wishes.delete(key);
+        if (this.chatId === chatId) this.render();
+      }
     }
   }
 

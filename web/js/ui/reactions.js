@@ -17,22 +17,47 @@ export const COMMON_EMOJI = [
   ['👀', 'Eyes'],
 ];
 
-/** The emoji of a message that I gave. */
-export function myReactions(message, me) {
-  return new Set((message.reactions ?? []).filter((r) => r.userIds.includes(me)).map((r) => r.emoji));
+/** The emoji of `reactions` (a message's) that I gave. */
+export function myReactions(reactions, me) {
+  return new Set((reactions ?? []).filter((r) => r.userIds.includes(me)).map((r) => r.emoji));
+}
+
+/**
+ * A message's reactions as they will be once my changes on their way are applied: `wishes` maps an
+ * emoji to true (I give it) or false (I take mine back). An emoji only my wish brings goes last, as
+ * the server will put it.
+ * @param {{emoji: string, userIds: string[]}[]} [reactions]
+ * @param {Map<string, boolean>} [wishes]
+ * @param {string} me
+ */
+export function withWishes(reactions = [], wishes, me) {
+  if (!wishes?.size) return reactions;
+  const shown = reactions
+    .map(({ emoji, userIds }) => {
+      const on = wishes.get(emoji);
+      if (on === undefined || on === userIds.includes(me)) return { emoji, userIds };
+      return { emoji, userIds: on ? [...userIds, me] : userIds.filter((id) => id !== me) };
+    })
+    .filter((r) => r.userIds.length > 0);
+  for (const [emoji, on] of wishes) {
+    if (on && !reactions.some((r) => r.emoji === emoji)) shown.push({ emoji, userIds: [me] });
+  }
+  return shown;
 }
 
 /**
  * The chips of a message's reactions, in the order first given, or null when it has none. A chip
  * is pressed when I am among those who gave it, and its title names them; `onToggle(emoji, on)`
- * adds my reaction (`on`) or takes it back.
+ * adds my reaction (`on`) or takes it back. A chip of an emoji in `unsent` shows my change of it
+ * that the server has not answered yet (offline, it waits for the connection).
  * @param {object} o
  * @param {{emoji: string, userIds: string[]}[]} [o.reactions]
  * @param {string} o.me my user id
  * @param {(userId: string) => string} o.nameOf
  * @param {(emoji: string, on: boolean) => void} o.onToggle
+ * @param {Set<string>} [o.unsent]
  */
-export function reactionChips({ reactions, me, nameOf, onToggle }) {
+export function reactionChips({ reactions, me, nameOf, onToggle, unsent }) {
   if (!reactions?.length) return null;
   return h(
     'div',
@@ -43,14 +68,20 @@ export function reactionChips({ reactions, me, nameOf, onToggle }) {
       const who = listNames(userIds.map((id) => (id === me ? 'you' : nameOf(id))));
       let label = `${emoji}: ${count} ${count === 1 ? 'reaction' : 'reactions'}`;
       if (mine) label += count === 1 ? ', yours' : ', including yours';
+      let title = `${who.charAt(0).toUpperCase()}${who.slice(1)} reacted with ${emoji}`;
+      const waiting = unsent?.has(emoji);
+      if (waiting) {
+        label += ', your change not sent yet';
+        title += ' (your change is not sent yet)';
+      }
       return h(
         'button',
         {
           type: 'button',
-          class: 'reaction',
+          class: waiting ? 'reaction unsent' : 'reaction',
           'aria-pressed': String(mine),
           'aria-label': label,
-          title: `${who.charAt(0).toUpperCase()}${who.slice(1)} reacted with ${emoji}`,
+          title,
           dataset: { emoji },
           onclick: () => onToggle(emoji, !mine),
         },
