@@ -113,6 +113,9 @@ export const whereAmI = (page) =>
     return { chatId: location.hash.slice('#chat/'.length), userId: session.user.id, token: session.accessToken };
   });
 
+/** The open conversation's composer. */
+export const composer = (page) => page.getByRole('textbox', { name: /^Message / });
+
 /** The open conversation's message with this seq. */
 export const messageAt = (page, seq) => page.locator(`.log .msg[data-seq="${seq}"]`);
 

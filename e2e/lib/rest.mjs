@@ -21,10 +21,11 @@ export function createDirectChat(stack, user, otherId) {
   return call('POST', `${stack.url}/chats`, { token: user.token, body: { kind: 'direct', participantIds: [otherId] } });
 }
 
-export function sendMessage(stack, user, chatId, content) {
+/** Sends a message; `replyTo`, the seq of the message it answers. */
+export function sendMessage(stack, user, chatId, content, { replyTo } = {}) {
   return call('POST', `${stack.url}/chats/${chatId}/messages`, {
     token: user.token,
-    body: { clientMsgId: crypto.randomUUID(), content },
+    body: { clientMsgId: crypto.randomUUID(), content, replyTo },
   });
 }
 

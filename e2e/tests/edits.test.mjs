@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
 import {
-  cut, frameCount, framesSince, focused, messageAt, messageTexts, openChat, reconnect, recordFrames, send, twoInADirectChat,
+  composer, cut, frameCount, framesSince, focused, messageAt, messageTexts, openChat, reconnect, recordFrames, send, twoInADirectChat,
   whereAmI,
 } from '../lib/browser.mjs';
 import { createGroup } from '../lib/rest.mjs';
@@ -19,7 +19,6 @@ const env = useStackAndBrowser();
 let ana;
 let bob;
 
-const composer = (page) => page.getByRole('textbox', { name: /^Message / });
 const chatItem = (page, title) =>
   page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: new RegExp(`^${title}`) });
 const deleteDialog = (page) => page.getByRole('alertdialog', { name: 'Delete this message?' });

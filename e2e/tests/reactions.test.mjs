@@ -111,6 +111,8 @@ test('the picker by keyboard: Tab reaches React, arrows move, Enter picks, Escap
   await page.mouse.move(0, 0);
   await page.locator('.log').focus();
   await page.keyboard.press('Tab');
+  assert.equal(await focused(page), 'Reply to message from Ana React: Lunch at noon?');
+  await page.keyboard.press('Tab');
   assert.equal(await focused(page), 'React to message from Ana React: Lunch at noon?');
   const shown = () => page.evaluate(() => getComputedStyle(document.activeElement.closest('.msg-actions')).opacity);
   assert.equal(await shown(), '1', 'the actions show when reached by keyboard');

@@ -299,11 +299,12 @@ function startChat() {
 
   /**
    * Sends a new message (`chatId`, `content`, maybe an `image` picked: {file, localUrl, width,
-   * height}) or retries a failed one (`retryId`). An image is uploaded first, once: a retry after
-   * the upload worked sends the same attachment id, with the same clientMsgId.
+   * height}, maybe the seq it is a reply to) or retries a failed one (`retryId`). An image is
+   * uploaded first, once: a retry after the upload worked sends the same attachment id, with the
+   * same clientMsgId.
    */
-  async function send(retryId, chatId, content, image) {
-    const item = retryId ? store.retryPending(retryId) : store.addPending(chatId, uuid(), content, image);
+  async function send(retryId, chatId, content, image, replyTo) {
+    const item = retryId ? store.retryPending(retryId) : store.addPending(chatId, uuid(), content, image, replyTo);
     if (!item) return;
     try {
       if (item.image && !item.image.attachmentId) {
@@ -313,7 +314,9 @@ function startChat() {
         store.uploaded(item.clientMsgId, upload);
       }
       const { chatId: to, content: text, clientMsgId } = item;
-      const message = await client.sendMessage({ chatId: to, content: text, clientMsgId, attachmentId: item.image?.attachmentId });
+      const message = await client.sendMessage({
+        chatId: to, content: text, clientMsgId, replyTo: item.replyTo, attachmentId: item.image?.attachmentId,
+      });
       store.addMessage(message);
     } catch (error) {
       if (item.image && attachmentRefused(error)) {

@@ -17,9 +17,10 @@ export class Store extends EventTarget {
     /** chatId → ChatDto (kept current: lastSeq, lastMessage, unreadCount, participants' watermarks). */
     this.chats = new Map();
     /**
-     * chatId → {bySeq: Map<seq, MessageDto>, updates: Map<seq, MessageDto>, oldest: number|null,
-     * hasOlder: boolean, loaded: boolean}. `updates`: changes to messages not loaded yet, so that a
-     * history page read before the change cannot bring the old copy back.
+     * chatId → {bySeq: Map<seq, MessageDto>, updates: Map<seq, MessageDto>, quoted: Map<seq,
+     * MessageDto>, oldest: number|null, hasOlder: boolean, loaded: boolean}. `updates`: changes to
+     * messages not loaded yet, so that a history page read before the change cannot bring the old
+     * copy back. `quoted`: messages outside the loaded history that a reply quotes, read on their own.
      */
     this.histories = new Map();
     /**
@@ -172,7 +173,7 @@ export class Store extends EventTarget {
   history(chatId) {
     let h = this.histories.get(chatId);
     if (!h) {
-      h = { bySeq: new Map(), updates: new Map(), oldest: null, hasOlder: true, loaded: false };
+      h = { bySeq: new Map(), updates: new Map(), quoted: new Map(), oldest: null, hasOlder: true, loaded: false };
       this.histories.set(chatId, h);
     }
     return h;
@@ -229,6 +230,21 @@ export class Store extends EventTarget {
     this.changed({ chats: isLast, chatId: message.chatId });
   }
 
+  /** Message `seq` of a chat as it is known here, newest copy first; undefined if it is not. */
+  messageAt(chatId, seq) {
+    const h = this.history(chatId);
+    const copies = [h.bySeq.get(seq), h.updates.get(seq), h.quoted.get(seq)].filter(Boolean);
+    return copies.reduce((a, b) => newest(a, b), undefined);
+  }
+
+  /** A message read on its own to be quoted by a reply; it stays out of the history's pages. */
+  addQuoted(message) {
+    if (!this.chats.has(message.chatId)) return;
+    const h = this.history(message.chatId);
+    h.quoted.set(message.seq, newest(h.quoted.get(message.seq), message));
+    this.changed({ chatId: message.chatId });
+  }
+
   /**
    * Puts a copy of a message (live, from history, in a chat) in its chat's history, unless a newer
    * one is known: the higher `editSeq` wins, and a copy without one was never changed. Answers the
@@ -262,9 +278,13 @@ export class Store extends EventTarget {
     return !m.pending && !m.deletedAt;
   }
 
-  /** A message on its way; `image` (a picked file and its local object URL) is uploaded first. */
-  addPending(chatId, clientMsgId, content, image = null) {
+  /**
+   * A message on its way; `image` (a picked file and its local object URL) is uploaded first;
+   * `replyTo`, the seq of the message it answers.
+   */
+  addPending(chatId, clientMsgId, content, image = null, replyTo = null) {
     const p = { chatId, clientMsgId, content, createdAt: new Date().toISOString(), state: 'sending' };
+    if (replyTo != null) p.replyTo = replyTo;
     if (image) {
       p.image = { ...image, attachmentId: null };
       p.state = 'uploading';

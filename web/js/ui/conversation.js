@@ -2,9 +2,10 @@
 // its messages grouped by day and sender, delivery states, older pages on scroll-up, the unread
 // divider, typing, the composer (text, and an image picked, pasted or dropped on the
 // conversation), editing and deleting messages (a message being edited goes into the composer,
-// and a deletion is confirmed in a dialog), and reactions: chips under a message toggle mine, and
-// its React action opens a picker of common emoji. A message found by the search is shown where it
-// is in the history: the pages before it load, and it is scrolled to, focused and flashes.
+// and a deletion is confirmed in a dialog), replies (a message quotes the one it answers, and the
+// quote leads to it), and reactions: chips under a message toggle mine, and its React action opens
+// a picker of common emoji. A message found by the search, or by a quote, is shown where it is in
+// the history: the pages before it load, and it is scrolled to, focused and flashes.
 
 import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
@@ -36,8 +37,9 @@ export class ConversationView {
    * @param {import('../api.js').Api} deps.api
    * @param {import('../converge-client.js').ConvergeClient} deps.client
    * @param {import('../images.js').ImageStore} deps.images
-   * @param {(clientMsgId?: string, chatId?: string, content?: string, image?: object) => void} deps.send
-   *   sends a message (with an image: {file, localUrl, width, height}), or retries `clientMsgId`
+   * @param {(clientMsgId?: string, chatId?: string, content?: string, image?: object, replyTo?: number) => void} deps.send
+   *   sends a message (with an image: {file, localUrl, width, height}; a reply to message
+   *   `replyTo`), or retries `clientMsgId`
    * @param {(clientMsgId: string) => void} deps.discard gives up a failed message
    * @param {() => void} deps.onBack
    * @param {(chatId: string) => void} deps.onInfo opens the chat's info (a group's members and settings)
@@ -56,6 +58,10 @@ export class ConversationView {
     this.staged = new Map();
     /** The message being edited in the composer: {chatId, seq, original, saving}; the draft waits. */
     this.editing = null;
+    /** chatId → the seq of the message the next one answers, kept with the draft. */
+    this.replies = new Map();
+    /** "chatId seq" of quoted messages outside the loaded history being read, each once. */
+    this.quoteReads = new Set();
     /** The message whose reaction picker is open: {chatId, seq, clientMsgId, active}, `active` its Tab stop. */
     this.picking = null;
     /**
@@ -206,6 +212,8 @@ export class ConversationView {
     this.notice = h('p', { class: 'composer-notice', role: 'alert' });
     this.stagedView = h('div', { class: 'staged', hidden: true });
     this.editingBar = h('div', { class: 'editing-bar', id: 'editing-bar', hidden: true });
+    this.replyBar = h('div', { class: 'editing-bar reply-bar', id: 'reply-bar', hidden: true });
+    this.replyBarKey = null;
     this.attachButton = h(
       'button',
       { type: 'button', class: 'attach', 'aria-label': 'Attach image', title: 'Attach image', onclick: () => this.picker.click() },
@@ -247,7 +255,7 @@ export class ConversationView {
         ),
         h('div', { class: 'log-wrap' }, this.log, this.jump, this.below),
         this.typingLine,
-        h('div', { class: 'composer-tray' }, this.notice, this.editingBar, this.stagedView),
+        h('div', { class: 'composer-tray' }, this.notice, this.editingBar, this.replyBar, this.stagedView),
         form,
       ),
     );
@@ -299,6 +307,7 @@ export class ConversationView {
       const picked = this.picking.chatId === this.chatId && this.store.history(this.chatId).bySeq.get(this.picking.seq);
       if (!picked || picked.deletedAt) this.picking = null; // nothing left to react to
     }
+    this.renderReply(); // what it answers may have changed
     const log = this.log;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < BOTTOM_SLACK;
     const fromBottom = log.scrollHeight - log.scrollTop;
@@ -440,7 +449,7 @@ export class ConversationView {
       };
     }
     if (!m.pending) attrs.dataset.seq = String(m.seq);
-    const parts = [picture];
+    const parts = [m.replyTo != null ? this.quote(chat, m) : null, picture];
     if (m.content) parts.push(h('p', { class: 'text' }, m.content));
     const meta = h('span', { class: 'meta' }, this.actions(chat, m));
     if (m.editedAt) meta.append(h('span', { class: 'edited', title: `Edited ${clock(m.editedAt)}` }, '(edited)'));
@@ -479,7 +488,7 @@ export class ConversationView {
     return h('div', attrs, ...parts);
   }
 
-  /** Edit and Delete for the messages I may change, React for any stored one, or null. */
+  /** Edit and Delete for the messages I may change, Reply and React for any stored one, or null. */
   actions(chat, m) {
     const canEdit = this.store.canEdit(m);
     const canDelete = this.store.canDelete(chat, m);
@@ -497,6 +506,9 @@ export class ConversationView {
         : null,
       canDelete
         ? h('button', { type: 'button', class: 'delete-message', 'aria-label': `Delete ${whose}: ${summary}`, onclick: () => this.confirmDelete(chat, m) }, 'Delete')
+        : null,
+      canReact
+        ? h('button', { type: 'button', class: 'reply-message', 'aria-label': `Reply to ${whose}: ${summary}`, onclick: () => this.startReply(m) }, 'Reply')
         : null,
       // Last: Tab reaches a message's changes first, as before reactions came.
       canReact
@@ -667,6 +679,9 @@ export class ConversationView {
     } else if (event.key === 'Escape' && this.editing && !event.isComposing) {
       event.preventDefault(); // cancels the edit only: the chat stays open
       this.cancelEditing();
+    } else if (event.key === 'Escape' && this.replies.has(this.chatId) && !event.isComposing) {
+      event.preventDefault(); // the reply only, as an edit
+      this.cancelReply();
     }
   }
 
@@ -708,9 +723,11 @@ export class ConversationView {
     this.unreadFrom = null;
     // The picked image goes with the message (its local URL now the message's), the text its caption.
     this.staged.delete(this.chatId);
+    const replyTo = this.replies.get(this.chatId);
+    this.replies.delete(this.chatId);
     this.say('');
-    this.renderStaged();
-    this.send(undefined, this.chatId, content.trim() ? content : '', image ?? undefined);
+    this.renderEditing();
+    this.send(undefined, this.chatId, content.trim() ? content : '', image ?? undefined, replyTo);
     this.render({ stick: 'bottom' });
   }
 
@@ -804,7 +821,8 @@ export class ConversationView {
     this.attachButton.hidden = !!editing;
     this.sendButton.setAttribute('aria-label', editing ? 'Save the edit' : 'Send');
     replaceChildren(this.sendButton, h('span', { 'aria-hidden': 'true' }, editing ? '✓' : '➤'));
-    if (editing) this.composer.setAttribute('aria-describedby', 'editing-bar');
+    const replying = !editing && this.replies.has(this.chatId);
+    if (editing || replying) this.composer.setAttribute('aria-describedby', editing ? 'editing-bar' : 'reply-bar');
     else this.composer.removeAttribute('aria-describedby');
     replaceChildren(
       this.editingBar,
@@ -821,6 +839,7 @@ export class ConversationView {
           ]
         : [],
     );
+    this.renderReply();
     this.renderStaged();
   }
 
@@ -855,6 +874,98 @@ export class ConversationView {
         );
       },
     });
+  }
+
+  // --- replying --------------------------------------------------------------------------------
+
+  /** The next message will answer `m`: the composer says so, and takes focus. */
+  startReply(m) {
+    if (this.editing) this.cancelEditing();
+    this.replies.set(this.chatId, m.seq);
+    this.renderEditing();
+    this.composer.focus({ preventScroll: true });
+  }
+
+  /** Escape or ×: the next message answers nothing; the text typed stays. */
+  cancelReply() {
+    this.replies.delete(this.chatId);
+    this.renderEditing();
+    this.composer.focus({ preventScroll: true });
+  }
+
+  /** Who sent a message and what it says, in a line, as a quote shows it. */
+  quoted(chat, seq) {
+    const m = this.store.messageAt(chat.id, seq);
+    if (!m) {
+      this.readQuoted(chat.id, seq);
+      return { name: null, text: 'An earlier message' };
+    }
+    const name = m.senderId === this.store.me?.id ? 'You' : (this.store.participant(chat.id, m.senderId)?.displayName ?? this.store.nameOf(m.senderId));
+    if (m.deletedAt) return { name, text: 'Message deleted' };
+    return { name, text: m.content ? m.content.replace(/\s+/g, ' ').trim() : 'An image' };
+  }
+
+  /**
+   * A quoted message outside the loaded history is read on its own (once): the history stays the
+   * pages read from its newest end, so that scrolling up still loads what lies between.
+   */
+  async readQuoted(chatId, seq) {
+    const key = `${chatId} ${seq}`;
+    if (this.quoteReads.has(key)) return;
+    this.quoteReads.add(key);
+    try {
+      const page = await this.api.history(chatId, { after: seq - 1, limit: 1 });
+      const m = page.messages.find((x) => x.seq === seq);
+      if (m) this.store.addQuoted(m);
+    } catch {
+      this.quoteReads.delete(key); // offline, say: the next render asks again
+    }
+  }
+
+  /** The quote above a reply: who and what it answers; a click goes to that message. */
+  quote(chat, m) {
+    const { name, text } = this.quoted(chat, m.replyTo);
+    return h(
+      'button',
+      {
+        type: 'button',
+        class: 'reply-quote',
+        'aria-label': `Replying to ${name ? `${name}: ` : ''}${text}. Show that message`,
+        title: 'Show the message this replies to',
+        onclick: () => this.reveal(chat.id, m.replyTo),
+      },
+      name ? h('span', { class: 'reply-quote-name' }, name) : null,
+      h('span', { class: 'reply-quote-text' }, text),
+    );
+  }
+
+  /** The line above the composer while the next message is a reply, with its × to cancel. */
+  renderReply() {
+    if (!this.replyBar) return;
+    const seq = !this.editing && this.chatId ? this.replies.get(this.chatId) : undefined;
+    const chat = this.store.chats.get(this.chatId);
+    this.replyBar.hidden = seq === undefined || !chat;
+    if (this.replyBar.hidden) {
+      this.replyBarKey = null;
+      replaceChildren(this.replyBar);
+      return;
+    }
+    const { name, text } = this.quoted(chat, seq);
+    // Drawn again only when it says something else: the × may have focus.
+    const key = JSON.stringify([chat.id, seq, name, text]);
+    if (key === this.replyBarKey) return;
+    this.replyBarKey = key;
+    replaceChildren(
+      this.replyBar,
+      h(
+        'span',
+        { class: 'editing-text' },
+        h('span', { class: 'editing-title' }, name ? `Replying to ${name === 'You' ? 'yourself' : name}` : 'Replying'),
+        h('span', { class: 'editing-original' }, text),
+        h('span', { class: 'editing-hint' }, 'Escape cancels the reply'),
+      ),
+      h('button', { type: 'button', class: 'editing-cancel', 'aria-label': 'Cancel the reply', onclick: () => this.cancelReply() }, '×'),
+    );
   }
 
   // --- reacting ---------------------------------------------------------------------------------
