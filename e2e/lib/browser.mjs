@@ -19,8 +19,8 @@ export const PHONE = { width: 375, height: 740 };
 export const DESKTOP = { width: 1280, height: 800 };
 
 /** A fresh browser profile (its own storage: a different person) with one page on the client. */
-export async function openClient(browser, stack, { viewport = DESKTOP, init } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme: 'light' });
+export async function openClient(browser, stack, { viewport = DESKTOP, init, permissions } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme: 'light', permissions });
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.dialogs = [];
@@ -50,6 +50,19 @@ export async function register(page, { username, displayName }) {
   await page.getByLabel('Password').fill('correct horse battery');
   await page.getByRole('button', { name: 'Create account' }).click();
   await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+}
+
+/**
+ * Opens the client in a new browser profile (`openClient`'s options) and signs `user` (with a
+ * `username`, registered with the tests' password) in through the form.
+ */
+export async function signIn({ browser, stack }, user, options) {
+  const { context, page } = await openClient(browser, stack, options);
+  await page.getByRole('textbox', { name: 'Username or email' }).fill(user.username);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+  return { context, page };
 }
 
 /** Starts a direct chat with the person found by `query` and waits for the conversation. */
@@ -161,6 +174,30 @@ export function recordFrames() {
         window.__frames.push(dropped ? { dropped: frame } : { in: frame });
         if (!dropped) handler(event);
       };
+    }
+  };
+}
+
+/**
+ * Runs in a page before its scripts (`openClient`'s `init`): records every desktop notification the
+ * page shows (`__notifications`: {title, body, tag, closed}, and `__shown`: the Notification
+ * objects, to click one). The browser's own stays underneath: permission is still the browser's.
+ */
+export function recordNotifications() {
+  const Native = window.Notification;
+  window.__notifications = [];
+  window.__shown = [];
+  window.Notification = class extends Native {
+    constructor(title, options = {}) {
+      super(title, options);
+      this.record = { title, body: options.body, tag: options.tag, closed: false };
+      window.__notifications.push(this.record);
+      window.__shown.push(this);
+    }
+
+    close() {
+      this.record.closed = true;
+      super.close();
     }
   };
 }

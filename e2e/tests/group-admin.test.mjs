@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { focused, openChat, openClient, screenshot, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
+import { focused, openChat, screenshot, signIn, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 import { addParticipants, createGroup, registerUser, setParticipantRole } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -18,11 +18,7 @@ const env = useStackAndBrowser();
 async function person(displayName) {
   const username = uniqueName(displayName.split(' ')[0].toLowerCase());
   const user = await registerUser(env.stack, username, displayName);
-  const { context, page } = await openClient(env.browser, env.stack);
-  await page.getByRole('textbox', { name: 'Username or email' }).fill(username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+  const { context, page } = await signIn(env, user);
   return { ...user, name: displayName, page, context };
 }
 

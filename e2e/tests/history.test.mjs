@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openChat, openClient } from '../lib/browser.mjs';
+import { openChat, signIn } from '../lib/browser.mjs';
 import { createDirectChat, markRead, registerUser, sendMessage } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -19,10 +19,7 @@ test('a long chat opens at the first unread, and older messages load on scrollin
   for (let i = 1; i <= total; i++) await sendMessage(env.stack, gil, chat.id, `message ${i}`);
   await markRead(env.stack, hana, chat.id, 70);
 
-  const { context, page } = await openClient(env.browser, env.stack);
-  await page.getByRole('textbox', { name: 'Username or email' }).fill(hana.username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  const { context, page } = await signIn(env, hana);
   const item = page.getByRole('navigation', { name: 'Your chats' }).getByRole('button', { name: /^Gil History/ });
   await expect(item.locator('.badge')).toHaveText('5');
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { focused, openClient } from '../lib/browser.mjs';
+import { focused, openClient, signIn } from '../lib/browser.mjs';
 import { createDirectChat, registerUser, sendMessage } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -58,10 +58,7 @@ test('every control has a name a screen reader can say', async () => {
   const mia = await registerUser(env.stack, `mia${stamp}`, 'Mia Label');
   const ned = await registerUser(env.stack, `ned${stamp}`, 'Ned Label');
   const chat = await createDirectChat(env.stack, mia, ned.id);
-  const { context, page } = await openClient(env.browser, env.stack);
-  await page.getByRole('textbox', { name: 'Username or email' }).fill(mia.username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  const { context, page } = await signIn(env, mia);
   await page.goto(`${env.stack.url}/#chat/${chat.id}`);
   await expect(page.getByRole('heading', { level: 2, name: 'Ned Label' })).toBeVisible();
 

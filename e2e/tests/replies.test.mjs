@@ -9,8 +9,8 @@ import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
 import {
-  PHONE, composer, focused, messageAt, openChat, openClient, register, screenshot, send, startDirectChat, twoInADirectChat, uniqueName,
-  whereAmI,
+  PHONE, composer, focused, messageAt, openChat, openClient, register, screenshot, send, signIn, startDirectChat, twoInADirectChat,
+  uniqueName, whereAmI,
 } from '../lib/browser.mjs';
 import { createDirectChat, registerUser, sendMessage } from '../lib/rest.mjs';
 
@@ -155,10 +155,7 @@ test('a reply to a message far back in a long chat quotes it at once, and its qu
   for (let i = 2; i <= 120; i++) await sendMessage(env.stack, i % 2 ? dee : eli, chat.id, `message ${i}`);
   await sendMessage(env.stack, eli, chat.id, 'about that first plan: yes', { replyTo: 1 });
 
-  const { context, page } = await openClient(env.browser, env.stack);
-  await page.getByRole('textbox', { name: 'Username or email' }).fill(dee.username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  const { context, page } = await signIn(env, dee);
   await openChat(page, 'Eli Long');
   await expect(messageAt(page, 121).locator('.text')).toHaveText('about that first plan: yes');
   await expect(messageAt(page, 1)).toHaveCount(0); // not loaded: only the latest page is

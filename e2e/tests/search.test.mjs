@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { PHONE, openClient } from '../lib/browser.mjs';
+import { PHONE, openClient, signIn } from '../lib/browser.mjs';
 import { createDirectChat, createGroup, markRead, registerUser, sendMessage } from '../lib/rest.mjs';
 
 const env = useStackAndBrowser();
@@ -27,11 +27,8 @@ const searchStatus = (page) => resultsRegion(page).getByRole('status');
 const chatList = (page) => page.getByRole('navigation', { name: 'Your chats' });
 
 /** Signs `user` in through the form, and waits for their chats to be listed. */
-async function signIn(user, { viewport, chats } = {}) {
-  const { context, page } = await openClient(env.browser, env.stack, { viewport });
-  await page.getByRole('textbox', { name: 'Username or email' }).fill(user.username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+async function signInWithChats(user, { viewport, chats } = {}) {
+  const { context, page } = await signIn(env, user, { viewport });
   await expect(chatList(page).getByRole('button')).toHaveCount(chats);
   return { context, page };
 }
@@ -57,7 +54,7 @@ test('Ana finds a word in her two chats, newest first with the match marked, and
   await sendMessage(env.stack, cy, group.id, 'pelicans everywhere today');
   await sendMessage(env.stack, bob, bobCy.id, 'the pelican is a secret from Ana');
 
-  ({ page: anaPage } = await signIn(ana, { chats: 2 }));
+  ({ page: anaPage } = await signInWithChats(ana, { chats: 2 }));
   const searches = recordSearches(anaPage);
   await searchBox(anaPage).fill('pelican');
 
@@ -164,7 +161,7 @@ test('on a phone, a result deep in a long chat opens it at that message, loaded,
     await sendMessage(env.stack, dee, chat.id, i === 3 ? 'the osprey nest is by the lake' : `line ${i}`);
   }
   await markRead(env.stack, ana, chat.id, total); // opening loads only the newest page, then
-  const { context, page } = await signIn(ana, { viewport: PHONE, chats: 3 });
+  const { context, page } = await signInWithChats(ana, { viewport: PHONE, chats: 3 });
 
   await searchBox(page).fill('osprey');
   await expect(results(page)).toHaveCount(1);

@@ -11,9 +11,10 @@ import { openChatInfo } from './ui/chat-info.js';
 import { ConversationView } from './ui/conversation.js';
 import { messageSearch } from './ui/message-search.js';
 import { openNewChat } from './ui/new-chat.js';
+import { desktopNotifications } from './ui/notifications.js';
 import { openProfile } from './ui/profile.js';
 import { h, replaceChildren } from './ui/dom.js';
-import { attachmentRefused } from './ui/format.js';
+import { attachmentRefused, whatWasSent } from './ui/format.js';
 
 const root = document.getElementById('app');
 const config = await requestJson('/web/config.json').catch(() => ({ userServiceUrl: `${location.protocol}//${location.hostname}:3000` }));
@@ -57,6 +58,8 @@ function startChat() {
   const pane = h('main', { class: 'pane', id: 'pane', 'aria-label': 'Conversation' });
   const newChatButton = h('button', { type: 'button', class: 'primary new-chat-btn', onclick: newChat }, h('span', { 'aria-hidden': 'true' }, '+ '), 'New chat');
   const nav = h('nav', { class: 'list-wrap', 'aria-label': 'Your chats' }, list);
+  /** Desktop notifications of new messages, when the user turns them on. */
+  const notifications = desktopNotifications({ store, openChatId: () => activeId, onOpen: openChat });
   /** The message search: while it holds a query, what it found replaces the chat list. */
   const search = messageSearch({ api, store, onOpen: openFound, onSearching: (on) => (nav.hidden = on) });
   const shell = h(
@@ -77,6 +80,7 @@ function startChat() {
         'Signed in as ',
         me,
         h('button', { type: 'button', class: 'link edit-profile', 'aria-label': 'Edit your profile', onclick: editProfile }, 'Edit'),
+        notifications.button,
       ),
       // The search first: Tab from New chat goes on to the chats.
       search.field,
@@ -128,13 +132,15 @@ function startChat() {
     if (chat && message.senderId !== store.me?.id && !message.deletedAt) {
       const who = store.nameOf(message.senderId);
       const where = chat.id === activeId ? '' : ` in ${store.title(chat)}`;
-      const image = message.image || message.imageUrl;
-      const what = image ? (message.content ? `sent an image: ${message.content}` : 'sent an image') : message.content;
-      announcer.textContent = `${who}${where}: ${what}`;
+      announcer.textContent = `${who}${where}: ${whatWasSent(message)}`;
     }
+    notifications.notify(message);
   });
   on('message-updated', ({ message }) => store.updateMessage(message));
-  on('read', (r) => store.applyRead(r));
+  on('read', (r) => {
+    store.applyRead(r);
+    if (r.userId === store.me?.id) notifications.close(r.chatId, r.seq); // read here, or on another device
+  });
   on('delivered', (d) => store.applyDelivered(d));
   on('typing', ({ chatId, userId, typing }) => store.setTyping(chatId, userId, typing));
   on('presence', (p) => store.setPresence(p));
@@ -222,6 +228,7 @@ function startChat() {
     const id = match && store.chats.has(match[1]) ? match[1] : null;
     if (id === activeId) return;
     activeId = id;
+    if (id) notifications.close(id);
     shell.classList.toggle('in-chat', !!id);
     renderChatList(list, store, activeId, openChat);
     const reveal = revealing?.chatId === id ? revealing.seq : undefined;
@@ -385,6 +392,7 @@ function startChat() {
   return {
     stop() {
       client.stop();
+      notifications.stop();
       clearInterval(showStatus.timer);
       window.removeEventListener('hashchange', route);
       document.removeEventListener('visibilitychange', onVisible);

@@ -130,6 +130,12 @@ export function reactionErrorText(error, on) {
   }
 }
 
+/** What a message says, in a line of its own: its text, or that it is an image (and its caption). */
+export function whatWasSent(message) {
+  if (!message.image && !message.imageUrl) return message.content;
+  return message.content ? `sent an image: ${message.content}` : 'sent an image';
+}
+
 const listFmt = new Intl.ListFormat('en', { type: 'conjunction' });
 
 /** Names as a sentence lists them: "Ana, Bob and you". */
