@@ -162,3 +162,31 @@ test('the store redraws an open chat whose last message comes newer in a ready t
   assert.deepEqual(result, { toldChat: true, shown: 'plan B', toldByRepeat: 0 });
   await context.close();
 });
+
+test('web addresses in a message become links: http(s) and www. only, the text as written, sentence punctuation left out', async () => {
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${env.stack.url}/web/config.json`);
+  const cases = [
+    'see https://example.com/a?b=1&c=2.',
+    '(docs: https://en.wikipedia.org/wiki/Rust_(programming_language))',
+    'www.rust-lang.org! and http://localhost:3002/#chat/1, too',
+    'javascript:alert(1) data:text/html,x ftp://files.example.com mailto:a@b.c',
+    'no scheme: example.com, half: https:// and https://[oops',
+  ];
+  const parts = await page.evaluate(async (texts) => {
+    const { withLinks } = await import('/web/js/ui/links.js');
+    return texts.map((text) =>
+      withLinks(text).map((p) => (typeof p === 'string' ? p : { a: p.textContent, href: p.getAttribute('href'), target: p.target, rel: p.rel })),
+    );
+  }, cases);
+  const link = (a, href) => ({ a, href, target: '_blank', rel: 'noopener noreferrer nofollow' });
+  assert.deepEqual(parts, [
+    ['see ', link('https://example.com/a?b=1&c=2', 'https://example.com/a?b=1&c=2'), '.'],
+    ['(docs: ', link('https://en.wikipedia.org/wiki/Rust_(programming_language)', 'https://en.wikipedia.org/wiki/Rust_(programming_language)'), ')'],
+    [link('www.rust-lang.org', 'https://www.rust-lang.org/'), '! and ', link('http://localhost:3002/#chat/1', 'http://localhost:3002/#chat/1'), ', too'],
+    ['javascript:alert(1) data:text/html,x ftp://files.example.com mailto:a@b.c'],
+    ['no scheme: example.com, half: https:// and https://[oops'],
+  ]);
+  await context.close();
+});

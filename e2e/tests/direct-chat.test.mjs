@@ -149,6 +149,19 @@ test('markup in a message is shown as text and never runs', async () => {
   assert.deepEqual(ana.page.dialogs, []);
 });
 
+test('a web address in a message is a link that opens in a new tab; a javascript: one stays text', async () => {
+  const text = 'the agenda: https://example.com/agenda?week=49. not this: javascript:alert(1)';
+  await send(ana.page, text);
+  const last = bob.page.locator('.log .msg .text').last();
+  await expect(last).toHaveText(text);
+  const links = last.getByRole('link');
+  await expect(links).toHaveCount(1);
+  await expect(links).toHaveText('https://example.com/agenda?week=49');
+  await expect(links).toHaveAttribute('href', 'https://example.com/agenda?week=49');
+  await expect(links).toHaveAttribute('target', '_blank');
+  await expect(links).toHaveAttribute('rel', 'noopener noreferrer nofollow');
+});
+
 test('at 375 px the list and the conversation fit without horizontal scrolling', async () => {
   const phone = await openClient(env.browser, env.stack, { viewport: PHONE });
   await screenshot(phone.page, 'login-phone');

@@ -11,6 +11,7 @@ import { h, replaceChildren } from './dom.js';
 import { avatar } from './chat-list.js';
 import { imageBox, openImageViewer } from './image.js';
 import { openConfirm } from './confirm.js';
+import { withLinks } from './links.js';
 import { COMMON_EMOJI, myReactions, reactionChips, reactionPicker, withWishes } from './reactions.js';
 import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
 import {
@@ -450,7 +451,7 @@ export class ConversationView {
     }
     if (!m.pending) attrs.dataset.seq = String(m.seq);
     const parts = [m.replyTo != null ? this.quote(chat, m) : null, picture];
-    if (m.content) parts.push(h('p', { class: 'text' }, m.content));
+    if (m.content) parts.push(h('p', { class: 'text' }, withLinks(m.content)));
     const meta = h('span', { class: 'meta' }, this.actions(chat, m));
     if (m.editedAt) meta.append(h('span', { class: 'edited', title: `Edited ${clock(m.editedAt)}` }, '(edited)'));
     meta.append(time);
