@@ -1,5 +1,6 @@
 // Your name and picture, as others see them: changed in the profile dialog, they reach the people
-// you chat with at once, without anyone reloading. The same dialog changes the password.
+// you chat with at once, without anyone reloading. The same dialog changes the password, signs out
+// on every device, and deactivates the account, each of the last two asked again first.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -104,6 +105,68 @@ test('a new password keeps this session, signs the other devices out, and is the
   await expect(page.getByRole('alert')).toHaveText('That username or password is not right.');
   await signIn(newPassword);
   await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('"Sign out everywhere" asks first, then ends this session and every other device’s', async () => {
+  const username = uniqueName('sam');
+  const { context, page } = await openClient(env.browser, env.stack);
+  await register(page, { username, displayName: 'Sam Everywhere' });
+  const otherDevice = await postUsers('/auth/login', { login: username, password: 'correct horse battery' });
+  assert.equal(otherDevice.status, 200);
+  const mine = await page.evaluate(() => JSON.parse(localStorage.getItem('converge.session')).refreshToken);
+
+  await page.getByRole('button', { name: 'Edit your profile' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Your profile' });
+  const confirm = page.getByRole('alertdialog', { name: 'Sign out on all your devices?' });
+  // Cancel changes nothing.
+  await dialog.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  await expect(confirm).toBeHidden();
+  assert.equal((await postUsers('/auth/refresh', { refreshToken: otherDevice.body.refreshToken })).status, 200, 'still signed in');
+
+  await dialog.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await confirm.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await expect(page.getByText('You have signed out on all your devices.', { exact: false })).toBeVisible();
+  await expect(page.getByRole('textbox', { name: 'Username or email' })).toBeVisible();
+  assert.equal(await page.evaluate(() => localStorage.getItem('converge.session')), null, 'forgotten here');
+  // Neither this session nor the other device can go on: their refresh tokens are refused.
+  assert.equal((await postUsers('/auth/refresh', { refreshToken: mine })).status, 401);
+  assert.equal((await postUsers('/auth/refresh', { refreshToken: otherDevice.body.refreshToken })).status, 401);
+  // Signing in again works: the account is fine.
+  await page.getByRole('textbox', { name: 'Username or email' }).fill(username);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('button', { name: 'New chat' })).toBeVisible();
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test('deactivating the account asks first, signs out, and the account cannot sign in again', async () => {
+  const username = uniqueName('dex');
+  const { context, page } = await openClient(env.browser, env.stack);
+  await register(page, { username, displayName: 'Dex Leaving' });
+
+  await page.getByRole('button', { name: 'Edit your profile' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Your profile' });
+  const confirm = page.getByRole('alertdialog', { name: 'Deactivate your account?' });
+  await dialog.getByRole('button', { name: 'Deactivate account' }).click();
+  await expect(confirm).toContainText('This cannot be undone.');
+  await page.keyboard.press('Escape');
+  await expect(confirm).toBeHidden();
+  await expect(dialog).toBeVisible();
+
+  await dialog.getByRole('button', { name: 'Deactivate account' }).click();
+  await confirm.getByRole('button', { name: 'Deactivate' }).click();
+  await expect(page.getByText('Your account is deactivated: it can no longer sign in.')).toBeVisible();
+  await page.getByRole('textbox', { name: 'Username or email' }).fill(username);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toHaveText('This account has been deactivated.');
+  const login = await postUsers('/auth/login', { login: username, password: 'correct horse battery' });
+  assert.equal(login.status, 403);
+  assert.equal(login.body.error.code, 'account_deactivated');
   assert.deepEqual(page.errors, []);
   await context.close();
 });

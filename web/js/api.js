@@ -39,6 +39,16 @@ export class Api {
     return this.session.fetchJson(`${this.users}/users/me/password`, { method: 'POST', body: { currentPassword, newPassword } });
   }
 
+  /** Ends every session of the signed-in user, this one too: no device can refresh its token any more. */
+  logoutAll() {
+    return this.session.fetchJson(`${this.users}/auth/logout-all`, { method: 'POST' });
+  }
+
+  /** Deactivates the signed-in user's account: every session ends, and it cannot sign in again. */
+  deactivate() {
+    return this.session.fetchJson(`${this.users}/users/me/deactivate`, { method: 'POST' });
+  }
+
   /** Creates a direct chat (or returns the existing one) or a group. */
   createChat({ kind, title, participantIds }) {
     const body = { kind, participantIds };

@@ -23,11 +23,19 @@ const api = new Api(session, config.userServiceUrl);
 
 let app = null;
 
+/** What the sign-in screen says after a session ended, by why it ended. */
+const ENDINGS = {
+  'signed-out': 'You have signed out.',
+  'signed-out-everywhere':
+    'You have signed out on all your devices. The others stop within minutes, when the access they hold runs out.',
+  deactivated: 'Your account is deactivated: it can no longer sign in.',
+  expired: 'Your session has expired. Please sign in again.',
+};
+
 session.addEventListener('ended', (e) => {
   app?.stop();
   app = null;
-  const notice = e.detail.reason === 'expired' ? 'Your session has expired. Please sign in again.' : 'You have signed out.';
-  showAuth(notice);
+  showAuth(ENDINGS[e.detail.reason] ?? ENDINGS['signed-out']);
 });
 
 function showAuth(notice) {
@@ -290,6 +298,14 @@ function startChat() {
         await client.renewNow();
       },
       onChangePassword: (passwords) => api.changePassword(passwords),
+      onSignOutEverywhere: async () => {
+        await api.logoutAll();
+        session.forget('signed-out-everywhere');
+      },
+      onDeactivate: async () => {
+        await api.deactivate();
+        session.forget('deactivated');
+      },
     });
   }
 

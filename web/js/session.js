@@ -215,7 +215,16 @@ export class Session extends EventTarget {
     }, Math.min(due, 2 ** 31 - 1));
   }
 
-  /** `reason`: 'signed-out' (the user asked) or 'expired' (the server refused the session). */
+  /** Forgets the session here after the server ended it (every session, or the account): see {@link end}. */
+  forget(reason) {
+    this.clear();
+    this.end(reason);
+  }
+
+  /**
+   * `reason`: 'signed-out' (the user asked), 'signed-out-everywhere' (the user ended every session),
+   * 'deactivated' (the user deactivated the account) or 'expired' (the server refused the session).
+   */
   end(reason) {
     this.dispatchEvent(new CustomEvent('ended', { detail: { reason } }));
   }

@@ -1,18 +1,21 @@
-// profile.js — the "Your profile" dialog: the name and picture everyone in your chats sees, and
-// a form to change the password.
+// profile.js — the "Your profile" dialog: the name and picture everyone in your chats sees, a form
+// to change the password, and the account's endings: signing out on every device, deactivating it.
 
 import { h } from './dom.js';
+import { openConfirm } from './confirm.js';
 import { apiErrorText } from './format.js';
 
 /**
  * Opens the dialog.
  * @param {{displayName: string, avatarUrl: string|null,
  *          onSave: (profile: {displayName: string, avatarUrl: string}) => Promise<void>,
- *          onChangePassword: (passwords: {currentPassword: string, newPassword: string}) => Promise<unknown>}} opts
+ *          onChangePassword: (passwords: {currentPassword: string, newPassword: string}) => Promise<unknown>,
+ *          onSignOutEverywhere: () => Promise<void>, onDeactivate: () => Promise<void>}} opts
  *   `onSave` makes the change (an empty `avatarUrl` removes the picture); `onChangePassword`
- *   changes the password. Both reject with the API's error, which the dialog shows.
+ *   changes the password; `onSignOutEverywhere` and `onDeactivate` end every session (and the
+ *   account), asked for in a confirmation first. All reject with the API's error, which is shown.
  */
-export function openProfile({ displayName, avatarUrl, onSave, onChangePassword }) {
+export function openProfile({ displayName, avatarUrl, onSave, onChangePassword, onSignOutEverywhere, onDeactivate }) {
   const error = h('p', { class: 'form-error', role: 'alert' });
   const name = h('input', { type: 'text', id: 'profile-name', value: displayName, maxlength: '64', autocomplete: 'name' });
   const picture = h('input', { type: 'url', id: 'profile-picture', value: avatarUrl ?? '', placeholder: 'https://…', autocomplete: 'photo' });
@@ -35,6 +38,7 @@ export function openProfile({ displayName, avatarUrl, onSave, onChangePassword }
     h('h2', { id: 'profile-title' }, 'Your profile'),
     form,
     passwordForm,
+    accountActions({ onSignOutEverywhere, onDeactivate, close: () => dialog.close() }),
   );
   dialog.addEventListener('close', () => dialog.remove());
   document.body.append(dialog);
@@ -101,6 +105,57 @@ function changePasswordForm(onChangePassword) {
       change.disabled = false;
     }
   }
+}
+
+/** Signing out on every device, and deactivating the account: each asked again before it is done. */
+function accountActions({ onSignOutEverywhere, onDeactivate, close }) {
+  const ask = (question) => () =>
+    openConfirm({
+      ...question,
+      errorText: apiErrorText,
+      // Done, the app goes to the sign-in screen: this dialog goes with it.
+      onConfirm: async () => {
+        await question.onConfirm();
+        close();
+      },
+    });
+  return h(
+    'section',
+    { class: 'dialog-form account-actions', 'aria-labelledby': 'account-title' },
+    h('h3', { id: 'account-title' }, 'Your account'),
+    h('p', { class: 'hint' }, 'Lost a phone, or signed in somewhere you should not stay? Sign out on every device, this one too.'),
+    h(
+      'div',
+      { class: 'dialog-actions' },
+      h(
+        'button',
+        {
+          type: 'button',
+          onclick: ask({
+            title: 'Sign out on all your devices?',
+            text: 'Every device signed in to your account is signed out, this one too. The others stop within minutes, when the access they hold runs out.',
+            confirmLabel: 'Sign out everywhere',
+            onConfirm: onSignOutEverywhere,
+          }),
+        },
+        'Sign out everywhere',
+      ),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'danger',
+          onclick: ask({
+            title: 'Deactivate your account?',
+            text: 'You are signed out everywhere and can never sign in again. Your messages stay in the chats you were in. This cannot be undone.',
+            confirmLabel: 'Deactivate',
+            onConfirm: onDeactivate,
+          }),
+        },
+        'Deactivate account',
+      ),
+    ),
+  );
 }
 
 /** The refusal of a password change in words: the field at fault, else the error's meaning. */
