@@ -9,7 +9,7 @@ import { openChat, openClient, register, uniqueName } from '../lib/browser.mjs';
 
 const env = useStackAndBrowser({ READ_RECEIPTS_MAX_CHAT_MEMBERS: '3' });
 
-test('in a group above the read-receipt limit a message shows no read count; below it, it does', async () => {
+test('in a group above the read-receipt limit a message shows no read count; below it, it does, and names the readers', async () => {
   const { context, page } = await openClient(env.browser, env.stack);
   const username = uniqueName('cara');
   await register(page, { username, displayName: 'Cara Counts' });
@@ -32,7 +32,11 @@ test('in a group above the read-receipt limit a message shows no read count; bel
   const status = page.locator('.group.mine .msg .status').last();
   await openChat(page, 'Small team');
   await expect(status).toHaveAttribute('aria-label', 'Read by 1 of 2');
-  await expect(status).toHaveAttribute('title', 'Read by 1 of 2');
+  // Who, on pointing at it.
+  await expect(status).toHaveAttribute('title', 'Read by dan Reader; not yet by eve Reader');
+  await markRead(env.stack, eve, small.id, 1);
+  await expect(status).toHaveAttribute('aria-label', 'Read');
+  await expect(status).toHaveAttribute('title', 'Read by dan Reader and eve Reader');
   await openChat(page, 'Big team');
   await expect(page.locator('.log .msg .text').last()).toHaveText('Hello Big team');
   await expect(status).toHaveAttribute('aria-label', 'Sent');

@@ -15,8 +15,8 @@ import { withLinks } from './links.js';
 import { COMMON_EMOJI, myReactions, reactionChips, reactionPicker, withWishes } from './reactions.js';
 import { IMAGE_TYPES, MAX_IMAGE_BYTES, isServicePath } from '../images.js';
 import {
-  FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, reactionErrorText, sendErrorText,
-  uploadErrorText,
+  FINAL_UPLOAD_CODES, changeErrorText, clock, dayKey, dayLabel, fileSize, imageProblem, listNames, reactionErrorText,
+  sendErrorText, uploadErrorText,
 } from './format.js';
 
 /** Messages from one sender closer than this share a group. */
@@ -605,6 +605,7 @@ export class ConversationView {
       const others = this.store.others(chat).length;
       label = { sent: 'Sent', delivered: 'Delivered', read: 'Read' }[state];
       if (chat.kind === 'group' && state !== 'read' && d.readers > 0) label = `Read by ${d.readers} of ${others}`;
+      if (chat.kind === 'group' && d.readers > 0) title = this.readers(chat, m.seq);
       if (!this.store.readsShared(chat)) {
         title = `${label}. Read receipts are not shared in groups of more than ${this.store.readReceiptsMaxChatMembers} members.`;
       }
@@ -617,6 +618,14 @@ export class ConversationView {
       h('span', { class: 'tick', 'aria-hidden': 'true' }, icon),
       showText ? h('span', { class: 'status-text', 'aria-hidden': 'true' }, label) : null,
     );
+  }
+
+  /** Who in a group has read up to `seq`, and who not yet: "Read by Dan and Eve; not yet by Finn". */
+  readers(chat, seq) {
+    const [read, unread] = [[], []];
+    for (const p of this.store.others(chat)) (p.lastReadSeq >= seq ? read : unread).push(p.displayName);
+    const who = `Read by ${listNames(read)}`;
+    return unread.length ? `${who}; not yet by ${listNames(unread)}` : who;
   }
 
   showLoadError() {
