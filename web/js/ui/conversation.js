@@ -620,10 +620,11 @@ export class ConversationView {
     );
   }
 
-  /** Who in a group has read up to `seq`, and who not yet: "Read by Dan and Eve; not yet by Finn". */
+  /** Who in a group has read up to `seq`, and who not yet, by name: "Read by Dan and Eve; not yet by Finn". */
   readers(chat, seq) {
     const [read, unread] = [[], []];
-    for (const p of this.store.others(chat)) (p.lastReadSeq >= seq ? read : unread).push(p.displayName);
+    const byName = this.store.others(chat).sort((a, b) => a.displayName.localeCompare(b.displayName));
+    for (const p of byName) (p.lastReadSeq >= seq ? read : unread).push(p.displayName);
     const who = `Read by ${listNames(read)}`;
     return unread.length ? `${who}; not yet by ${listNames(unread)}` : who;
   }
