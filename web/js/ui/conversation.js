@@ -213,7 +213,7 @@ export class ConversationView {
     this.notice = h('p', { class: 'composer-notice', role: 'alert' });
     this.stagedView = h('div', { class: 'staged', hidden: true });
     this.editingBar = h('div', { class: 'editing-bar', id: 'editing-bar', hidden: true });
-    this.replyBar = h('div', { class: 'editing-bar reply-bar', id: 'reply-bar', hidden: true });
+    this.replyBar = h('div', { class: 'reply-bar', id: 'reply-bar', hidden: true });
     this.replyBarKey = null;
     this.attachButton = h(
       'button',
