@@ -49,6 +49,8 @@ pub enum Delivery {
     Joined(Uuid),
     /// The user left this chat: stop following it.
     Left(Uuid),
+    /// These sessions of the user ended: a connection opened with one of them closes.
+    SessionsEnded(Arc<Vec<Uuid>>),
 }
 
 /// A chat event as the hub fans it out: serialized once for every WebSocket follower (`text`) and
@@ -390,6 +392,9 @@ impl Hub {
                 self.to_user(user_id, Delivery::Joined(chat_id))
             }
             (Topic::User(user_id), ChatEvent::Left { chat_id, .. }) => self.to_user(user_id, Delivery::Left(chat_id)),
+            (Topic::User(user_id), ChatEvent::SessionsEnded { sessions, .. }) => {
+                self.to_user(user_id, Delivery::SessionsEnded(Arc::new(sessions)))
+            }
             (topic, event) => tracing::debug!(?topic, ?event, "event on an unexpected topic"),
         }
     }

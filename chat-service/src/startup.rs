@@ -22,9 +22,9 @@ use crate::context::AppContext;
 use crate::hub::MessageSource;
 use crate::hub::{self, Hub};
 use crate::presence::{Presence, RedisPresence};
-use crate::relay::Relay;
 use crate::relay::local::LocalRelay;
 use crate::relay::redis::{Keys, RedisRelay, SharedConnection};
+use crate::relay::{Relay, SessionsHeard};
 use crate::service::announcer::Announcer;
 use crate::service::arrivals::Arrivals;
 use crate::service::attachments::{self, Uploads};
@@ -59,14 +59,17 @@ impl Application {
             // Not fatal: user-service may start after us; the first token with an unknown key fetches again.
             tracing::warn!(error = format!("{e:#}"), "user-service's JWKS is not reachable yet");
         }
-        Self::build_with(config, db, Authenticator::Jwks(jwks)).await
+        Self::build_with(config, db, Authenticator::jwks(jwks, Default::default())).await
     }
 
     /// Binds around a connected, migrated database and a token authenticator.
     pub async fn build_with(config: Config, db: DatabaseConnection, auth: Authenticator) -> anyhow::Result<Self> {
         converge_shared::telemetry::metrics_handle();
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
-        let scale = Scale::start(&config, &db, inbound_tx)?;
+        // Ended sessions: their tokens refused by `auth`, their connections closed by the hub.
+        let sessions = SessionsHeard { ended: auth.ended_sessions().clone(), inbound: inbound_tx.clone() };
+        sessions.clone().listen_in_process();
+        let scale = Scale::start(&config, &db, inbound_tx, sessions)?;
         let hub = Hub::new(scale.relay.clone(), scale.source);
         let pump = hub::Pump::new(hub.clone(), inbound_rx);
         if let Some(mut reconnected) = scale.reconnected {
@@ -234,6 +237,7 @@ impl Scale {
         config: &Config,
         db: &DatabaseConnection,
         inbound: mpsc::Sender<(crate::relay::Topic, crate::relay::ChatEvent)>,
+        sessions: SessionsHeard,
     ) -> anyhow::Result<Self> {
         let database: Arc<dyn MessageSource> = Arc::new(DbMessages(db.clone()));
         let Some(url) = config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
@@ -244,7 +248,7 @@ impl Scale {
         let instance = uuid::Uuid::new_v4();
         let keys = Keys::new(&config.redis_prefix);
         let pool = crate::relay::redis::pool(url)?;
-        let (relay, reconnected) = RedisRelay::start(url, keys.clone(), pool.clone(), instance, inbound)?;
+        let (relay, reconnected) = RedisRelay::start(url, keys.clone(), pool.clone(), instance, inbound, sessions)?;
         let relay: Arc<dyn Relay> = Arc::new(relay);
         let window: Arc<dyn HotWindow> =
             Arc::new(RedisWindow::new(SharedConnection::new(pool.clone()), keys.clone(), config.chat_window_size));

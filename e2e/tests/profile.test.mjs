@@ -6,9 +6,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useStackAndBrowser } from '../lib/fixture.mjs';
 import { expect } from '../lib/expect.mjs';
-import { openChat, openClient, register, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
+import { openChat, openClient, register, signIn, twoInADirectChat, uniqueName } from '../lib/browser.mjs';
 
-const env = useStackAndBrowser();
+// The services as separate processes, as deployed: a session ended at user-service reaches
+// chat-service over Redis (scripts/test has it running; TEST_REDIS_URL names it).
+const env = useStackAndBrowser({
+  REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  REDIS_PREFIX: `e2e${Date.now().toString(36)}:`,
+});
 
 test('a new name and picture reach the other side of a chat live, and stay after a reload', async () => {
   const [ana, bob] = await twoInADirectChat(env, 'Ana Before', 'Bob Watching');
@@ -109,12 +114,15 @@ test('a new password keeps this session, signs the other devices out, and is the
   await context.close();
 });
 
-test('"Sign out everywhere" asks first, then ends this session and every other device’s', async () => {
+test('"Sign out everywhere" asks first, then ends this session and every other device’s at once', async () => {
   const username = uniqueName('sam');
   const { context, page } = await openClient(env.browser, env.stack);
   await register(page, { username, displayName: 'Sam Everywhere' });
   const otherDevice = await postUsers('/auth/login', { login: username, password: 'correct horse battery' });
   assert.equal(otherDevice.status, 200);
+  // A second browser signed in too, its chat list open over the WebSocket.
+  const laptop = await signIn(env, { username });
+  await expect(laptop.page.getByRole('button', { name: 'Sign out' })).toBeVisible();
   const mine = await page.evaluate(() => JSON.parse(localStorage.getItem('converge.session')).refreshToken);
 
   await page.getByRole('button', { name: 'Edit your profile' }).click();
@@ -128,7 +136,10 @@ test('"Sign out everywhere" asks first, then ends this session and every other d
 
   await dialog.getByRole('button', { name: 'Sign out everywhere' }).click();
   await confirm.getByRole('button', { name: 'Sign out everywhere' }).click();
-  await expect(page.getByText('You have signed out on all your devices.', { exact: false })).toBeVisible();
+  await expect(page.getByText('You have signed out on all your devices.')).toBeVisible();
+  // The other browser is signed out too, now, not when its access token expires.
+  await expect(laptop.page.getByRole('textbox', { name: 'Username or email' })).toBeVisible();
+  await laptop.context.close();
   await expect(page.getByRole('textbox', { name: 'Username or email' })).toBeVisible();
   assert.equal(await page.evaluate(() => localStorage.getItem('converge.session')), null, 'forgotten here');
   // Neither this session nor the other device can go on: their refresh tokens are refused.

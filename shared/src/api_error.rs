@@ -143,6 +143,10 @@ impl From<crate::token::TokenError> for ApiError {
     fn from(err: crate::token::TokenError) -> Self {
         match err {
             crate::token::TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
+            crate::token::TokenError::SessionEnded => ApiError::new(
+                ErrorCode::InvalidToken,
+                "the session of this access token has ended (signed out): sign in again",
+            ),
             _ => ApiError::new(ErrorCode::InvalidToken, "the access token is invalid"),
         }
     }

@@ -1,9 +1,11 @@
 //! Authenticating callers by access token, for every door of every service.
 //!
-//! user-service verifies with its own public keys ([`Authenticator::Local`]); chat-service verifies
-//! with user-service's JWKS ([`Authenticator::Jwks`]), fetched at start and again when a token names
-//! a key it has not seen, so a key rotation needs no restart.
+//! user-service verifies with its own public keys ([`Authenticator::local`]); chat-service verifies
+//! with user-service's JWKS ([`Authenticator::jwks`]), fetched at start and again when a token names
+//! a key it has not seen, so a key rotation needs no restart. Both refuse the tokens of sessions
+//! that have ended ([`EndedSessions`]) before the tokens expire.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
@@ -13,23 +15,49 @@ use jsonwebtoken::jwk::JwkSet;
 
 use crate::api_error::ApiError;
 use crate::error::ErrorCode;
+use crate::sessions::EndedSessions;
 use crate::token::{AccessClaims, TokenError, TokenVerifier};
 
 /// How often an unknown `kid` may trigger a JWKS fetch, so forged tokens cannot flood user-service.
 const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Verifies access tokens. Register it as `web::Data<Authenticator>` for [`AuthUser`] to find.
-pub enum Authenticator {
+pub struct Authenticator {
+    keys: Keys,
+    ended: Arc<EndedSessions>,
+}
+
+enum Keys {
     Local(TokenVerifier),
     Jwks(JwksClient),
 }
 
 impl Authenticator {
+    /// Verifies with these keys (user-service's own).
+    pub fn local(verifier: TokenVerifier, ended: Arc<EndedSessions>) -> Self {
+        Self { keys: Keys::Local(verifier), ended }
+    }
+
+    /// Verifies with the keys of a JWKS (another service's).
+    pub fn jwks(client: JwksClient, ended: Arc<EndedSessions>) -> Self {
+        Self { keys: Keys::Jwks(client), ended }
+    }
+
+    /// A valid token of a session that has not ended.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        match self {
-            Authenticator::Local(verifier) => verifier.verify(token),
-            Authenticator::Jwks(client) => client.verify(token).await,
+        let claims = match &self.keys {
+            Keys::Local(verifier) => verifier.verify(token)?,
+            Keys::Jwks(client) => client.verify(token).await?,
+        };
+        if claims.sid.is_some_and(|sid| self.ended.has_ended(sid)) {
+            return Err(TokenError::SessionEnded);
         }
+        Ok(claims)
+    }
+
+    /// The sessions this authenticator refuses, to wait on one of them.
+    pub fn ended_sessions(&self) -> &Arc<EndedSessions> {
+        &self.ended
     }
 }
 

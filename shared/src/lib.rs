@@ -11,6 +11,7 @@
 //! - [`config`], [`telemetry`] (feature `server`): typed configuration loading, logs and metrics.
 //! - [`process`] (feature `server`): process set-up, the open-files limit.
 //! - [`rate_limit`] (feature `server`): attempts per key, per minute or per second.
+//! - [`sessions`] (feature `server`): sessions ended at user-service, told to every token verifier.
 //!
 //! Without features this crate builds without a database or a web server, so the benchmark, the tests
 //! and other clients can speak the API with the very types the servers use.
@@ -35,5 +36,7 @@ pub mod http;
 pub mod process;
 #[cfg(feature = "server")]
 pub mod rate_limit;
+#[cfg(feature = "server")]
+pub mod sessions;
 #[cfg(feature = "server")]
 pub mod telemetry;

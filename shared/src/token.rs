@@ -61,6 +61,8 @@ pub enum TokenError {
     UnknownKey(String),
     #[error("the token is invalid")]
     Invalid,
+    #[error("the session of the token has ended")]
+    SessionEnded,
 }
 
 /// Verifies access tokens against a set of public keys, looked up by `kid`.

@@ -47,6 +47,12 @@ pub struct Config {
     /// Tokens travel in headers and bodies, never cookies, so CORS guards no ambient credential;
     /// the default still names only the local web client (chat-service on its default port).
     pub cors_allowed_origins: String,
+    /// Redis URL: when set, ended sessions are announced there to every chat-service instance (the
+    /// same Redis and `redis_prefix` they use), which then refuse those sessions' tokens at once.
+    /// Unset: announced within this process only (the embedded default runs both services in one).
+    pub redis_url: Option<String>,
+    /// Prefix of Converge's Redis keys and channels, as chat-service's `REDIS_PREFIX`.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -69,6 +75,8 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             log_format: LogFormat::Text,
             cors_allowed_origins: "http://localhost:3002,http://127.0.0.1:3002".into(),
+            redis_url: None,
+            redis_prefix: "converge:".into(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::endings::SessionEndings;
 use crate::keys::SigningKeys;
 use crate::service::passwords::Passwords;
 use crate::service::rate_limit::AuthRateLimits;
@@ -20,5 +21,7 @@ pub struct AppContext {
     pub passwords: Arc<Passwords>,
     /// Register and login limits, per IP and per account.
     pub limits: Arc<AuthRateLimits>,
+    /// Tells the token verifiers (chat-service, and this service itself) which sessions ended.
+    pub endings: Arc<SessionEndings>,
     pub config: Arc<Config>,
 }

@@ -18,6 +18,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
 use crate::context::AppContext;
+use crate::endings::SessionEndings;
 use crate::graphql;
 use crate::http;
 use crate::keys::SigningKeys;
@@ -51,6 +52,7 @@ impl Application {
             keys: Arc::new(keys),
             passwords: Arc::new(Passwords::new().await?),
             limits: Arc::new(AuthRateLimits::new(config.auth_rate_limit_per_ip, config.auth_rate_limit_per_account)),
+            endings: Arc::new(SessionEndings::new(&config)?),
             config: Arc::new(config),
         };
         let listener = listen(&context.config.host, context.config.user_service_port, context.config.listen_backlog)
@@ -84,7 +86,8 @@ impl Application {
 fn serve(listener: TcpListener, context: AppContext) -> anyhow::Result<Server> {
     let schema = web::Data::new(graphql::build_schema(context.clone()));
     let max_body = context.config.max_body_bytes;
-    let authenticator = web::Data::new(Authenticator::Local(context.keys.verifier().clone()));
+    let authenticator =
+        web::Data::new(Authenticator::local(context.keys.verifier().clone(), context.endings.ended.clone()));
     let origins = checked_origins(&context.config)?;
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {

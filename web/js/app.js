@@ -26,8 +26,7 @@ let app = null;
 /** What the sign-in screen says after a session ended, by why it ended. */
 const ENDINGS = {
   'signed-out': 'You have signed out.',
-  'signed-out-everywhere':
-    'You have signed out on all your devices. The others stop within minutes, when the access they hold runs out.',
+  'signed-out-everywhere': 'You have signed out on all your devices.',
   deactivated: 'Your account is deactivated: it can no longer sign in.',
   expired: 'Your session has expired. Please sign in again.',
 };

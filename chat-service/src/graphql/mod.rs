@@ -17,8 +17,10 @@ use chrono::{DateTime, Utc};
 use converge_shared::api_error::{ApiError, ApiResult};
 use converge_shared::auth::{Authenticator, bearer_token};
 use converge_shared::error::ErrorCode;
+use converge_shared::sessions::EndedSessions;
 use converge_shared::token::TokenError;
 use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -57,19 +59,39 @@ struct Auth(ApiResult<Caller>);
 /// from then on the connection's operations are refused and its subscriptions end.
 struct TokenDeadline(DateTime<Utc>);
 
+/// On a subscription connection, the session of its `connection_init` token (none for an app's
+/// token): when it ends at user-service, the connection's operations are refused and its
+/// subscriptions end, as at its deadline.
+struct TokenSession {
+    ended: Arc<EndedSessions>,
+    sid: Option<Uuid>,
+}
+
+impl TokenSession {
+    fn has_ended(&self) -> bool {
+        self.sid.is_some_and(|sid| self.ended.has_ended(sid))
+    }
+}
+
 /// A verified caller, and what else its token says: until when it is accepted, and the version of
 /// the profile its name is from.
 struct Verified {
     caller: Caller,
     accepted_until: DateTime<Utc>,
     profile_at: Option<i64>,
+    session: Option<Uuid>,
 }
 
 async fn authenticate(auth: &Authenticator, token: Option<String>) -> ApiResult<Verified> {
     let token = token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "an access token is required"))?;
     let claims = auth.verify(&token).await?;
-    let (accepted_until, profile_at) = (claims.accepted_until(), claims.profile_at);
-    Ok(Verified { caller: Caller { user_id: claims.sub, name: claims.name, token }, accepted_until, profile_at })
+    let (accepted_until, profile_at, session) = (claims.accepted_until(), claims.profile_at, claims.sid);
+    Ok(Verified {
+        caller: Caller { user_id: claims.sub, name: claims.name, token },
+        accepted_until,
+        profile_at,
+        session,
+    })
 }
 
 async fn execute(
@@ -98,7 +120,7 @@ async fn subscribe(
     GraphQLSubscription::new(Schema::clone(&schema))
         .on_connection_init(move |payload| async move {
             let token = init_token(&payload).or(header_token);
-            let Verified { caller, accepted_until, profile_at } =
+            let Verified { caller, accepted_until, profile_at, session } =
                 authenticate(&auth, token).await.map_err(|e| e.extend())?;
             let from = users::TokenProfile { name: &caller.name, profile_at, token: Some(&caller.token) };
             if let Err(e) = users::refresh_profile_in_every_chat(&app, caller.user_id, from).await {
@@ -107,6 +129,7 @@ async fn subscribe(
             let mut data = Data::default();
             data.insert(Auth(Ok(caller)));
             data.insert(TokenDeadline(accepted_until));
+            data.insert(TokenSession { ended: auth.ended_sessions().clone(), sid: session });
             Ok(data)
         })
         .start(&req, payload)
@@ -139,6 +162,9 @@ fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
     if ctx.data_opt::<TokenDeadline>().is_some_and(|deadline| Utc::now() > deadline.0) {
         return Err(ApiError::from(TokenError::Expired).extend());
     }
+    if ctx.data_opt::<TokenSession>().is_some_and(TokenSession::has_ended) {
+        return Err(ApiError::from(TokenError::SessionEnded).extend());
+    }
     match ctx.data_opt::<Auth>() {
         Some(Auth(Ok(caller))) => Ok(caller),
         Some(Auth(Err(e))) => Err(e.extend()),
@@ -147,22 +173,35 @@ fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
 }
 
 /// Ends a subscription with `token_expired` when its connection's token stops being accepted, so
-/// that no subscription outlives the token that opened it. The client reconnects with a fresh one
-/// and subscribes again (`messageAdded` with `afterSeq` misses nothing).
+/// that no subscription outlives the token that opened it, and with `invalid_token` when the token's
+/// session ends at user-service. The client reconnects with a fresh token and subscribes again
+/// (`messageAdded` with `afterSeq` misses nothing).
 fn until_token_expires<T, S: Stream<Item = async_graphql::Result<T>>>(
     ctx: &Context<'_>,
     stream: S,
 ) -> impl Stream<Item = async_graphql::Result<T>> + use<T, S> {
     let deadline = ctx.data_opt::<TokenDeadline>().map(|deadline| deadline.0);
+    let session = ctx.data_opt::<TokenSession>().map(|s| TokenSession { ended: s.ended.clone(), sid: s.sid });
+    let ended = session.as_ref().map(|s| (s.ended.clone(), s.sid));
     let expiry = async move {
         match deadline {
             Some(at) => tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await,
             None => std::future::pending().await,
         }
     };
-    let expired = async move { deadline.is_some_and(|at| Utc::now() >= at) };
-    stream.take_until(expiry).chain(
-        futures_util::stream::once(expired)
-            .filter_map(|expired| async move { expired.then(|| Err(ApiError::from(TokenError::Expired).extend())) }),
+    let session_end = async move {
+        match ended {
+            Some((ended, sid)) => ended.wait_for(sid).await,
+            None => std::future::pending().await,
+        }
+    };
+    let why = async move {
+        if session.is_some_and(|s| s.has_ended()) {
+            return Some(TokenError::SessionEnded);
+        }
+        deadline.is_some_and(|at| Utc::now() >= at).then_some(TokenError::Expired)
+    };
+    stream.take_until(futures_util::future::select(Box::pin(expiry), Box::pin(session_end))).chain(
+        futures_util::stream::once(why).filter_map(|why| async move { why.map(|e| Err(ApiError::from(e).extend())) }),
     )
 }

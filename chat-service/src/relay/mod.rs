@@ -8,17 +8,22 @@
 pub mod local;
 pub mod redis;
 
+use std::sync::Arc;
+
 use converge_shared::dto::{MessageDto, Role};
+use converge_shared::sessions::{EndedSessions, SessionsEnded};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 /// Where an event is published: a chat's events go to its members; membership changes also go to
-/// the user concerned, who may not be subscribed to the chat yet.
+/// the user concerned, who may not be subscribed to the chat yet. `SessionsEnded` is user-service's
+/// (every instance hears it, and no instance publishes on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     Chat(Uuid),
     User(Uuid),
+    SessionsEnded,
 }
 
 /// Something that happened, as relayed between instances.
@@ -79,6 +84,45 @@ pub enum ChatEvent {
         user_id: Uuid,
         online: bool,
     },
+    /// Sessions of `user_id` ended at user-service ([`converge_shared::sessions`]): their
+    /// connections close. Handed to the hub by whatever heard it; never published by an instance.
+    SessionsEnded {
+        user_id: Uuid,
+        sessions: Vec<Uuid>,
+    },
+}
+
+/// Hands ended sessions to the hub and to the authenticator's list, as they are heard.
+#[derive(Clone)]
+pub struct SessionsHeard {
+    pub ended: Arc<EndedSessions>,
+    pub inbound: Inbound,
+}
+
+impl SessionsHeard {
+    pub async fn heard(&self, event: SessionsEnded) {
+        // Refused from now on, before the connections hear of it: a request made meanwhile with
+        // such a token cannot get through.
+        self.ended.record(&event);
+        let SessionsEnded { user_id, sessions, .. } = event;
+        let _ = self.inbound.send((Topic::User(user_id), ChatEvent::SessionsEnded { user_id, sessions })).await;
+    }
+
+    /// Listens on this process's bus: the embedded default's user-service announces there.
+    pub fn listen_in_process(self) {
+        let mut bus = converge_shared::sessions::local_bus().subscribe();
+        tokio::spawn(async move {
+            loop {
+                match bus.recv().await {
+                    Ok(event) => self.heard(event).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "ended sessions missed on the in-process bus");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
 }
 
 /// Received events are handed to the hub through this channel.

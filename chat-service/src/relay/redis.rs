@@ -22,6 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
+use converge_shared::sessions::SessionsEnded;
 use deadpool_redis::{Pool, Runtime};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::io::tcp::TcpSettings;
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ChatEvent, Inbound, Relay, Sent, Topic};
+use super::{ChatEvent, Inbound, Relay, Sent, SessionsHeard, Topic};
 
 /// How long one Redis command may take before it counts as failed: a send never waits longer on Redis.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -59,10 +60,14 @@ impl Keys {
         match topic {
             Topic::Chat(id) => format!("{}chat:{{{id}}}", self.prefix),
             Topic::User(id) => format!("{}user:{{{id}}}", self.prefix),
+            Topic::SessionsEnded => converge_shared::sessions::channel(&self.prefix),
         }
     }
 
     fn topic_of(&self, channel: &str) -> Option<Topic> {
+        if channel == self.channel(Topic::SessionsEnded) {
+            return Some(Topic::SessionsEnded);
+        }
         let rest = channel.strip_prefix(self.prefix.as_str())?;
         let (kind, id) = rest.split_once(':')?;
         let id: Uuid = id.strip_prefix('{')?.strip_suffix('}')?.parse().ok()?;
@@ -210,6 +215,7 @@ impl RedisRelay {
         pool: Pool,
         instance: Uuid,
         inbound: Inbound,
+        sessions: SessionsHeard,
     ) -> anyhow::Result<(Self, mpsc::Receiver<()>)> {
         let info = connection_info(url)?;
         // Push messages (pub/sub without a dedicated blocking connection) need RESP3.
@@ -229,11 +235,13 @@ impl RedisRelay {
         let disconnected = Arc::new(Notify::new());
         let (reconnected_tx, reconnected_rx) = mpsc::channel(4);
         let (changes_tx, changes_rx) = mpsc::channel(1024);
-        tokio::spawn(receive(push_rx, keys.clone(), instance, inbound.clone(), disconnected.clone(), up.clone()));
+        let heard = Heard { keys: keys.clone(), instance, inbound: inbound.clone(), sessions };
+        tokio::spawn(receive(push_rx, heard, disconnected.clone(), up.clone()));
         let subscriber = Subscriber {
             conn,
             keys: keys.clone(),
-            counts: HashMap::new(),
+            // Ended sessions are heard for as long as the instance runs, whoever is connected.
+            counts: HashMap::from([(Topic::SessionsEnded, 1)]),
             unsubscribed_while_down: HashSet::new(),
             up: up.clone(),
             reconnected: reconnected_tx,
@@ -298,6 +306,7 @@ fn kind(topic: Topic) -> &'static str {
     match topic {
         Topic::Chat(_) => "chat",
         Topic::User(_) => "user",
+        Topic::SessionsEnded => "sessions_ended",
     }
 }
 
@@ -329,15 +338,23 @@ impl Relay for RedisRelay {
     }
 }
 
+/// Where received events go.
+struct Heard {
+    keys: Keys,
+    /// This instance: its own events come back, and are skipped.
+    instance: Uuid,
+    inbound: Inbound,
+    sessions: SessionsHeard,
+}
+
 /// Turns push messages into hub events.
 async fn receive(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
-    keys: Keys,
-    instance: Uuid,
-    inbound: Inbound,
+    heard: Heard,
     disconnected: Arc<Notify>,
     up: Arc<AtomicBool>,
 ) {
+    let Heard { keys, instance, inbound, sessions } = heard;
     while let Some(push) = pushes.recv().await {
         match push.kind {
             PushKind::Message => {}
@@ -354,6 +371,14 @@ async fn receive(
             continue;
         };
         let Some(topic) = std::str::from_utf8(channel).ok().and_then(|c| keys.topic_of(c)) else { continue };
+        if topic == Topic::SessionsEnded {
+            // user-service's, as it wrote it (no envelope: it is no instance).
+            match serde_json::from_slice::<SessionsEnded>(payload) {
+                Ok(event) => sessions.heard(event).await,
+                Err(e) => tracing::warn!(error = %e, "unreadable ended sessions"),
+            }
+            continue;
+        }
         // The event stays raw until the origin is checked: this instance's own events come back too
         // (it follows the chats it publishes to), and are skipped without being decoded.
         let envelope: Envelope<&serde_json::value::RawValue> = match serde_json::from_slice(payload) {
@@ -535,10 +560,11 @@ mod tests {
     fn channels_name_their_topic() {
         let keys = Keys::new("t1:");
         let id = Uuid::now_v7();
-        for topic in [Topic::Chat(id), Topic::User(id)] {
+        for topic in [Topic::Chat(id), Topic::User(id), Topic::SessionsEnded] {
             assert_eq!(keys.topic_of(&keys.channel(topic)), Some(topic));
         }
         assert_eq!(keys.topic_of("t2:chat:{x}"), None);
+        assert_eq!(keys.topic_of("t2:sessions-ended"), None, "another deployment's");
         assert_eq!(keys.topic_of("t1:chat:{not-a-uuid}"), None);
         assert_eq!(keys.topic_of("t1:room:{00000000-0000-0000-0000-000000000000}"), None);
     }
@@ -556,8 +582,10 @@ mod tests {
         let mut pooled = pool.get().await.expect("Redis is reachable at TEST_REDIS_URL");
         let _: String = redis::cmd("PING").query_async(&mut *pooled).await.unwrap();
         let (inbound, _events) = mpsc::channel(1);
+        let sessions = SessionsHeard { ended: Default::default(), inbound: inbound.clone() };
+        let keys = Keys::new("nodelay-test:");
         let (_relay, mut connected) =
-            RedisRelay::start(&url, Keys::new("nodelay-test:"), pool.clone(), Uuid::now_v7(), inbound).unwrap();
+            RedisRelay::start(&url, keys, pool.clone(), Uuid::now_v7(), inbound, sessions).unwrap();
         connected.recv().await.expect("the relay connects");
 
         let nodelay = converge_testkit::tcp_nodelay_of_sockets(|_, peer| peer.port() == redis_port);

@@ -127,7 +127,8 @@ pub async fn follow_chat(
                     yield Err(super::forbidden());
                     return;
                 }
-                Delivery::Joined(_) | Delivery::Left(_) => {}
+                // Ended sessions end subscriptions where their tokens are known (graphql's `until_token_expires`).
+                Delivery::Joined(_) | Delivery::Left(_) | Delivery::SessionsEnded(_) => {}
             }
         }
     })
@@ -158,7 +159,7 @@ pub async fn follow_membership(
                 },
                 Delivery::Left(chat_id) => yield Ok(Membership::Removed(chat_id)),
                 // The user's reads in big groups, for their registrations that follow those chats.
-                Delivery::Frame(_) => {}
+                Delivery::Frame(_) | Delivery::SessionsEnded(_) => {}
             }
         }
         yield Err(fell_behind("subscribe again, then read the chats"));

@@ -133,6 +133,14 @@ async fn open(
             return None;
         }
     };
+    // Its session may have ended after the token was checked and before the hub knew of this
+    // connection to tell it: ended sessions are recorded before the hub is told, so this sees it.
+    if claims.sid.is_some_and(|sid| auth.ended_sessions().has_ended(sid)) {
+        ctx.hub.unregister(conn_id).await;
+        send_before_close(&mut session, None, TokenError::SessionEnded.into()).await;
+        close(session, close_code::UNAUTHORIZED, "session ended").await;
+        return None;
+    }
     let connection = Connection {
         limiter: RateLimiter::direct_with_clock(
             per_second_with_double_burst(ctx.config.ws_frames_per_second),
@@ -143,6 +151,7 @@ async fn open(
         session,
         conn_id,
         user_id: claims.sub,
+        token_session: claims.sid,
         token_accepted_until: claims.accepted_until(),
         last_sent: HashMap::new(),
         typing: HashMap::new(),
@@ -384,6 +393,9 @@ struct Connection {
     session: Session,
     conn_id: ConnId,
     user_id: Uuid,
+    /// The session of the latest accepted token (none for a token issued to an app): when it ends
+    /// at user-service, the connection closes.
+    token_session: Option<Uuid>,
     /// When the latest accepted token stops being accepted: past it the connection serves nothing
     /// more and closes, as a request with that token would be refused.
     token_accepted_until: DateTime<Utc>,
@@ -628,6 +640,7 @@ impl Connection {
             return self.send_error(req, error).await;
         }
         self.token_accepted_until = claims.accepted_until();
+        self.token_session = claims.sid;
         // A token issued after a profile change carries the new name and a later profile version:
         // the chats are told of what changed.
         let from = users::TokenProfile { name: &claims.name, profile_at: claims.profile_at, token: Some(token) };
@@ -833,6 +846,13 @@ impl Connection {
             // Rare and deep: boxed, so an idle connection's task does not carry their size.
             Delivery::Joined(chat_id) => Box::pin(self.on_joined(chat_id)).await,
             Delivery::Left(chat_id) => Box::pin(self.on_left(chat_id)).await,
+            Delivery::SessionsEnded(sessions) => match self.token_session {
+                Some(sid) if sessions.contains(&sid) => {
+                    let _ = self.send_error(None, TokenError::SessionEnded.into()).await;
+                    Err(Close(close_code::UNAUTHORIZED, "session ended"))
+                }
+                _ => Ok(()),
+            },
         }
     }
 

@@ -79,7 +79,7 @@ impl TestStack {
         tweak(&mut config);
         let db = connect(&config.database_url(), config.database_max_connections).await.unwrap();
         ServiceDb::Chat.migrate_up(&db).await.unwrap();
-        let auth = Authenticator::Jwks(JwksClient::new(config.jwks_url()));
+        let auth = Authenticator::jwks(JwksClient::new(config.jwks_url()), Default::default());
         let chat = chat_service::Application::build_with(config, db, auth).await.expect("chat-service builds");
         let chat_url = format!("http://127.0.0.1:{}", chat.port());
         let ws_url = format!("ws://127.0.0.1:{}/ws", chat.port());

@@ -12,5 +12,6 @@ mod images;
 mod ops;
 mod rest;
 mod search;
+mod sessions;
 mod tokens;
 mod ws;

@@ -327,6 +327,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let users_db = fresh_postgres_database().await;
         let chat_database = fresh_postgres_database().await;
+        let prefix = format!("t{}:", Uuid::new_v4().simple());
         let user_config = user_service::Config {
             host: "127.0.0.1".into(),
             user_service_port: 0,
@@ -334,12 +335,14 @@ impl Cluster {
             database_url: Some(users_db),
             auth_rate_limit_per_ip: 100_000,
             auth_rate_limit_per_account: 100_000,
+            // Ended sessions are announced where the instances hear them.
+            redis_url: Some(redis_url.to_owned()),
+            redis_prefix: prefix.clone(),
             ..Default::default()
         };
         let users = user_service::Application::build(user_config).await.expect("user-service builds");
         let users_url = format!("http://127.0.0.1:{}", users.port());
         tokio::spawn(users.run_until_stopped());
-        let prefix = format!("t{}:", Uuid::new_v4().simple());
         let mut cluster = Self {
             users_url,
             instances: Vec::new(),

@@ -261,3 +261,27 @@ async fn a_change_made_through_one_instance_reaches_the_other_and_no_stale_copy_
     assert_eq!((backlog[1]["type"].as_str(), &backlog[1]["message"]), (Some("new_message"), &deleted));
     assert_eq!(resumed["edits"], json!({ chat.to_string(): 2 }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_closes_the_connections_on_every_instance_and_every_instance_refuses_the_token() {
+    let cluster = Cluster::start(2).await;
+    let ana = cluster.user("ana").await;
+    let (mut first, mut second) = (cluster.connect(&ana, 0).await, cluster.connect(&ana, 1).await);
+    let chats = |via: usize| {
+        cluster.client.get(format!("{}/chats", cluster.instance(via).http())).bearer_auth(&ana.token).send()
+    };
+    assert_eq!(chats(1).await.unwrap().status(), reqwest::StatusCode::OK);
+
+    // user-service announces it over Redis once the sessions are ended; both instances hear it.
+    let res = cluster.client.post(format!("{}/auth/logout-all", cluster.users_url)).bearer_auth(&ana.token).send();
+    assert_eq!(res.await.unwrap().status(), reqwest::StatusCode::NO_CONTENT);
+    for client in [&mut first, &mut second] {
+        let told = client.until(|f| f["type"] == "error").await.expect("told before the close");
+        assert_eq!(told["code"], "invalid_token", "{told}");
+        assert_eq!(client.next().await, None);
+        assert_eq!(client.close_code, Some(4001));
+    }
+    for via in [0, 1] {
+        assert_eq!(chats(via).await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "instance {via}");
+    }
+}

@@ -114,8 +114,9 @@ pub async fn change_password(
     if changed.rows_affected == 0 {
         return Err(ApiError::field("currentPassword", "is not your current password"));
     }
-    sessions::logout_all_but(&txn, user_id, keep).await?;
+    let ended = sessions::logout_all_but(&txn, user_id, keep).await?;
     txn.commit().await?;
+    ctx.endings.announce(user_id, ended).await;
     tracing::info!("password changed");
     Ok(())
 }

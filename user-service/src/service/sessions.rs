@@ -132,24 +132,35 @@ pub async fn logout_all(ctx: &AppContext, user_id: Uuid) -> ApiResult<()> {
     if !user.is_some_and(|user| user.is_active()) {
         return Err(account_deactivated());
     }
-    logout_all_but(&txn, user_id, None).await?;
+    let ended = logout_all_but(&txn, user_id, None).await?;
     txn.commit().await?;
+    ctx.endings.announce(user_id, ended).await;
     Ok(())
 }
 
 /// Ends every session of a user except `keep` (a session id, the `sid` of an access token), within
 /// the caller's transaction, which must hold the user's row (see [`Hold`]): by updating it, as a
-/// password change and a deactivation do, or by [`begin_holding_user`].
-pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>) -> ApiResult<()> {
+/// password change and a deactivation do, or by [`begin_holding_user`]. Answers the sessions it
+/// ended, for the caller to announce once the transaction has committed.
+pub async fn logout_all_but<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>) -> ApiResult<Vec<Uuid>> {
+    let mut live = refresh_token::Entity::find()
+        .select_only()
+        .column(refresh_token::Column::FamilyId)
+        .distinct()
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null());
     let mut revoke = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::UserId.eq(user_id))
         .filter(refresh_token::Column::RevokedAt.is_null());
     if let Some(keep) = keep {
+        live = live.filter(refresh_token::Column::FamilyId.ne(keep));
         revoke = revoke.filter(refresh_token::Column::FamilyId.ne(keep));
     }
+    // The row lock held makes the two agree: no session of the user starts or ends in between.
+    let ended = live.into_tuple::<Uuid>().all(conn).await?;
     revoke.exec(conn).await?;
-    Ok(())
+    Ok(ended)
 }
 
 async fn reuse_detected(ctx: &AppContext, row: &refresh_token::Model) -> ApiError {
@@ -173,6 +184,7 @@ async fn revoke_family(ctx: &AppContext, row: &refresh_token::Model) -> ApiResul
         .exec(&txn)
         .await?;
     txn.commit().await?;
+    ctx.endings.announce(row.user_id, vec![row.family_id]).await;
     Ok(())
 }
 

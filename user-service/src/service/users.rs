@@ -86,8 +86,9 @@ pub async fn deactivate(ctx: &AppContext, user_id: Uuid) -> ApiResult<()> {
     active.deactivated_at = Set(Some(Utc::now()));
     active.updated_at = Set(Utc::now());
     active.update(&txn).await?;
-    sessions::logout_all_but(&txn, user_id, None).await?;
+    let ended = sessions::logout_all_but(&txn, user_id, None).await?;
     txn.commit().await?;
+    ctx.endings.announce(user_id, ended).await;
     tracing::info!(user.id = %user_id, "account deactivated");
     Ok(())
 }

@@ -133,7 +133,7 @@ function accountActions({ onSignOutEverywhere, onDeactivate, close }) {
           type: 'button',
           onclick: ask({
             title: 'Sign out on all your devices?',
-            text: 'Every device signed in to your account is signed out, this one too. The others stop within minutes, when the access they hold runs out.',
+            text: 'Every device signed in to your account is signed out at once, this one too.',
             confirmLabel: 'Sign out everywhere',
             onConfirm: onSignOutEverywhere,
           }),
