@@ -1,7 +1,8 @@
 //! Announcing ended sessions ([`converge_shared::sessions`]): after a logout, "sign out
 //! everywhere", a password change, a deactivation or a stolen refresh token has been committed,
 //! every verifier of access tokens hears which sessions ended, and refuses their tokens from then
-//! on instead of until they expire. This service refuses them at once itself.
+//! on instead of until they expire. This service refuses them at once itself, and over Redis it
+//! hears the other replicas' announcements too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use anyhow::Context;
 use converge_shared::sessions::{EndedSessions, SessionsEnded, channel, local_bus};
 use converge_shared::token::LEEWAY_SECS;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -18,6 +20,9 @@ use crate::config::Config;
 /// How long an announcement may wait for Redis: it runs before the request that ended the sessions
 /// is answered, so that the answer means "announced", and a Redis gone quiet must not hold it long.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds of the wait before listening again after the connection to Redis is lost.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
 
 pub struct SessionEndings {
     /// What this service's own authenticator refuses.
@@ -42,7 +47,11 @@ impl SessionEndings {
             }
             None => None,
         };
-        Ok(Self { ended: Arc::default(), redis, access_token_ttl_secs: config.access_token_ttl_secs })
+        let ended: Arc<EndedSessions> = Arc::default();
+        if let (Some(url), Some((_, channel))) = (config.redis_url.clone(), &redis) {
+            listen(redis::Client::open(url).context("REDIS_URL")?, channel.clone(), ended.clone());
+        }
+        Ok(Self { ended, redis, access_token_ttl_secs: config.access_token_ttl_secs })
     }
 
     /// `sessions` of `user_id` have ended (committed). Not being heard is logged, not an error: the
@@ -67,6 +76,39 @@ impl SessionEndings {
             }
         }
     }
+}
+
+/// Hears every replica's announcements (this one's too, recorded twice to no effect), so that a
+/// session ended through one replica is refused by all. At most once, as on chat-service: what is
+/// announced while the connection is down is not heard, and those tokens expire in their time.
+fn listen(client: redis::Client, channel: String, ended: Arc<EndedSessions>) {
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match hear(&client, &channel, &ended).await {
+                // It had worked: the connection was lost. Listen again soon.
+                Ok(()) => backoff = BACKOFF_MIN,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "cannot listen for ended sessions on Redis; trying again");
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    });
+}
+
+async fn hear(client: &redis::Client, channel: &str, ended: &EndedSessions) -> anyhow::Result<()> {
+    let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub()).await??;
+    pubsub.subscribe(channel).await?;
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        match serde_json::from_slice::<SessionsEnded>(message.get_payload_bytes()) {
+            Ok(event) => ended.record(&event),
+            Err(e) => tracing::warn!(error = %e, "unreadable ended sessions"),
+        }
+    }
+    Ok(())
 }
 
 async fn publish(pool: &Pool, channel: &str, event: &SessionsEnded) -> anyhow::Result<()> {

@@ -58,6 +58,21 @@ impl TestApp {
         Self { address, client, signing_key, context, _data_dir: data_dir }
     }
 
+    /// A second replica of this app: the same database, signing key and settings (Redis too), a
+    /// port of its own.
+    pub async fn replica(&self) -> Self {
+        let data_dir = tempfile::tempdir().expect("a temp dir");
+        let config = Config { data_dir: data_dir.path().display().to_string(), ..(*self.context.config).clone() };
+        let db = connect(&config.database_url(), config.database_max_connections).await.expect("connect");
+        let keys = SigningKeys::new(self.signing_key.clone(), vec![]).expect("keys");
+        let app = Application::build_with(config, db, keys).await.expect("the replica builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let context = app.context().clone();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { address, client, signing_key: self.signing_key.clone(), context, _data_dir: data_dir }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

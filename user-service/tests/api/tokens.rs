@@ -173,3 +173,45 @@ on_both_backends! {
         }
     }
 }
+
+/// Replicas of user-service on one Redis: a session ended through one is refused by the other at
+/// once, as by chat-service, not when its access token expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_through_one_replica_is_refused_by_the_other() {
+    let redis_url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let first = TestApp::spawn_with(crate::helpers::Backend::Postgres, |c| {
+        c.redis_url = Some(redis_url.clone());
+        c.redis_prefix = prefix.clone();
+    })
+    .await;
+    let second = first.replica().await;
+    // Both replicas listen (Redis counts the subscribers): what is announced from now on is heard.
+    let channel = converge_shared::sessions::channel(&prefix);
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("Redis at TEST_REDIS_URL");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let counts: Vec<(String, i64)> =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut conn).await.unwrap();
+        if counts[0].1 >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "both replicas subscribe: {counts:?}");
+        tokio::task::yield_now().await;
+    }
+
+    let ana = first.register("ana").await;
+    let token = ana["accessToken"].as_str().unwrap();
+    assert_eq!(second.get_authed("/users/me", token).await.status(), StatusCode::OK);
+    let res = first.post("/auth/logout", &json!({ "refreshToken": ana["refreshToken"] })).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_error(first.get_authed("/users/me", token).await, 401, "invalid_token").await;
+    // The second replica hears it a moment later: asked until it refuses, within a deadline.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while second.get_authed("/users/me", token).await.status() == StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "the second replica never heard of the logout");
+        tokio::task::yield_now().await;
+    }
+    assert_error(second.get_authed("/users/me", token).await, 401, "invalid_token").await;
+}
