@@ -137,8 +137,10 @@ test('"Sign out everywhere" asks first, then ends this session and every other d
   await dialog.getByRole('button', { name: 'Sign out everywhere' }).click();
   await confirm.getByRole('button', { name: 'Sign out everywhere' }).click();
   await expect(page.getByText('You have signed out on all your devices.')).toBeVisible();
-  // The other browser is signed out too, now, not when its access token expires.
+  // The other browser is signed out too, now, not when its access token expires, and told why.
   await expect(laptop.page.getByRole('textbox', { name: 'Username or email' })).toBeVisible();
+  await expect(laptop.page.getByText('your session was ended from another device', { exact: false })).toBeVisible();
+  assert.deepEqual(laptop.page.errors, []);
   await laptop.context.close();
   await expect(page.getByRole('textbox', { name: 'Username or email' })).toBeVisible();
   assert.equal(await page.evaluate(() => localStorage.getItem('converge.session')), null, 'forgotten here');

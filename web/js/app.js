@@ -29,12 +29,16 @@ const ENDINGS = {
   'signed-out-everywhere': 'You have signed out on all your devices.',
   deactivated: 'Your account is deactivated: it can no longer sign in.',
   expired: 'Your session has expired. Please sign in again.',
+  'ended-elsewhere':
+    'You have been signed out: your session was ended from another device (signed out everywhere, or the password changed).',
 };
 
 session.addEventListener('ended', (e) => {
+  // The server said why before the refresh failed: the session was ended, it did not just expire.
+  const reason = e.detail.reason === 'expired' && app?.endedElsewhere ? 'ended-elsewhere' : e.detail.reason;
   app?.stop();
   app = null;
-  showAuth(ENDINGS[e.detail.reason] ?? ENDINGS['signed-out']);
+  showAuth(ENDINGS[reason] ?? ENDINGS['signed-out']);
 });
 
 function showAuth(notice) {
@@ -190,6 +194,12 @@ function startChat() {
   });
   on('left', ({ chatId }) => leftChat(chatId));
   on('status', (s) => showStatus(s));
+  // Told on an open connection that its token is refused: only when its session was ended at
+  // user-service (signed out everywhere, the password changed on another device).
+  let endedElsewhere = false;
+  on('server-error', ({ code }) => {
+    if (code === 'invalid_token' && client.online) endedElsewhere = true;
+  });
   // The server refused even a freshly refreshed token: this session cannot chat any more.
   on('auth-failed', () => {
     if (!session.signedIn) return;
@@ -405,6 +415,9 @@ function startChat() {
   }
 
   return {
+    get endedElsewhere() {
+      return endedElsewhere;
+    },
     stop() {
       client.stop();
       notifications.stop();
