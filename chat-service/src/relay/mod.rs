@@ -104,6 +104,7 @@ impl SessionsHeard {
         // Refused from now on, before the connections hear of it: a request made meanwhile with
         // such a token cannot get through.
         self.ended.record(&event);
+        metrics::counter!("sessions_ended_heard_total").increment(event.sessions.len() as u64);
         let SessionsEnded { user_id, sessions, .. } = event;
         let _ = self.inbound.send((Topic::User(user_id), ChatEvent::SessionsEnded { user_id, sessions })).await;
     }

@@ -283,5 +283,6 @@ async fn signing_out_everywhere_closes_the_connections_on_every_instance_and_eve
     }
     for via in [0, 1] {
         assert_eq!(chats(via).await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "instance {via}");
+        assert_eq!(cluster.instance(via).metric("sessions_ended_heard_total").await, 1.0, "instance {via}");
     }
 }
