@@ -36,6 +36,7 @@ impl SessionEndings {
     /// Over Redis when `REDIS_URL` is set; connections are made when first needed, so user-service
     /// starts and serves while Redis is away.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let ended: Arc<EndedSessions> = Arc::default();
         let redis = match config.redis_url.as_deref().filter(|url| !url.trim().is_empty()) {
             Some(url) => {
                 let mut redis = deadpool_redis::Config::from_url(url);
@@ -43,14 +44,12 @@ impl SessionEndings {
                 let timeouts = Timeouts { wait: timeout, create: timeout, recycle: timeout };
                 redis.pool = Some(PoolConfig { timeouts, ..PoolConfig::new(4) });
                 let pool = redis.create_pool(Some(Runtime::Tokio1)).context("REDIS_URL")?;
-                Some((pool, channel(&config.redis_prefix)))
+                let channel = channel(&config.redis_prefix);
+                listen(redis::Client::open(url).context("REDIS_URL")?, channel.clone(), ended.clone());
+                Some((pool, channel))
             }
             None => None,
         };
-        let ended: Arc<EndedSessions> = Arc::default();
-        if let (Some(url), Some((_, channel))) = (config.redis_url.clone(), &redis) {
-            listen(redis::Client::open(url).context("REDIS_URL")?, channel.clone(), ended.clone());
-        }
         Ok(Self { ended, redis, access_token_ttl_secs: config.access_token_ttl_secs })
     }
 

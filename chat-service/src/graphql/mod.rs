@@ -62,6 +62,7 @@ struct TokenDeadline(DateTime<Utc>);
 /// On a subscription connection, the session of its `connection_init` token (none for an app's
 /// token): when it ends at user-service, the connection's operations are refused and its
 /// subscriptions end, as at its deadline.
+#[derive(Clone)]
 struct TokenSession {
     ended: Arc<EndedSessions>,
     sid: Option<Uuid>,
@@ -181,8 +182,8 @@ fn until_token_expires<T, S: Stream<Item = async_graphql::Result<T>>>(
     stream: S,
 ) -> impl Stream<Item = async_graphql::Result<T>> + use<T, S> {
     let deadline = ctx.data_opt::<TokenDeadline>().map(|deadline| deadline.0);
-    let session = ctx.data_opt::<TokenSession>().map(|s| TokenSession { ended: s.ended.clone(), sid: s.sid });
-    let ended = session.as_ref().map(|s| (s.ended.clone(), s.sid));
+    let session = ctx.data_opt::<TokenSession>().cloned();
+    let watched = session.clone();
     let expiry = async move {
         match deadline {
             Some(at) => tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await,
@@ -190,8 +191,8 @@ fn until_token_expires<T, S: Stream<Item = async_graphql::Result<T>>>(
         }
     };
     let session_end = async move {
-        match ended {
-            Some((ended, sid)) => ended.wait_for(sid).await,
+        match watched {
+            Some(TokenSession { ended, sid }) => ended.wait_for(sid).await,
             None => std::future::pending().await,
         }
     };

@@ -340,9 +340,15 @@ impl TestStack {
         let url = format!("{}/users/me", self.users_url);
         let res = self.client.patch(url).bearer_auth(&user.token).json(&change).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        self.log_in(login).await["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in as `login` (a new session): user-service's answer, with `accessToken` and `refreshToken`.
+    pub async fn log_in(&self, login: &str) -> Value {
         let body = json!({ "login": login, "password": "correct horse battery" });
-        let login = self.client.post(format!("{}/auth/login", self.users_url)).json(&body).send().await.unwrap();
-        login.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
+        let res = self.client.post(format!("{}/auth/login", self.users_url)).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
     }
 
     /// An acknowledged `graphql-transport-ws` connection of `user`.

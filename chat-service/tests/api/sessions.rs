@@ -13,10 +13,7 @@ struct Device {
 }
 
 async fn log_in(stack: &TestStack, username: &str) -> Device {
-    let body = json!({ "login": username, "password": "correct horse battery" });
-    let res = stack.client.post(format!("{}/auth/login", stack.users_url)).json(&body).send().await.unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let body: Value = res.json().await.unwrap();
+    let body = stack.log_in(username).await;
     Device {
         user: User {
             id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
@@ -60,8 +57,7 @@ on_both_backends! {
         let (phone, laptop) = (log_in(&stack, "ana").await, log_in(&stack, "ana").await);
         let mut phone_ws = stack.connect(&phone.user).await;
         let mut laptop_ws = stack.connect(&laptop.user).await;
-        let mut phone_gql = stack.graphql_ws_raw(json!({ "token": phone.user.token })).await;
-        assert_eq!(phone_gql.next().await["type"], "connection_ack");
+        let mut phone_gql = stack.graphql_ws(&phone.user).await;
         phone_gql.subscribe("chats", "subscription { myChats { __typename } }", json!({})).await;
         stack.wait_for_connections(&phone.user, 3).await;
         assert_eq!(token_status(&stack, &phone).await, (200, 200));

@@ -177,14 +177,17 @@ async fn reuse_detected(ctx: &AppContext, row: &refresh_token::Model) -> ApiErro
 /// Ends the session (the token family) that `row` belongs to.
 async fn revoke_family(ctx: &AppContext, row: &refresh_token::Model) -> ApiResult<()> {
     let (txn, _) = begin_holding_user(&ctx.db, row.user_id, Hold::Exclusive).await?;
-    refresh_token::Entity::update_many()
+    let revoked = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(refresh_token::Column::FamilyId.eq(row.family_id))
         .filter(refresh_token::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    ctx.endings.announce(row.user_id, vec![row.family_id]).await;
+    // Ended already (a second logout): it was announced then.
+    if revoked.rows_affected > 0 {
+        ctx.endings.announce(row.user_id, vec![row.family_id]).await;
+    }
     Ok(())
 }
 

@@ -459,14 +459,13 @@ export class ConversationView {
     parts.push(meta);
     if (!m.pending) {
       parts.push(this.emojiPicker(chat, m));
-      const unsent = this.wishes.get(`${chat.id} ${m.seq}`);
       parts.push(
         reactionChips({
           reactions: this.reactionsShown(chat, m),
           me: this.store.me?.id,
           nameOf: (id) => this.store.participant(chat.id, id)?.displayName ?? this.store.nameOf(id),
           onToggle: (emoji, on) => this.react(chat.id, m.seq, emoji, on),
-          unsent: unsent && new Set(unsent.keys()),
+          unsent: this.wishes.get(`${chat.id} ${m.seq}`),
         }),
       );
     }
@@ -1047,9 +1046,7 @@ export class ConversationView {
 
   /** A message's reactions with my changes on their way applied. */
   reactionsShown(chat, m) {
-    const wishes = this.wishes.get(`${chat.id} ${m.seq}`);
-    if (!wishes) return m.reactions;
-    return withWishes(m.reactions, new Map([...wishes].map(([emoji, wish]) => [emoji, wish.on])), this.store.me?.id);
+    return withWishes(m.reactions, this.wishes.get(`${chat.id} ${m.seq}`), this.store.me?.id);
   }
 
   /**

@@ -24,22 +24,22 @@ export function myReactions(reactions, me) {
 
 /**
  * A message's reactions as they will be once my changes on their way are applied: `wishes` maps an
- * emoji to true (I give it) or false (I take mine back). An emoji only my wish brings goes last, as
- * the server will put it.
+ * emoji to my change of it, `{on}`: true, I give it; false, I take mine back. An emoji only my wish
+ * brings goes last, as the server will put it.
  * @param {{emoji: string, userIds: string[]}[]} [reactions]
- * @param {Map<string, boolean>} [wishes]
+ * @param {Map<string, {on: boolean}>} [wishes]
  * @param {string} me
  */
 export function withWishes(reactions = [], wishes, me) {
   if (!wishes?.size) return reactions;
   const shown = reactions
     .map(({ emoji, userIds }) => {
-      const on = wishes.get(emoji);
+      const on = wishes.get(emoji)?.on;
       if (on === undefined || on === userIds.includes(me)) return { emoji, userIds };
       return { emoji, userIds: on ? [...userIds, me] : userIds.filter((id) => id !== me) };
     })
     .filter((r) => r.userIds.length > 0);
-  for (const [emoji, on] of wishes) {
+  for (const [emoji, { on }] of wishes) {
     if (on && !reactions.some((r) => r.emoji === emoji)) shown.push({ emoji, userIds: [me] });
   }
   return shown;
@@ -55,7 +55,7 @@ export function withWishes(reactions = [], wishes, me) {
  * @param {string} o.me my user id
  * @param {(userId: string) => string} o.nameOf
  * @param {(emoji: string, on: boolean) => void} o.onToggle
- * @param {Set<string>} [o.unsent]
+ * @param {{has: (emoji: string) => boolean}} [o.unsent] (a Set, or a Map by emoji)
  */
 export function reactionChips({ reactions, me, nameOf, onToggle, unsent }) {
   if (!reactions?.length) return null;
